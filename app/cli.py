@@ -1,0 +1,182 @@
+"""Command line: `python -m app serve | web | worker | beat | migrate | replay`."""
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from app.config import get_settings, reset_settings_cache
+from app.logging import configure_logging, get_logger
+
+log = get_logger("omoi.cli")
+
+
+def _setup() -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json, settings.secret_values())
+
+
+def _migrate() -> None:
+    from app.db.migrate import upgrade
+
+    upgrade(get_settings().database_url)
+
+
+def cmd_migrate(_args) -> int:
+    _setup()
+    _migrate()
+    log.info("database_migrated")
+    return 0
+
+
+def cmd_web(_args) -> int:
+    from aiohttp import web
+
+    from app.web import MissingWebhookSecret, create_app
+
+    _setup()
+    settings = get_settings()
+    try:
+        app = create_app(settings)
+    except MissingWebhookSecret as exc:
+        print(f"omoi: {exc}", file=sys.stderr)
+        return 2
+    _migrate()
+    log.info("web_listening", host=settings.host, port=settings.port, github=settings.github_api_url)
+    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+    return 0
+
+
+def worker_argv(settings, beat: bool) -> list[str]:
+    argv = [
+        "worker",
+        "--loglevel=INFO",
+        f"--concurrency={settings.worker_concurrency}",
+        "-Q",
+        "omoi",
+        "--without-gossip",
+        "--without-mingle",
+        "-n",
+        f"omoi-{os.getpid()}@%h",
+    ]
+    if beat:
+        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+        argv += ["-B", "-s", str(Path(settings.data_dir) / "celerybeat-schedule")]
+    return argv
+
+
+def cmd_worker(args) -> int:
+    _setup()
+    _migrate()
+    from tasks.celery_app import celery_app
+
+    celery_app.worker_main(worker_argv(get_settings(), beat=args.beat))
+    return 0
+
+
+def cmd_beat(_args) -> int:
+    _setup()
+    from tasks.celery_app import celery_app
+
+    settings = get_settings()
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    celery_app.start(["beat", "-s", str(Path(settings.data_dir) / "celerybeat-schedule")])
+    return 0
+
+
+def _ensure_dev_secret() -> None:
+    """`serve` is the single-machine default: create a webhook secret once rather than refuse."""
+    settings = get_settings()
+    if settings.webhook_secret is not None and settings.webhook_secret.get_secret_value():
+        return
+    env_path = Path(".env")
+    secret = secrets.token_hex(32)
+    with open(env_path, "a") as fh:
+        fh.write(f"\nOMOI_WEBHOOK_SECRET={secret}\n")
+    env_path.chmod(0o600)
+    reset_settings_cache()
+    print(
+        "omoi: no OMOI_WEBHOOK_SECRET was set, so one was generated and saved to .env.\n"
+        "      Put the same value in your GitHub App's webhook secret (see README).",
+        file=sys.stderr,
+    )
+
+
+def cmd_serve(_args) -> int:
+    """Web and an embedded worker (with the beat scheduler) in one process group."""
+    _ensure_dev_secret()
+    _setup()
+    _migrate()  # once, before either process starts
+    worker = subprocess.Popen([sys.executable, "-m", "app", "worker", "--beat"])
+
+    def _stop(signum, _frame):
+        worker.terminate()
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        return cmd_web(_args)
+    finally:
+        if worker.poll() is None:
+            worker.terminate()
+            try:
+                worker.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+
+
+def cmd_replay(args) -> int:
+    """Sign a payload file like GitHub does and send it to a running omoi."""
+    import hashlib
+    import hmac
+    import json
+    import urllib.error
+    import urllib.request
+
+    settings = get_settings()
+    if settings.webhook_secret is None:
+        print("omoi: OMOI_WEBHOOK_SECRET is not set", file=sys.stderr)
+        return 2
+    body = Path(args.payload).read_bytes()
+    json.loads(body)  # fail early on a broken file
+    sig = "sha256=" + hmac.new(settings.webhook_secret.get_secret_value().encode(), body, hashlib.sha256).hexdigest()
+    url = args.url or f"http://{settings.host}:{settings.port}/webhooks/github"
+    req = urllib.request.Request(url, data=body, method="POST", headers={
+        "Content-Type": "application/json",
+        "X-GitHub-Event": args.event,
+        "X-GitHub-Delivery": args.delivery or str(uuid.uuid4()),
+        "X-Hub-Signature-256": sig,
+        "User-Agent": "omoi-replay",
+    })
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            print(resp.status, resp.read().decode())
+            return 0
+    except urllib.error.HTTPError as exc:
+        print(exc.code, exc.read().decode())
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app", description="omoi GitHub App")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="web + embedded worker on one machine (default setup)").set_defaults(func=cmd_serve)
+    sub.add_parser("web", help="the webhook web process only").set_defaults(func=cmd_web)
+    w = sub.add_parser("worker", help="a Celery worker")
+    w.add_argument("--beat", action="store_true", help="also run the periodic scheduler")
+    w.set_defaults(func=cmd_worker)
+    sub.add_parser("beat", help="the periodic scheduler").set_defaults(func=cmd_beat)
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    r = sub.add_parser("replay", help="sign and send a webhook payload file to omoi")
+    r.add_argument("payload")
+    r.add_argument("--event", required=True)
+    r.add_argument("--delivery")
+    r.add_argument("--url")
+    r.set_defaults(func=cmd_replay)
+    args = parser.parse_args(argv)
+    return args.func(args)

@@ -1,0 +1,146 @@
+"""One settings class for every process.
+
+Precedence (highest first): explicit kwargs, environment (OMOI_*), .env, the YAML named by
+OMOI_CONFIG, config/base.yaml, field defaults. Secrets are only read from the environment
+or .env: YAML is for settings people commit.
+"""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE_YAML = ROOT / "config" / "base.yaml"
+
+
+def _alias(name: str, *extra: str) -> AliasChoices:
+    # Every setting has an OMOI_ variable; a few also accept their well-known plain name.
+    return AliasChoices(f"OMOI_{name.upper()}", name, *extra)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="OMOI_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # --- GitHub App identity (secrets from env/.env only) ---
+    webhook_secret: SecretStr | None = None
+    github_app_id: str | None = None
+    github_private_key: SecretStr | None = None
+    github_private_key_path: Path | None = None
+    github_api_url: str = "https://api.github.com"
+    github_web_url: str = "https://github.com"
+    app_name: str = "omoi"
+
+    # --- storage and queues ---
+    database_url: str = "sqlite:///.omoi/omoi.db"
+    broker_url: str = ""
+    data_dir: Path = Path(".omoi")
+
+    # --- web ---
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_webhook_bytes: int = 25 * 1024 * 1024
+    worker_concurrency: int = 2
+
+    # --- behaviour ---
+    trigger_label: str = "omoi"
+    allowed_bot_app_ids: list[int] = Field(default_factory=list)
+    permission_cache_seconds: int = 60
+    installation_token_refresh_margin_seconds: int = 300
+    github_max_retries: int = 4
+    github_retry_max_wait_seconds: float = 60
+    delivery_stale_seconds: int = 120
+    issue_lock_seconds: int = 600
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # --- model API ---
+    anthropic_api_key: SecretStr | None = Field(
+        default=None, validation_alias=_alias("anthropic_api_key", "ANTHROPIC_API_KEY")
+    )
+    anthropic_base_url: str = Field(
+        default="", validation_alias=_alias("anthropic_base_url", "ANTHROPIC_BASE_URL")
+    )
+    model_planner: str = "claude-sonnet-4-5"
+    model_reviewer: str = "claude-haiku-4-5"
+    llm_timeout_seconds: float = 120
+    llm_max_retries: int = 3
+
+    @field_validator("github_api_url", "github_web_url")
+    @classmethod
+    def _strip_slash(cls, v: str) -> str:
+        return v.rstrip("/")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        files = [BASE_YAML]
+        if os.environ.get("OMOI_CONFIG"):
+            files.append(Path(os.environ["OMOI_CONFIG"]))
+        yaml = YamlConfigSettingsSource(settings_cls, yaml_file=files, deep_merge=True)
+        return (init_settings, env_settings, dotenv_settings, yaml, file_secret_settings)
+
+    # --- derived values ---
+    def private_key_pem(self) -> str | None:
+        if self.github_private_key is not None:
+            # .env files often carry the PEM on one line with literal \n.
+            return self.github_private_key.get_secret_value().replace("\\n", "\n")
+        if self.github_private_key_path is not None:
+            return Path(self.github_private_key_path).read_text()
+        return None
+
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    def broker_transport_options(self) -> dict:
+        if self.resolved_broker_url().startswith("filesystem://"):
+            queue_dir = Path(self.data_dir).resolve() / "broker"
+            (queue_dir / "queue").mkdir(parents=True, exist_ok=True)
+            (queue_dir / "processed").mkdir(parents=True, exist_ok=True)
+            return {
+                "data_folder_in": str(queue_dir / "queue"),
+                "data_folder_out": str(queue_dir / "queue"),
+                "processed_folder": str(queue_dir / "processed"),
+                "store_processed": False,
+                # The filesystem transport polls; 1 s default makes every reaction feel slow.
+                "polling_interval": 0.1,
+            }
+        return {}
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret, for the log redactor."""
+        values = []
+        for s in (self.webhook_secret, self.github_private_key, self.anthropic_api_key):
+            if s is not None and s.get_secret_value():
+                values.append(s.get_secret_value())
+        return values
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings_cache() -> None:
+    get_settings.cache_clear()

@@ -1,0 +1,155 @@
+"""Database models. GitHub comments are a rendering of this state, never the source of truth.
+
+Note: never name a column `metadata` or `registry` (SQLAlchemy reserves them on the class).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from app.timeutil import utc_now
+
+# BigInteger ids (GitHub ids exceed 2^31) that are still SQLite's rowid-style autoincrement.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def _ts() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), default=utc_now, nullable=False)
+
+
+class Installation(Base):
+    __tablename__ = "installations"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # GitHub's id
+    account_login: Mapped[str] = mapped_column(String(255), default="")
+    account_type: Mapped[str] = mapped_column(String(32), default="")
+    suspended: Mapped[bool] = mapped_column(default=False)
+    deleted: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = _ts()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utc_now, onupdate=utc_now, nullable=False
+    )
+
+
+class Repository(Base):
+    __tablename__ = "repositories"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # GitHub's id
+    installation_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("installations.id", ondelete="SET NULL"), index=True
+    )
+    full_name: Mapped[str] = mapped_column(String(255), index=True)
+    default_branch: Mapped[str] = mapped_column(String(255), default="main")
+    removed: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = _ts()
+
+
+class WebhookDelivery(Base):
+    """Every accepted delivery, stored before GitHub gets its 2xx so nothing acknowledged is lost."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    event: Mapped[str] = mapped_column(String(64), index=True)
+    action: Mapped[str | None] = mapped_column(String(64))
+    installation_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    payload: Mapped[dict] = mapped_column(JSON)
+    # received -> queued -> processing -> done | failed | ignored
+    status: Mapped[str] = mapped_column(String(16), default="received", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = _ts()
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Spec(Base):
+    """One tracked issue: omoi's plan for it and where that plan stands."""
+
+    __tablename__ = "specs"
+    __table_args__ = (UniqueConstraint("repo_full_name", "issue_number", name="uq_spec_issue"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    repository_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    installation_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    repo_full_name: Mapped[str] = mapped_column(String(255))
+    issue_number: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(Text, default="")
+    # acknowledged -> requirements -> design -> tasks -> approved -> running -> done | failed | rejected | cancelled
+    state: Mapped[str] = mapped_column(String(32), default="acknowledged")
+    requested_by: Mapped[str] = mapped_column(String(255), default="")
+    ack_comment_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = _ts()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utc_now, onupdate=utc_now, nullable=False
+    )
+
+
+class Job(Base):
+    """A unit of background work with a lease, so two workers never run it twice."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(64), index=True)
+    spec_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("specs.id"), index=True)
+    key: Mapped[str | None] = mapped_column(String(255), unique=True)  # idempotency key
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    result: Mapped[dict | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _ts()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utc_now, onupdate=utc_now, nullable=False
+    )
+
+
+class IssueLock(Base):
+    """A per-issue mutex in the database: commands on one issue run one at a time."""
+
+    __tablename__ = "issue_locks"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LLMCall(Base):
+    """One model call, for token and cost accounting."""
+
+    __tablename__ = "llm_calls"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    spec_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    purpose: Mapped[str] = mapped_column(String(64), default="")
+    model: Mapped[str] = mapped_column(String(128))
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cache_creation_input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cache_read_input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[Decimal] = mapped_column(Numeric(12, 6), default=Decimal(0))
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+    ok: Mapped[bool] = mapped_column(default=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _ts()

@@ -1,0 +1,64 @@
+"""issues events: the trigger label starts omoi on an issue."""
+from __future__ import annotations
+
+from gidgethub import sansio
+from gidgethub.routing import Router
+from sqlalchemy import select
+
+from app.db.models import Spec
+from app.db.session import session_scope
+from app.events.context import EventContext
+from app.github import comments
+from app.github.permissions import check_sender
+from app.render import render
+
+router = Router()
+ACK_MARKER = "<!-- omoi:ack"
+
+
+@router.register("issues", action="labeled")
+async def on_labeled(event: sansio.Event, ctx: EventContext) -> None:
+    data = event.data
+    label = (data.get("label") or {}).get("name", "")
+    if label.lower() != ctx.settings.trigger_label.lower():
+        return
+    issue, repo, sender = data["issue"], data["repository"], data["sender"]
+    if issue.get("pull_request"):
+        return  # labels on pull requests do not start a spec
+    full_name, number = repo["full_name"], issue["number"]
+    gh = await ctx.gh()
+    decision = await check_sender(gh, ctx.settings, full_name, sender)
+    if not decision.allowed:
+        ctx.log.info("label_refused", sender=sender.get("login"), permission=decision.permission)
+        return
+
+    with session_scope(ctx.settings.database_url) as s:
+        spec = s.scalars(
+            select(Spec).where(Spec.repo_full_name == full_name, Spec.issue_number == number)
+        ).one_or_none()
+        if spec is None:
+            spec = Spec(
+                repo_full_name=full_name,
+                issue_number=number,
+                repository_id=repo.get("id"),
+                installation_id=ctx.installation_id,
+                title=issue.get("title", ""),
+                requested_by=sender.get("login", ""),
+            )
+            s.add(spec)
+            s.flush()
+        spec_id, known_comment = spec.id, spec.ack_comment_id
+        requested_by = spec.requested_by
+
+    await comments.add_reaction(gh, full_name, issue_number=number, content="eyes")
+    body = render(
+        "ack.md.j2",
+        requested_by=requested_by,
+        label=ctx.settings.trigger_label,
+        issue_number=number,
+        spec_id=spec_id,
+    )
+    result = await comments.upsert(gh, ctx.settings, full_name, number, ACK_MARKER, body, known_id=known_comment)
+    with session_scope(ctx.settings.database_url) as s:
+        s.get(Spec, spec_id).ack_comment_id = result.comment_id
+    ctx.log.info("issue_acknowledged", issue=number, comment=result.comment_id, action=result.action)

@@ -1,0 +1,87 @@
+"""The one way omoi talks to GitHub: gidgethub with base_url from settings, plus retries.
+
+Retries live at the transport layer (`_request`) so every gidgethub call - get, post,
+getiter, graphql - honours `retry-after`, primary rate limits and transient 5xx alike.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import asynccontextmanager
+from typing import AsyncIterator, Mapping
+
+import aiohttp
+from gidgethub.aiohttp import GitHubAPI
+
+from app.config import Settings
+from app.github.auth import TOKENS
+from app.logging import get_logger
+from app.metrics import GITHUB_REQUESTS
+
+log = get_logger("omoi.github")
+RETRY_STATUSES = {500, 502, 503, 504}
+USER_AGENT = "omoi-github-app"
+
+
+def retry_delay(status: int, headers: Mapping[str, str], attempt: int, now: float | None = None) -> float | None:
+    """Seconds to wait before retrying this response, or None when it should not be retried."""
+    now = time.time() if now is None else now
+    retry_after = headers.get("retry-after")
+    if retry_after is not None:
+        try:
+            return max(0.0, float(retry_after))
+        except ValueError:
+            return None
+    if status in (403, 429) and headers.get("x-ratelimit-remaining") == "0":
+        reset = headers.get("x-ratelimit-reset")
+        if reset and reset.isdigit():
+            return max(0.0, int(reset) - now) + 1
+        return 60.0
+    if status == 429 or status in RETRY_STATUSES:
+        return min(2 ** attempt * 0.5, 8.0)
+    return None
+
+
+class OmoiGitHubAPI(GitHubAPI):
+    def __init__(self, session: aiohttp.ClientSession, settings: Settings, **kwargs) -> None:
+        super().__init__(session, USER_AGENT, base_url=settings.github_api_url, **kwargs)
+        self.settings = settings
+
+    async def _request(self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""):
+        attempt = 0
+        while True:
+            try:
+                status, resp_headers, data = await super()._request(method, url, headers, body)
+            except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+                if attempt >= self.settings.github_max_retries:
+                    raise
+                delay = min(2 ** attempt * 0.5, 8.0)
+                log.warning("github_connection_retry", method=method, url=url, error=str(exc), delay=delay)
+            else:
+                GITHUB_REQUESTS.labels(method, str(status)).inc()
+                delay = retry_delay(status, resp_headers, attempt)
+                if (
+                    delay is None
+                    or attempt >= self.settings.github_max_retries
+                    or delay > self.settings.github_retry_max_wait_seconds
+                ):
+                    return status, resp_headers, data
+                log.warning("github_retry", method=method, url=url, status=status, delay=delay)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    async def graphql(self, query: str, **variables):
+        # gidgethub's default endpoint is hard-coded to api.github.com; GHES and the tests need ours.
+        base = self.settings.github_api_url
+        endpoint = base[: -len("/api/v3")] + "/api/graphql" if base.endswith("/api/v3") else base + "/graphql"
+        return await super().graphql(query, endpoint=endpoint, **variables)
+
+
+@asynccontextmanager
+async def installation_client(settings: Settings, installation_id: int) -> AsyncIterator[OmoiGitHubAPI]:
+    """A client authenticated as one installation (token cached until shortly before expiry)."""
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        app_gh = OmoiGitHubAPI(session, settings)
+        token = await TOKENS.get(app_gh, settings, installation_id)
+        yield OmoiGitHubAPI(session, settings, oauth_token=token)

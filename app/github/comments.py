@@ -1,0 +1,91 @@
+"""Bot comments that are found again by their hidden marker and edited, never duplicated."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gidgethub
+
+from app.config import Settings
+from app.render import GITHUB_BODY_LIMIT
+
+
+@dataclass(frozen=True)
+class Upserted:
+    comment_id: int
+    action: str  # created | updated | unchanged
+    html_url: str = ""
+
+
+def _split(repo_full_name: str) -> dict:
+    owner, repo = repo_full_name.split("/", 1)
+    return {"owner": owner, "repo": repo}
+
+
+def is_ours(comment: dict, settings: Settings) -> bool:
+    via = comment.get("performed_via_github_app") or {}
+    if via and settings.github_app_id and str(via.get("id")) == str(settings.github_app_id):
+        return True
+    user = comment.get("user") or {}
+    return user.get("type") == "Bot" and user.get("login", "").lower() == f"{settings.app_name}[bot]".lower()
+
+
+async def find_marked(gh, settings: Settings, repo_full_name: str, issue_number: int, marker_prefix: str) -> dict | None:
+    async for comment in gh.getiter(
+        "/repos/{owner}/{repo}/issues/{issue_number}/comments{?per_page}",
+        url_vars={**_split(repo_full_name), "issue_number": issue_number, "per_page": 100},
+    ):
+        if marker_prefix in (comment.get("body") or "") and is_ours(comment, settings):
+            return comment
+    return None
+
+
+async def upsert(
+    gh,
+    settings: Settings,
+    repo_full_name: str,
+    issue_number: int,
+    marker_prefix: str,
+    body: str,
+    known_id: int | None = None,
+) -> Upserted:
+    """Create the comment carrying `marker_prefix`, or edit it in place if it already exists."""
+    if len(body) > GITHUB_BODY_LIMIT:
+        raise ValueError(f"comment body of {len(body)} characters exceeds GitHub's limit")
+    existing = None
+    if known_id:
+        try:
+            existing = await gh.getitem(
+                "/repos/{owner}/{repo}/issues/comments/{comment_id}",
+                url_vars={**_split(repo_full_name), "comment_id": known_id},
+            )
+        except gidgethub.BadRequest as exc:
+            if exc.status_code != 404:  # deleted by someone: find or recreate it
+                raise
+    if existing is None:
+        existing = await find_marked(gh, settings, repo_full_name, issue_number, marker_prefix)
+    if existing is not None:
+        if existing.get("body") == body:
+            return Upserted(existing["id"], "unchanged", existing.get("html_url", ""))
+        updated = await gh.patch(
+            "/repos/{owner}/{repo}/issues/comments/{comment_id}",
+            url_vars={**_split(repo_full_name), "comment_id": existing["id"]},
+            data={"body": body},
+        )
+        return Upserted(updated["id"], "updated", updated.get("html_url", ""))
+    created = await gh.post(
+        "/repos/{owner}/{repo}/issues/{issue_number}/comments",
+        url_vars={**_split(repo_full_name), "issue_number": issue_number},
+        data={"body": body},
+    )
+    return Upserted(created["id"], "created", created.get("html_url", ""))
+
+
+async def add_reaction(gh, repo_full_name: str, issue_number: int | None = None, comment_id: int | None = None, content: str = "eyes") -> None:
+    """GitHub answers 200 for a reaction that already exists, so this is idempotent."""
+    if comment_id is not None:
+        url = "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions"
+        url_vars = {**_split(repo_full_name), "comment_id": comment_id}
+    else:
+        url = "/repos/{owner}/{repo}/issues/{issue_number}/reactions"
+        url_vars = {**_split(repo_full_name), "issue_number": issue_number}
+    await gh.post(url, url_vars=url_vars, data={"content": content})

@@ -1,0 +1,57 @@
+"""Who may drive omoi: people with write, maintain or admin access; bots only when allow-listed."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import gidgethub
+
+from app.config import Settings
+
+WRITE_ROLES = {"admin", "maintain", "write"}
+_cache: dict[tuple[str, str, str], tuple[float, "Decision"]] = {}
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    permission: str  # GitHub's role name, or "bot"/"none"
+    reason: str
+
+
+def _bot_app_id(sender: dict) -> int | None:
+    # Apps act as "<slug>[bot]" users; the webhook carries no app id for them, so the
+    # allow-list holds the bot *user* ids GitHub shows in `sender.id`.
+    return sender.get("id")
+
+
+async def check_sender(gh, settings: Settings, repo_full_name: str, sender: dict) -> Decision:
+    login = sender.get("login", "")
+    if sender.get("type") == "Bot" or login.endswith("[bot]"):
+        if _bot_app_id(sender) in settings.allowed_bot_app_ids:
+            return Decision(True, "bot", "allow-listed bot")
+        return Decision(False, "bot", "bots cannot drive omoi unless allow-listed")
+    key = (settings.github_api_url, repo_full_name.lower(), login.lower())
+    hit = _cache.get(key)
+    if hit and hit[0] > time.monotonic():
+        return hit[1]
+    owner, repo = repo_full_name.split("/", 1)
+    try:
+        data = await gh.getitem(
+            "/repos/{owner}/{repo}/collaborators/{username}/permission",
+            url_vars={"owner": owner, "repo": repo, "username": login},
+        )
+        role = data.get("role_name") or data.get("permission") or "none"
+        # Custom roles have their own names; GitHub maps them onto a base `permission`.
+        allowed = role in WRITE_ROLES or data.get("permission") in ("admin", "write")
+    except gidgethub.BadRequest as exc:
+        if exc.status_code != 404:  # 404: not a collaborator at all
+            raise
+        role, allowed = "none", False
+    decision = Decision(allowed, role, "has write access" if allowed else f"has {role} access; write is needed")
+    _cache[key] = (time.monotonic() + settings.permission_cache_seconds, decision)
+    return decision
+
+
+def clear_cache() -> None:
+    _cache.clear()

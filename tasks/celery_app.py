@@ -1,0 +1,34 @@
+"""The Celery application. Web and worker both import this; only the worker imports the tasks."""
+from __future__ import annotations
+
+from celery import Celery
+
+from app.config import Settings, get_settings
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    app = Celery("omoi", broker=settings.resolved_broker_url())
+    app.conf.update(
+        broker_transport_options=settings.broker_transport_options(),
+        broker_connection_retry_on_startup=True,
+        task_ignore_result=True,
+        # A task is acknowledged only after it ran, so a killed worker's task is redelivered
+        # (brokers that support it); the database sweep covers the ones that do not.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue="omoi",
+        task_serializer="json",
+        accept_content=["json"],
+        worker_hijack_root_logger=False,
+        include=["tasks.webhooks"],
+        beat_schedule={
+            "sweep-deliveries": {"task": "omoi.sweep_deliveries", "schedule": 60.0},
+        },
+    )
+    return app
+
+
+celery_app = make_celery()
+app = celery_app  # `celery -A tasks.celery_app` looks for `app` or `celery`

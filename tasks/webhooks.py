@@ -1,0 +1,26 @@
+"""Thin Celery tasks: all the work is in app.processing."""
+from __future__ import annotations
+
+from celery.signals import worker_ready
+
+from app import processing
+from tasks.celery_app import celery_app
+
+
+@celery_app.task(name="omoi.process_delivery", bind=True, max_retries=None)
+def process_delivery(self, delivery_pk: int) -> str:
+    result = processing.process_delivery(delivery_pk)
+    if result.retry_in is not None:
+        raise self.retry(countdown=result.retry_in)
+    return result.outcome
+
+
+@celery_app.task(name="omoi.sweep_deliveries")
+def sweep_deliveries() -> int:
+    return processing.sweep_deliveries(enqueue=lambda pk: process_delivery.delay(pk))
+
+
+@worker_ready.connect
+def _resume_on_start(**_kwargs) -> None:
+    # A worker that starts after a crash picks up deliveries stored but never finished.
+    sweep_deliveries.delay()

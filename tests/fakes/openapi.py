@@ -1,0 +1,415 @@
+"""Check HTTP traffic against GitHub's published OpenAPI description.
+
+The description comes from the npm package ``@octokit/openapi`` (pinned in
+``tests/fakes/package.json``; run ``npm install`` in ``tests/fakes``). It is the
+same document Octokit generates its clients from, so if a request passes here
+it has the shape api.github.com documents.
+
+Used for two things:
+
+* requests the app sends to the fake are checked, so a typo'd path, a missing
+  required field or a wrong enum value is caught in tests instead of in
+  production;
+* the fake's own responses are checked, so the fake cannot drift into
+  answering with shapes GitHub never sends.
+
+Violations are returned as human-readable strings rather than raised: the fake
+records them and keeps answering like GitHub would, and the tests assert on the
+collected list at the end.
+
+Implementation notes (why it looks like this):
+
+* The 13 MB JSON is parsed once per process (~0.1-0.15 s) and cached at module
+  level; the app's web and worker subprocesses never load it, only the process
+  that runs the fake does.
+* Schemas are validated with ``openapi_schema_validator.OAS30Validator`` (the
+  spec is OpenAPI 3.0.3: ``nullable``, ``discriminator`` ...). The whole spec is
+  registered as a ``referencing`` resource under ``urn:gh`` and each schema is
+  validated through ``{"$ref": "urn:gh#/<json pointer>"}``; the spec's internal
+  ``#/components/...`` refs then resolve against ``urn:gh``. A plain ``""``
+  base URI does not work (``PointerToNowhere``), and pointing into the
+  registered document avoids rewriting every ``$ref`` in 13 MB of JSON.
+* ``POST /graphql`` is not part of the REST description; it is accepted as a
+  known endpoint whose body must be an object with a string ``query``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from openapi_schema_validator import OAS30Validator, oas30_format_checker
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT4
+
+FAKES_DIR = Path(__file__).resolve().parent
+SPEC_PATH = FAKES_DIR / "node_modules" / "@octokit" / "openapi" / "generated" / "api.github.com.json"
+SPEC_URI = "urn:gh"
+
+HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+
+# GitHub can answer *any* endpoint with these (bad credentials, no access to the
+# repository, secondary rate limits, validation, outages), but the description
+# lists them only on some operations. A response with one of these statuses is
+# not flagged as "undocumented"; its body is still checked when a schema exists.
+GENERIC_STATUSES = frozenset({304, 401, 403, 404, 409, 422, 429, 500, 502, 503, 504})
+
+_spec_cache: dict[str, Any] | None = None
+_spec_lock = threading.Lock()
+
+
+def load_spec() -> dict[str, Any]:
+    """Parse the OpenAPI description once per process and return it (shared, do not mutate)."""
+    global _spec_cache
+    if _spec_cache is None:
+        with _spec_lock:
+            if _spec_cache is None:
+                if not SPEC_PATH.exists():
+                    raise FileNotFoundError(
+                        f"{SPEC_PATH} is missing; run `npm install` in {FAKES_DIR}"
+                    )
+                with SPEC_PATH.open("rb") as fh:
+                    _spec_cache = json.load(fh)
+    return _spec_cache
+
+
+# --------------------------------------------------------------------------
+# Path templates
+# --------------------------------------------------------------------------
+
+_VAR_RE = re.compile(r"\{([^}/]+)\}")
+
+
+@dataclass(frozen=True)
+class PathTemplate:
+    """A compiled path template such as ``/repos/{owner}/{repo}/issues/{issue_number}``.
+
+    ``multi_segment`` names variables that may contain ``/`` (the spec marks
+    them with ``x-multi-segment``, e.g. the file ``path`` of the contents API
+    or a git ``ref`` like ``heads/main``). Matching is done on the *raw*
+    (still percent-encoded) path so that ``%2F`` inside a label name stays in
+    one segment; captured values are unquoted afterwards.
+    """
+
+    template: str
+    regex: re.Pattern[str] = field(compare=False)
+    variables: tuple[str, ...] = field(compare=False)
+    literal_chars: int = field(compare=False)
+
+    def match(self, raw_path: str) -> dict[str, str] | None:
+        m = self.regex.fullmatch(raw_path)
+        if m is None:
+            return None
+        return {k: unquote(v) for k, v in m.groupdict().items()}
+
+    @property
+    def specificity(self) -> tuple[int, int]:
+        # "Most literal wins": more literal characters first, then fewer
+        # variables. e.g. /repos/{o}/{r}/issues/comments/{comment_id} beats
+        # /repos/{o}/{r}/issues/{issue_number}/{x} for .../issues/comments/5.
+        return (self.literal_chars, -len(self.variables))
+
+
+def compile_template(template: str, multi_segment: frozenset[str] | set[str] = frozenset()) -> PathTemplate:
+    parts: list[str] = []
+    variables: list[str] = []
+    literal = 0
+    pos = 0
+    for m in _VAR_RE.finditer(template):
+        lit = template[pos : m.start()]
+        parts.append(re.escape(lit))
+        literal += len(lit)
+        name = m.group(1)
+        group = re.sub(r"\W", "_", name)
+        if group in variables:  # never happens in GitHub's spec, but keep regex valid
+            group = f"{group}_{len(variables)}"
+        variables.append(group)
+        parts.append(f"(?P<{group}>{'.+' if name in multi_segment else '[^/]+'})")
+        pos = m.end()
+    tail = template[pos:]
+    parts.append(re.escape(tail))
+    literal += len(tail)
+    return PathTemplate(template, re.compile("".join(parts)), tuple(variables), literal)
+
+
+# --------------------------------------------------------------------------
+# The validator
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class OperationMatch:
+    template: str
+    method: str
+    operation: dict[str, Any]
+    pointer: str  # JSON pointer of the operation object inside the spec
+    path_params: dict[str, str]
+
+
+def _escape_pointer(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def _format_error(err: Any) -> str:
+    where = "/".join(str(p) for p in err.absolute_path)
+    return f"{where or '<root>'}: {err.message}"
+
+
+# A stand-in "operation" for GraphQL so that POST /graphql is a known endpoint.
+_GRAPHQL_SCHEMA = {
+    "type": "object",
+    "required": ["query"],
+    "properties": {"query": {"type": "string"}, "variables": {"type": "object", "nullable": True}},
+}
+
+
+class OpenAPIValidator:
+    """Validate requests/responses against GitHub's REST description.
+
+    Cheap to construct after the first time: the parsed spec, compiled path
+    templates and per-schema validators are shared between instances.
+    """
+
+    _shared: dict[int, tuple[list[PathTemplate], Registry]] = {}
+    _validators: dict[str, OAS30Validator] = {}
+    _shared_lock = threading.Lock()
+
+    def __init__(self, spec: dict[str, Any] | None = None) -> None:
+        self.spec = spec if spec is not None else load_spec()
+        key = id(self.spec)
+        with self._shared_lock:
+            if key not in self._shared:
+                self._shared[key] = (self._compile_paths(), Registry().with_resource(SPEC_URI, Resource(self.spec, DRAFT4)))
+        self._templates, self._registry = self._shared[key]
+
+    # -- spec navigation ---------------------------------------------------
+
+    def _deref(self, obj: Any, pointer: str) -> tuple[Any, str]:
+        """Follow local ``$ref`` chains; returns the target and its JSON pointer."""
+        seen = 0
+        while isinstance(obj, dict) and "$ref" in obj and seen < 20:
+            ref = obj["$ref"]
+            if not ref.startswith("#/"):
+                break
+            pointer = ref[1:]
+            obj = self.spec
+            for tok in pointer.lstrip("/").split("/"):
+                obj = obj[tok.replace("~1", "/").replace("~0", "~")]
+            seen += 1
+        return obj, pointer
+
+    def _params(self, path_item: dict[str, Any], operation: dict[str, Any]) -> list[dict[str, Any]]:
+        """Path-level and operation-level parameters, refs resolved (operation wins)."""
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+        for p in list(path_item.get("parameters", [])) + list(operation.get("parameters", [])):
+            p, _ = self._deref(p, "")
+            out[(p.get("in", ""), p.get("name", ""))] = p
+        return list(out.values())
+
+    def _compile_paths(self) -> list[PathTemplate]:
+        templates = []
+        for template, item in self.spec["paths"].items():
+            multi: set[str] = set()
+            for method, op in item.items():
+                if method not in HTTP_METHODS:
+                    continue
+                for p in self._params(item, op):
+                    if p.get("in") == "path" and p.get("x-multi-segment"):
+                        multi.add(p["name"])
+            templates.append(compile_template(template, multi))
+        templates.sort(key=lambda t: t.specificity, reverse=True)
+        return templates
+
+    def match_path(self, path: str) -> list[tuple[PathTemplate, dict[str, str]]]:
+        """All templates matching ``path`` (raw, percent-encoded), most literal first."""
+        path = path.split("?", 1)[0]
+        return [(t, params) for t in self._templates if (params := t.match(path)) is not None]
+
+    def find_operation(self, method: str, path: str) -> OperationMatch | None:
+        method = method.lower()
+        for template, params in self.match_path(path):
+            item = self.spec["paths"][template.template]
+            if method in item:
+                pointer = f"/paths/{_escape_pointer(template.template)}/{method}"
+                return OperationMatch(template.template, method, item[method], pointer, params)
+        return None
+
+    # -- schema validation -------------------------------------------------
+
+    def _validator(self, pointer: str) -> OAS30Validator:
+        v = self._validators.get(pointer)
+        if v is None:
+            v = OAS30Validator(
+                {"$ref": f"{SPEC_URI}#{pointer}"},
+                registry=self._registry,
+                format_checker=oas30_format_checker,
+            )
+            self._validators[pointer] = v
+        return v
+
+    def validate_schema(self, pointer: str, instance: Any, *, limit: int = 10) -> list[str]:
+        """Validate ``instance`` against the schema at JSON ``pointer`` in the spec."""
+        errors = sorted(self._validator(pointer).iter_errors(instance), key=lambda e: list(e.absolute_path))
+        msgs = [_format_error(e) for e in errors[:limit]]
+        if len(errors) > limit:
+            msgs.append(f"... and {len(errors) - limit} more")
+        return msgs
+
+    def validate_component(self, name: str, instance: Any) -> list[str]:
+        """Validate against ``#/components/schemas/<name>`` (handy in tests)."""
+        return self.validate_schema(f"/components/schemas/{_escape_pointer(name)}", instance)
+
+    @staticmethod
+    def _json_media(content: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+        if "application/json" in content:
+            return "application/json", content["application/json"]
+        for media, obj in content.items():
+            if "json" in media:
+                return media, obj
+        return None
+
+    # -- public API ----------------------------------------------------------
+
+    def check_request(self, method: str, path: str, query: dict[str, Any] | None, body: object | None) -> list[str]:
+        """Violations of one request: unknown endpoint, bad path/query parameters, bad JSON body.
+
+        ``path`` may be raw (percent-encoded) and may still carry a query string
+        (ignored). ``body`` is the decoded JSON, or None when there was none.
+        """
+        params, body_errors = self.check_request_parts(method, path, query, body)
+        return params + body_errors
+
+    def check_request_parts(
+        self, method: str, path: str, query: dict[str, Any] | None, body: object | None
+    ) -> tuple[list[str], list[str]]:
+        """Like ``check_request`` but split into (endpoint/parameter violations, body violations).
+
+        The fake answers 422 only for body violations, as GitHub does.
+        """
+        method_u = method.upper()
+        path_only = path.split("?", 1)[0]
+        where = f"{method_u} {path_only}"
+        query = dict(query or {})
+
+        if path_only == "/graphql":
+            if method_u != "POST":
+                return [f"{where}: GraphQL only accepts POST"], []
+            errs = list(OAS30Validator(_GRAPHQL_SCHEMA).iter_errors(body))
+            return [], [f"{where}: request body {_format_error(e)}" for e in errs]
+
+        op = self.find_operation(method_u, path_only)
+        if op is None:
+            if self.match_path(path_only):
+                return [f"{where}: method {method_u} is not documented for this path"], []
+            return [f"{where}: path is not in GitHub's REST API description"], []
+
+        where = f"{method_u} {op.template}"
+        violations: list[str] = []
+        item = self.spec["paths"][op.template]
+        params = self._params(item, op.operation)
+
+        for p in params:
+            loc, name = p.get("in"), p.get("name")
+            schema, _ = self._deref(p.get("schema", {}), "")
+            if loc == "path":
+                value = op.path_params.get(re.sub(r"\W", "_", name))
+                if value is not None and not _param_ok(schema, value):
+                    violations.append(f"{where}: path parameter {name}={value!r} is not a valid {schema.get('type')}")
+            elif loc == "query":
+                if name in query:
+                    if not _param_ok(schema, query[name]):
+                        violations.append(f"{where}: query parameter {name}={query[name]!r} does not match {_describe(schema)}")
+                elif p.get("required"):
+                    violations.append(f"{where}: required query parameter {name!r} is missing")
+        known_query = {p.get("name") for p in params if p.get("in") == "query"}
+        for name in query:
+            if name not in known_query:
+                violations.append(f"{where}: query parameter {name!r} is not documented")
+
+        rb = op.operation.get("requestBody")
+        if rb is None:
+            if body not in (None, {}, b"", ""):
+                violations.append(f"{where}: sends a body but the operation takes none")
+            return violations, []
+        rb, rb_pointer = self._deref(rb, op.pointer + "/requestBody")
+        if body is None:
+            if rb.get("required"):
+                return violations, [f"{where}: request body is required"]
+            return violations, []
+        media = self._json_media(rb.get("content", {}))
+        if media is None or "schema" not in media[1]:
+            return violations, []
+        schema_pointer = f"{rb_pointer}/content/{_escape_pointer(media[0])}/schema"
+        return violations, [f"{where}: request body {m}" for m in self.validate_schema(schema_pointer, body)]
+
+    def check_response(self, method: str, path: str, status: int, body: object | None) -> list[str]:
+        """Violations of one response: status not documented, or JSON body not matching its schema.
+
+        ``body`` is the decoded JSON (None for an empty body, e.g. 204).
+        Statuses in ``GENERIC_STATUSES`` are never reported as undocumented.
+        """
+        method_u = method.upper()
+        path_only = path.split("?", 1)[0]
+        if path_only == "/graphql":
+            return []
+        op = self.find_operation(method_u, path_only)
+        if op is None:
+            return []  # the request check already reported the unknown endpoint
+        where = f"{method_u} {op.template} -> {status}"
+        responses = op.operation.get("responses", {})
+        resp = responses.get(str(status))
+        pointer = f"{op.pointer}/responses/{status}"
+        if resp is None and "default" in responses:
+            resp, pointer = responses["default"], f"{op.pointer}/responses/default"
+        if resp is None:
+            if status in GENERIC_STATUSES:
+                if status >= 400 and body is not None:
+                    return [f"{where}: {m}" for m in self.validate_component("basic-error", body)]
+                return []
+            documented = ", ".join(sorted(responses))
+            return [f"{where}: status {status} is not documented (documented: {documented})"]
+        resp, pointer = self._deref(resp, pointer)
+        content = resp.get("content")
+        if not content:
+            if body not in (None, b"", ""):
+                return [f"{where}: response has a body but the spec documents none"]
+            return []
+        media = self._json_media(content)
+        if media is None or "schema" not in media[1]:
+            return []
+        if body is None:
+            return [f"{where}: response body is missing"]
+        schema_pointer = f"{pointer}/content/{_escape_pointer(media[0])}/schema"
+        return [f"{where}: response body {m}" for m in self.validate_schema(schema_pointer, body)]
+
+
+def _describe(schema: dict[str, Any]) -> str:
+    if "enum" in schema:
+        return f"one of {schema['enum']}"
+    return str(schema.get("type", "schema"))
+
+
+def _param_ok(schema: dict[str, Any], value: Any) -> bool:
+    """Loose check of a string-encoded path/query parameter against its schema."""
+    if isinstance(value, list):  # repeated query parameter
+        return all(_param_ok(schema, v) for v in value)
+    value = str(value)
+    typ = schema.get("type")
+    if "enum" in schema and typ != "boolean":
+        return value in [str(e) for e in schema["enum"]]
+    if typ == "integer":
+        return re.fullmatch(r"-?\d+", value) is not None
+    if typ == "number":
+        try:
+            float(value)
+        except ValueError:
+            return False
+        return True
+    if typ == "boolean":
+        return value in ("true", "false", "1", "0")
+    return True
