@@ -23,8 +23,10 @@ def _setup() -> None:
 
 def _migrate() -> None:
     from app.db.migrate import upgrade
+    from app.db.session import dispose_engines
 
     upgrade(get_settings().database_url)
+    dispose_engines()  # forked workers and threads open their own connections
 
 
 def cmd_migrate(_args) -> int:
@@ -58,7 +60,7 @@ def worker_argv(settings, beat: bool) -> list[str]:
         "--loglevel=INFO",
         f"--concurrency={settings.worker_concurrency}",
         "-Q",
-        "omoi",
+        settings.queue_name,
         "--without-gossip",
         "--without-mingle",
         "-n",

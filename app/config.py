@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     # --- storage and queues ---
     database_url: str = "sqlite:///.omoi/omoi.db"
     broker_url: str = ""
+    queue_name: str = "omoi"  # several omoi deployments can share one Redis with distinct queues
     data_dir: Path = Path(".omoi")
 
     # --- web ---

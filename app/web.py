@@ -44,7 +44,11 @@ def _json(http_status: int, **body) -> web.Response:
 
 
 def _store_and_enqueue(settings: Settings, celery, delivery_id: str, event: str, payload: dict) -> str:
-    """Runs in a thread: the database and the broker clients are synchronous."""
+    """Runs in a thread: the database and the broker clients are synchronous.
+
+    The row is committed as `queued` before the message is sent (one commit on the hot
+    path); if sending fails it is put back to `received` for the sweep to enqueue later.
+    """
     inst = payload.get("installation") or {}
     try:
         with session_scope(settings.database_url) as s:
@@ -54,7 +58,7 @@ def _store_and_enqueue(settings: Settings, celery, delivery_id: str, event: str,
                 action=payload.get("action") if isinstance(payload.get("action"), str) else None,
                 installation_id=inst.get("id") if isinstance(inst.get("id"), int) else None,
                 payload=payload,
-                status="received",
+                status="queued",
             )
             s.add(row)
             s.flush()
@@ -66,9 +70,9 @@ def _store_and_enqueue(settings: Settings, celery, delivery_id: str, event: str,
     except Exception as exc:  # noqa: BLE001
         # Stored durably: the sweep enqueues it when the broker is back. Still a 202.
         log.error("enqueue_failed", error=str(exc))
+        with session_scope(settings.database_url) as s:
+            s.get(WebhookDelivery, pk).status = "received"
         return "stored"
-    with session_scope(settings.database_url) as s:
-        s.get(WebhookDelivery, pk).status = "queued"
     return "queued"
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from celery import Celery
+from celery.signals import worker_process_init
 
 from app.config import Settings, get_settings
 
@@ -18,7 +19,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_default_queue="omoi",
+        task_default_queue=settings.queue_name,
         task_serializer="json",
         accept_content=["json"],
         worker_hijack_root_logger=False,
@@ -32,3 +33,11 @@ def make_celery(settings: Settings | None = None) -> Celery:
 
 celery_app = make_celery()
 app = celery_app  # `celery -A tasks.celery_app` looks for `app` or `celery`
+
+
+@worker_process_init.connect
+def _fresh_connections(**_kwargs) -> None:
+    # Prefork children inherit the parent's pool; sharing a socket across processes corrupts it.
+    from app.db.session import dispose_engines
+
+    dispose_engines(close=False)

@@ -126,6 +126,8 @@ def base_env(fake_github, rsa_keypair, database_url: str, broker_url: str, data_
         "OMOI_PORT": str(port),
         "OMOI_LOG_LEVEL": "INFO",
         "OMOI_DELIVERY_STALE_SECONDS": "5",
+        # Unique per test: test runs sharing one Redis never consume each other's tasks.
+        "OMOI_QUEUE_NAME": f"omoi-test-{uuid.uuid4().hex[:8]}",
     }
 
 
@@ -208,7 +210,7 @@ class OmoiProcesses:
             except ProcessLookupError:
                 return
             try:
-                proc.wait(timeout=20)
+                proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, 9)
                 proc.wait(timeout=10)
@@ -241,3 +243,19 @@ def wait_for(predicate, timeout: float = 30, interval: float = 0.1, message: str
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+@pytest.fixture
+def fake_anthropic(monkeypatch):
+    """tests/fakes/anthropic.py on a random port; ANTHROPIC_* env points the SDK (and any
+    subprocess started with os.environ) at it."""
+    from app.config import reset_settings_cache
+    from tests.fakes.anthropic import FakeAnthropic
+
+    fake = FakeAnthropic().start()
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.url)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-fake-test-key")
+    reset_settings_cache()
+    yield fake
+    fake.stop()
+    reset_settings_cache()

@@ -20,8 +20,23 @@ def normalise_url(url: str) -> str:
     return url
 
 
-@lru_cache(maxsize=8)
+_ENGINES: dict[str, Engine] = {}
+
+
 def get_engine(url: str) -> Engine:
+    engine = _ENGINES.get(url)
+    if engine is None:
+        engine = _ENGINES[url] = _create_engine(url)
+    return engine
+
+
+def dispose_engines(close: bool = True) -> None:
+    """After fork, a child must not reuse the parent's pooled connections (close=False there)."""
+    for engine in _ENGINES.values():
+        engine.dispose(close=close)
+
+
+def _create_engine(url: str) -> Engine:
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":

@@ -51,6 +51,7 @@ from urllib.parse import quote, urlencode
 
 import jwt
 from aiohttp import web
+from multidict import CIMultiDict
 
 from .openapi import OpenAPIValidator, PathTemplate, compile_template
 from .webhooks import node_id, stable_id, user_json
@@ -94,7 +95,7 @@ class Call:
     path: str
     query: dict[str, Any]
     json: Any
-    headers: dict[str, str]
+    headers: CIMultiDict[str]  # case-insensitive, like the server saw them
     status: int
 
 
@@ -334,7 +335,7 @@ class GitHubState:
         """The repo's label ``name``, created on first use (as GitHub does when labelling)."""
         key = name.lower()
         if key not in repo.labels:
-            lid = self.next_id()
+            lid = stable_id("label", f"{repo.full_name}:{name}")  # same id as in webhook payloads
             repo.labels[key] = {
                 "id": lid,
                 "node_id": node_id("Label", lid),
@@ -819,7 +820,7 @@ def get_tree(ctx: RequestContext) -> Reply:
 _CHECK_FIELDS = ("name", "details_url", "external_id", "status", "started_at", "conclusion", "completed_at")
 
 
-def _apply_check_run_update(cr: dict[str, Any], body: dict[str, Any], base_url: str) -> None:
+def _apply_check_run_update(cr: dict[str, Any], body: dict[str, Any]) -> None:
     for key in _CHECK_FIELDS:
         if key in body:
             cr[key] = body[key]
@@ -864,7 +865,7 @@ def create_check_run(ctx: RequestContext) -> Reply:
         "app": st.integration(),
         "pull_requests": [],
     }
-    _apply_check_run_update(cr, ctx.json, st.base_url)
+    _apply_check_run_update(cr, ctx.json)
     repo.check_runs[cid] = cr
     return Reply(201, cr)
 
@@ -886,7 +887,7 @@ def get_check_run(ctx: RequestContext) -> Reply:
 def update_check_run(ctx: RequestContext) -> Reply:
     cr = _check_run(ctx)
     if isinstance(ctx.json, dict):
-        _apply_check_run_update(cr, ctx.json, ctx.state.base_url)
+        _apply_check_run_update(cr, ctx.json)
     return Reply(200, cr)
 
 
@@ -973,11 +974,10 @@ class FakeGitHub:
         return self
 
     def stop(self) -> None:
-        if self._thread is None or self._loop is None:
-            return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._thread = None
+        if self._thread is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._thread = None
         try:
             self._sock.close()
         except OSError:
@@ -1208,7 +1208,7 @@ class FakeGitHub:
             if self.validator is not None and check_response:
                 for v in self.validator.check_response(method, raw_path, reply.status, reply.body):
                     self._violations.append(f"response: {v}")
-            self._calls.append(Call(method, path, query, body, dict(request.headers), reply.status))
+            self._calls.append(Call(method, path, query, body, CIMultiDict(request.headers), reply.status))
             payload = b"" if reply.body is None else json.dumps(reply.body).encode()
         if reply.body is None:
             headers.pop("Content-Type")
@@ -1245,8 +1245,13 @@ class FakeGitHub:
                     raise ApiError(400, "Problems parsing JSON")
                 if body_errors:
                     # GitHub's answer to a body that breaks the schema.
-                    raise ApiError(422, "Invalid request.\n\n" + "\n".join(body_errors))
+                    raise ApiError(422, "Invalid request.\n\n" + "\n".join(
+                        e.split(": request body ", 1)[-1] for e in body_errors))
                 return rt.handler(ctx), True
             except ApiError as exc:
                 return Reply(exc.status, exc.body, exc.headers), True
+        if self.validator is not None and (raw_path == "/graphql" or self.validator.find_operation(method, raw_path)):
+            # A real GitHub endpoint the fake does not implement yet: flag it, since
+            # the 404 below is not what GitHub would answer. Add a @route for it.
+            self._violations.append(f"fake: {method} {path} is documented by GitHub but not implemented by FakeGitHub")
         return Reply(404, {"message": "Not Found", "documentation_url": DOCS, "status": "404"}), True

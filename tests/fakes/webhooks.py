@@ -295,16 +295,23 @@ def issue_comment_created_payload(
     on_pull_request: bool = False,
     api_url: str | None = None,
     author_association: str = "COLLABORATOR",
+    issue_labels: list[str] | tuple[str, ...] = (),
+    issue_title: str | None = None,
 ) -> dict[str, Any]:
     """An ``issue_comment``/``created`` payload; with ``on_pull_request`` the issue is a PR.
 
     GitHub delivers PR conversation comments as ``issue_comment`` events whose
     ``issue`` has a ``pull_request`` key; none of the examples do, so it is added here.
     """
-    payload = _rewrite_repository(example("issue_comment", "created"), repo_full_name)
+    # Example #2 is the one that matches GitHub's current webhook schema
+    # (#0 predates ``reactions``/``active_lock_reason``; #1 is from another org).
+    payload = _rewrite_repository(example("issue_comment", "created", index=2), repo_full_name)
     _rewrite_issue(payload, repo_full_name, issue_number)
     issue = payload["issue"]
     issue["assignee"], issue["assignees"], issue["milestone"] = None, [], None
+    issue["labels"] = [_label_json(repo_full_name, name) for name in issue_labels]
+    if issue_title is not None:
+        issue["title"] = issue_title
     if on_pull_request:
         pr = f"{GITHUB_API_URL}/repos/{repo_full_name}/pulls/{issue_number}"
         issue["pull_request"] = {
@@ -343,6 +350,7 @@ def installation_created_payload(
     repos: list[str] | tuple[str, ...] = (),
     *,
     app_id: int = int(APP_ID_DEFAULT),
+    app_slug: str = "omoi-test",
     api_url: str | None = None,
 ) -> dict[str, Any]:
     """An ``installation``/``created`` payload for ``account_login`` with ``repos`` ("owner/name" or "name")."""
@@ -357,7 +365,11 @@ def installation_created_payload(
             "access_tokens_url": f"{GITHUB_API_URL}/app/installations/{installation_id}/access_tokens",
             "html_url": f"https://github.com/settings/installations/{installation_id}",
             "app_id": app_id,
+            "app_slug": app_slug,
             "target_id": account["id"],
+            # The example has epoch integers; GitHub's current schema says ISO strings.
+            "created_at": "2024-01-01T00:00:00Z",
+            "updated_at": "2024-01-01T00:00:00Z",
         }
     )
     payload["repositories"] = []

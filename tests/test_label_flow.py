@@ -1,0 +1,124 @@
+"""End to end: the real web process and a real Celery worker acknowledge a labelled issue.
+
+Runs on the embedded defaults (SQLite + filesystem broker) and on PostgreSQL + Redis.
+Everything asserted is what reached the GitHub stand-in or what is in the database.
+"""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from app.db.models import Spec, WebhookDelivery
+from app.db.session import session_scope
+from tests.conftest import (
+    REDIS_URL,
+    WEBHOOK_SECRET,
+    base_env,
+    free_port,
+    redis_available,
+    require_service,
+    wait_for,
+)
+from tests.fakes.webhooks import issues_labeled_payload, post_delivery
+
+REPO = "octo/hello"
+INSTALLATION = 77
+
+
+@pytest.fixture
+def broker_url(database_url):
+    """Two stacks prove both paths: the embedded broker on SQLite, Redis on PostgreSQL."""
+    if database_url.startswith("sqlite"):
+        return ""
+    require_service(redis_available(), "Redis on 127.0.0.1:6379")
+    return REDIS_URL
+
+
+@pytest.fixture
+def omoi(fake_github, rsa_keypair, database_url, broker_url, tmp_path, omoi_processes):
+    fake_github.add_installation(INSTALLATION, "octo")
+    fake_github.add_repo(REPO, installation_id=INSTALLATION, files={"README.md": "# hello\n"})
+    fake_github.set_permission(REPO, "alice", "write")
+    fake_github.set_permission(REPO, "rita", "read")
+    fake_github.add_issue(REPO, 1, title="Add a greeting", body="Say hello.", user="alice")
+    env = base_env(fake_github, rsa_keypair, database_url, broker_url, tmp_path / "data", free_port())
+    procs = omoi_processes(env)
+    procs.start("web", "web")
+    procs.start("worker", "worker")
+    procs.wait_healthy()
+    procs.database_url = database_url
+    return procs
+
+
+def _label(procs, sender="alice", delivery_id=None, sender_type="User"):
+    payload = issues_labeled_payload(
+        installation_id=INSTALLATION, repo_full_name=REPO, issue_number=1, label="omoi",
+        sender_login=sender, sender_type=sender_type,
+    )
+    return post_delivery(procs.url + "/webhooks/github", "issues", payload, WEBHOOK_SECRET, delivery_id=delivery_id)
+
+
+def _delivery_statuses(url):
+    with session_scope(url) as s:
+        return {d.delivery_id: d.status for d in s.scalars(select(WebhookDelivery))}
+
+
+def _wait_done(procs, delivery_id):
+    wait_for(
+        lambda: _delivery_statuses(procs.database_url).get(delivery_id) in ("done", "failed"),
+        timeout=60, message=f"delivery {delivery_id} processed\n{procs.log_text('worker')[-3000:]}",
+    )
+    assert _delivery_statuses(procs.database_url)[delivery_id] == "done", procs.log_text("worker")[-3000:]
+
+
+def test_labelled_issue_is_acknowledged_once(omoi, fake_github):
+    status, _ = _label(omoi, delivery_id="first")
+    assert status == 202
+    _wait_done(omoi, "first")
+
+    # permission checked, reaction added, one comment with the hidden marker
+    assert fake_github.calls_matching("GET", r"/repos/octo/hello/collaborators/alice/permission$")
+    reactions = fake_github.reactions_on_issue(REPO, 1)
+    assert [r["content"] for r in reactions] == ["eyes"]
+    comments = fake_github.issue_comments(REPO, 1)
+    assert len(comments) == 1
+    assert comments[0]["body"].startswith("<!-- omoi:ack issue=1 -->")
+    assert comments[0]["user"]["type"] == "Bot"
+    with session_scope(omoi.database_url) as s:
+        spec = s.scalars(select(Spec)).one()
+        assert (spec.repo_full_name, spec.issue_number, spec.state) == (REPO, 1, "acknowledged")
+        assert spec.ack_comment_id == comments[0]["id"]
+
+    # the same delivery again: 200, not processed twice
+    status, _ = _label(omoi, delivery_id="first")
+    assert status == 200
+    # a second delivery of the same label event: processed, but edits nothing
+    edits_before = len(fake_github.calls_matching("PATCH", r"/issues/comments/"))
+    status, _ = _label(omoi, delivery_id="second")
+    assert status == 202
+    _wait_done(omoi, "second")
+    assert len(fake_github.issue_comments(REPO, 1)) == 1
+    assert len(fake_github.calls_matching("POST", r"/issues/1/comments$")) == 1
+    assert len(fake_github.calls_matching("PATCH", r"/issues/comments/")) == edits_before
+    assert len(fake_github.reactions_on_issue(REPO, 1)) == 1
+    # tokens are cached per worker process (concurrency 2), not fetched per delivery
+    assert fake_github.tokens_issued[INSTALLATION] <= 2
+    assert fake_github.violations == []
+
+
+def test_sender_without_write_access_starts_nothing(omoi, fake_github):
+    assert _label(omoi, sender="rita", delivery_id="read-only")[0] == 202
+    _wait_done(omoi, "read-only")
+    assert fake_github.calls_matching("GET", r"/collaborators/rita/permission$")
+    assert fake_github.issue_comments(REPO, 1) == []
+    assert fake_github.reactions_on_issue(REPO, 1) == []
+    with session_scope(omoi.database_url) as s:
+        assert s.scalars(select(Spec)).all() == []
+    assert fake_github.violations == []
+
+
+def test_bot_sender_is_denied_without_asking_github(omoi, fake_github):
+    assert _label(omoi, sender="renovate[bot]", sender_type="Bot", delivery_id="bot")[0] == 202
+    _wait_done(omoi, "bot")
+    assert fake_github.issue_comments(REPO, 1) == []
+    assert not fake_github.calls_matching("GET", r"/collaborators/")
