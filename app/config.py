@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     model_reviewer: str = "claude-haiku-4-5"
     llm_timeout_seconds: float = 120
     llm_max_retries: int = 3
+    spec_gate_retries: int = 2  # a phase failing its gates is regenerated this many times
 
     @field_validator("github_api_url", "github_web_url")
     @classmethod

@@ -46,7 +46,7 @@ def _issue_key(payload: dict) -> str | None:
     return None
 
 
-def _transient(exc: BaseException) -> bool:
+def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError, gidgethub.GitHubBroken)):
         return True
     return isinstance(exc, gidgethub.HTTPException) and exc.status_code in (429, 500, 502, 503, 504)
@@ -74,7 +74,7 @@ def process_delivery(delivery_pk: int) -> Result:
         return Result("busy", retry_in=1.0)
     except Exception as exc:  # noqa: BLE001 - every failure is recorded, then retried or ended
         error = redact("".join(traceback.format_exception_only(type(exc), exc)).strip())
-        if _transient(exc) and attempts < MAX_ATTEMPTS:
+        if is_transient(exc) and attempts < MAX_ATTEMPTS:
             bound.warning("delivery_retry", error=error, attempt=attempts)
             _set_status(delivery_pk, "queued", error)
             EVENTS_PROCESSED.labels(event_name, "retry").inc()

@@ -23,7 +23,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         worker_hijack_root_logger=False,
-        include=["tasks.webhooks"],
+        include=["tasks.webhooks", "tasks.spec"],
         beat_schedule={
             "sweep-deliveries": {"task": "omoi.sweep_deliveries", "schedule": 60.0},
         },

@@ -97,6 +97,14 @@ class Spec(Base):
     state: Mapped[str] = mapped_column(String(32), default="acknowledged")
     requested_by: Mapped[str] = mapped_column(String(255), default="")
     ack_comment_id: Mapped[int | None] = mapped_column(BigInteger)
+    # The repository as the plan saw it: default-branch head, a bounded digest, the file list.
+    base_sha: Mapped[str | None] = mapped_column(String(64))
+    digest: Mapped[str | None] = mapped_column(Text)
+    repo_files: Mapped[list | None] = mapped_column(JSON)
+    # GitHub ids of the per-stage comments and the `omoi / spec` check run.
+    stage_comments: Mapped[dict] = mapped_column(JSON, default=dict)
+    spec_check_run_id: Mapped[int | None] = mapped_column(BigInteger)
+    last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _ts()
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utc_now, onupdate=utc_now, nullable=False
@@ -152,4 +160,27 @@ class LLMCall(Base):
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)
     ok: Mapped[bool] = mapped_column(default=True)
     error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _ts()
+
+
+class SpecStage(Base):
+    """One revision of one phase of a spec: the typed document, its gates and its approval."""
+
+    __tablename__ = "spec_stages"
+    __table_args__ = (UniqueConstraint("spec_id", "stage", "revision", name="uq_spec_stage_rev"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    spec_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("specs.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(16))  # requirements | design | tasks
+    revision: Mapped[int] = mapped_column(Integer)
+    # waiting | approved | blocked | superseded | stale | rejected
+    status: Mapped[str] = mapped_column(String(16), default="waiting")
+    document: Mapped[dict] = mapped_column(JSON)
+    gates: Mapped[list] = mapped_column(JSON, default=list)
+    content_hash: Mapped[str] = mapped_column(String(32), default="")
+    feedback: Mapped[str | None] = mapped_column(Text)
+    changes: Mapped[list] = mapped_column(JSON, default=list)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    approved_by: Mapped[str | None] = mapped_column(String(255))
+    approved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _ts()

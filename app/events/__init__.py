@@ -1,9 +1,9 @@
 """Event handling: one gidgethub router per event domain, combined here."""
 from gidgethub.routing import Router
 
-from app.events import installation, issues
+from app.events import comments, installation, issues
 
-router = Router(installation.router, issues.router)
+router = Router(installation.router, issues.router, comments.router)
 
 # Events omoi subscribes to (manifest.yml default_events). Others are acknowledged and dropped.
 HANDLED_EVENTS = frozenset(

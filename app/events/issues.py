@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from gidgethub import sansio
 from gidgethub.routing import Router
-from sqlalchemy import select
-
 from app.db.models import Spec
 from app.db.session import session_scope
 from app.events.context import EventContext
 from app.github import comments
 from app.github.permissions import check_sender
+from app.queue import enqueue
 from app.render import render
+from app.spec.flow import start_spec
 
 router = Router()
 ACK_MARKER = "<!-- omoi:ack"
@@ -32,23 +32,13 @@ async def on_labeled(event: sansio.Event, ctx: EventContext) -> None:
         ctx.log.info("label_refused", sender=sender.get("login"), permission=decision.permission)
         return
 
+    spec_id, start = start_spec(
+        ctx.settings, full_name, number, repository_id=repo.get("id"), installation_id=ctx.installation_id,
+        title=issue.get("title", ""), requested_by=sender.get("login", ""),
+    )
     with session_scope(ctx.settings.database_url) as s:
-        spec = s.scalars(
-            select(Spec).where(Spec.repo_full_name == full_name, Spec.issue_number == number)
-        ).one_or_none()
-        if spec is None:
-            spec = Spec(
-                repo_full_name=full_name,
-                issue_number=number,
-                repository_id=repo.get("id"),
-                installation_id=ctx.installation_id,
-                title=issue.get("title", ""),
-                requested_by=sender.get("login", ""),
-            )
-            s.add(spec)
-            s.flush()
-        spec_id, known_comment = spec.id, spec.ack_comment_id
-        requested_by = spec.requested_by
+        spec = s.get(Spec, spec_id)
+        known_comment, requested_by, state = spec.ack_comment_id, spec.requested_by, spec.state
 
     await comments.add_reaction(gh, full_name, issue_number=number, content="eyes")
     body = render(
@@ -61,4 +51,6 @@ async def on_labeled(event: sansio.Event, ctx: EventContext) -> None:
     result = await comments.upsert(gh, ctx.settings, full_name, number, ACK_MARKER, body, known_id=known_comment)
     with session_scope(ctx.settings.database_url) as s:
         s.get(Spec, spec_id).ack_comment_id = result.comment_id
+    if start or state == "planning":  # also after a crash between recording and enqueueing
+        enqueue("omoi.run_stage", spec_id, "requirements", None, f"label:{ctx.delivery_id}")
     ctx.log.info("issue_acknowledged", issue=number, comment=result.comment_id, action=result.action)

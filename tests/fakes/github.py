@@ -27,6 +27,13 @@ Example::
         fake.add_repo("octo/hello", installation_id=1, files={"README.md": "hi"})
         ...  # point the app at fake.url
         assert fake.violations == []
+
+Repositories are real bare git repositories (``tests/fakes/git_backend.py``):
+the contents/trees/commits/refs endpoints read them with git plumbing, and
+``fake.clone_url(full_name)`` serves git smart HTTP (``git http-backend``)
+with GitHub's auth rules (``x-access-token:<installation token>``). Pull
+requests, review threads and the GraphQL subset the review-thread work needs
+live further down; see the "git" and "pull request" helpers on FakeGitHub.
 """
 
 from __future__ import annotations
@@ -40,12 +47,15 @@ import itertools
 import json
 import re
 import secrets
+import shutil
 import socket
+import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote, urlencode
 
@@ -53,6 +63,7 @@ import jwt
 from aiohttp import web
 from multidict import CIMultiDict
 
+from .git_backend import ZERO_SHA, BareRepo, CommitInfo, FileChange, GitError, parse_receive_pack_commands, run_http_backend
 from .openapi import OpenAPIValidator, PathTemplate, compile_template
 from .webhooks import node_id, stable_id, user_json
 
@@ -139,12 +150,46 @@ class Issue:
 
 
 @dataclass
+class PullRequest:
+    """What a pull request adds to its issue (title/body/state/labels live in ``Issue.data``)."""
+
+    number: int
+    id: int
+    head_ref: str
+    base_ref: str
+    user: str
+    user_type: str = "User"
+    draft: bool = False
+    maintainer_can_modify: bool = False
+    last_head_sha: str = ""  # kept for when the head branch is deleted
+    review_comment_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class ReviewThread:
+    """A review thread: a root review comment and its replies (all in ``Repo.review_comments``)."""
+
+    id: int  # GraphQL node id is derived from it
+    pr_number: int
+    path: str
+    line: int
+    side: str
+    comment_ids: list[int] = field(default_factory=list)
+    resolved_by: str | None = None
+    outdated: bool | None = None  # None: computed from the head (line text changed or file gone)
+
+    @property
+    def resolved(self) -> bool:
+        return self.resolved_by is not None
+
+
+@dataclass
 class Repo:
     full_name: str
     id: int
     installation_id: int
     default_branch: str
-    files: dict[str, bytes]
+    git: BareRepo
     private: bool
     created_at: str
     permissions: dict[str, str] = field(default_factory=dict)  # login(lower) -> level
@@ -154,6 +199,11 @@ class Repo:
     comment_reactions: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     labels: dict[str, dict[str, Any]] = field(default_factory=dict)  # name(lower) -> label JSON
     check_runs: dict[int, dict[str, Any]] = field(default_factory=dict)
+    pulls: dict[int, PullRequest] = field(default_factory=dict)
+    review_comments: dict[int, dict[str, Any]] = field(default_factory=dict)  # id -> review comment JSON
+    threads: dict[int, ReviewThread] = field(default_factory=dict)  # thread id -> thread
+    comment_thread: dict[int, int] = field(default_factory=dict)  # review comment id -> thread id
+    protected_branches: set[str] = field(default_factory=set)
 
     @property
     def owner(self) -> str:
@@ -163,16 +213,22 @@ class Repo:
     def name(self) -> str:
         return self.full_name.split("/", 1)[1]
 
-    def tree_sha(self) -> str:
-        """A stable sha for the default branch's root tree (changes when files change)."""
-        h = hashlib.sha1()
-        for path in sorted(self.files):
-            h.update(path.encode() + b"\0" + git_blob_sha(self.files[path]).encode())
-        return h.hexdigest()
+    @property
+    def files(self) -> dict[str, bytes]:
+        """The default branch's files (read from git)."""
+        return self.git.files(f"refs/heads/{self.default_branch}")
 
     def head_sha(self) -> str:
-        """The default branch's commit sha (derived from the tree)."""
-        return hashlib.sha1(b"commit " + self.tree_sha().encode()).hexdigest()
+        """The default branch's commit sha."""
+        return self.git.branch_sha(self.default_branch) or ""
+
+    def tree_sha(self) -> str:
+        """The default branch's root tree sha."""
+        return self.git.resolve(f"refs/heads/{self.default_branch}", "tree") or ""
+
+    def next_number(self) -> int:
+        """Issues and pull requests share one number space."""
+        return max(self.issues, default=0) + 1
 
 
 class GitHubState:
@@ -192,6 +248,10 @@ class GitHubState:
         self.rate_window_start = time.time()
         self._ids = itertools.count(1_000_001)
         self.created_at = now_iso()
+        self.violations: list[str] = []  # FakeGitHub.violations; handlers may append
+        self.git_root = Path(tempfile.mkdtemp(prefix="fakegithub-"))  # bare repos live under <root>/repos
+        self.pushes: list[tuple[str, str, str, str]] = []
+        self.reject_force_push = True
 
     def next_id(self) -> int:
         return next(self._ids)
@@ -290,7 +350,7 @@ class GitHubState:
             "tags_url": f"{u}/tags",
             "teams_url": f"{u}/teams",
             "trees_url": f"{u}/git/trees{{/sha}}",
-            "clone_url": f"https://github.com/{repo.full_name}.git",
+            "clone_url": self.clone_url(repo),
             "mirror_url": None,
             "hooks_url": f"{u}/hooks",
             "svn_url": f"https://github.com/{repo.full_name}",
@@ -301,7 +361,7 @@ class GitHubState:
             "stargazers_count": 0,
             "watchers_count": 0,
             "watchers": 0,
-            "size": sum(len(c) for c in repo.files.values()) // 1024,
+            "size": self.repo_size_kb(repo),
             "default_branch": repo.default_branch,
             "open_issues_count": open_issues,
             "open_issues": open_issues,
@@ -330,6 +390,15 @@ class GitHubState:
             "network_count": 0,
             "subscribers_count": 0,
         }
+
+    def clone_url(self, repo: Repo) -> str:
+        return f"{self.base_url}/{repo.full_name}.git"
+
+    def repo_size_kb(self, repo: Repo) -> int:
+        tree = repo.tree_sha()
+        if not tree:
+            return 0
+        return sum(e.size or 0 for e in repo.git.tree_entries(tree)) // 1024
 
     def label_json(self, repo: Repo, name: str) -> dict[str, Any]:
         """The repo's label ``name``, created on first use (as GitHub does when labelling)."""

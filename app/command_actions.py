@@ -1,0 +1,59 @@
+"""What each slash command does. Every command ends in an Outcome that is shown to people."""
+from __future__ import annotations
+
+from app.commands import VERBS, Command, InvalidCommand
+from app.config import Settings
+from app.db.session import session_scope
+from app.queue import enqueue
+from app.spec import flow
+from app.spec.flow import Outcome
+
+SPEC_VERBS = {"plan", "approve", "revise", "reject", "status"}
+
+
+async def run(cmd: Command | InvalidCommand, *, gh, settings: Settings, full_name: str, issue: dict,
+              repository: dict, installation_id: int, user: str, request_key: str) -> Outcome:
+    """Run one command; `request_key` makes the work it queues happen once per command."""
+    if isinstance(cmd, InvalidCommand):
+        return Outcome("replies/invalid.md.j2", {"raw": cmd.raw, "error": cmd.error, "verbs": VERBS})
+    verb = cmd.verb
+    if verb == "help":
+        return Outcome("replies/help.md.j2", {"verbs": VERBS})
+    if verb not in SPEC_VERBS:
+        return Outcome("replies/unavailable.md.j2", {"verb": verb})
+    if issue.get("pull_request"):
+        return Outcome("replies/pr_only_spec.md.j2", {"verb": verb})
+    number = issue["number"]
+    if verb == "plan":
+        spec_id, start = flow.start_spec(settings, full_name, number, repository_id=repository.get("id"),
+                                    installation_id=installation_id, title=issue.get("title", ""),
+                                    requested_by=user)
+        if not start:
+            return Outcome("replies/already_planning.md.j2", flow.status_view(settings, spec_id))
+        enqueue("omoi.run_stage", spec_id, "requirements", None, f"{request_key}:plan")
+        return Outcome("replies/planning.md.j2")
+    with session_scope(settings.database_url) as s:
+        spec = flow.find_spec(s, full_name, number)
+        spec_id = spec.id if spec else None
+    if spec_id is None:
+        return Outcome("replies/no_spec.md.j2", {"label": settings.trigger_label})
+    if verb == "status":
+        return Outcome("replies/status.md.j2", flow.status_view(settings, spec_id))
+    if verb == "approve":
+        outcome = flow.approve(settings, spec_id, user, cmd.args.get("stage"), cmd.args.get("revision"))
+        if outcome.template == "replies/approved.md.j2":
+            await flow.publish(gh, settings, spec_id, [outcome.context["stage"]])
+            if outcome.context["next_stage"]:
+                enqueue("omoi.run_stage", spec_id, outcome.context["next_stage"], None, f"{request_key}:approve")
+        return outcome
+    if verb == "revise":
+        row = flow.revisable_stage(settings, spec_id)
+        if row is None:
+            return Outcome("replies/nothing_to_revise.md.j2", flow.status_view(settings, spec_id))
+        flow.mark_revising(settings, spec_id)
+        enqueue("omoi.run_stage", spec_id, row.stage, cmd.args["text"], f"{request_key}:revise")
+        return Outcome("replies/revising.md.j2", {"stage": row.stage, "revision": row.revision + 1})
+    # reject
+    outcome = flow.reject(settings, spec_id, user, cmd.args.get("text", ""))
+    await flow.publish(gh, settings, spec_id, list(flow.STAGES))
+    return outcome

@@ -1,0 +1,54 @@
+"""issue_comment events: slash commands on issues and pull requests."""
+from __future__ import annotations
+
+from gidgethub import sansio
+from gidgethub.routing import Router
+
+from app import claims
+from app.command_actions import run
+from app.commands import parse_commands
+from app.events.context import EventContext
+from app.github import comments
+from app.github.permissions import check_sender
+from app.render import render
+
+router = Router()
+
+
+@router.register("issue_comment", action="created")
+@router.register("issue_comment", action="edited")
+async def on_comment(event: sansio.Event, ctx: EventContext) -> None:
+    data = event.data
+    comment, issue, repo, sender = data["comment"], data["issue"], data["repository"], data["sender"]
+    if comments.is_ours(comment, ctx.settings):
+        return  # never react to our own replies
+    commands = parse_commands(comment.get("body"), bot_names=(ctx.settings.app_name,))
+    if not commands:
+        return
+    key = f"comment:{comment['id']}"
+    seen = claims.status(key)
+    if seen == "done" or (data.get("action") == "edited" and seen is not None):
+        return  # an edit after the commands ran does not run them again
+    claims.claim(key, "comment")
+    full_name, number = repo["full_name"], issue["number"]
+    gh = await ctx.gh()
+    decision = await check_sender(gh, ctx.settings, full_name, sender)
+    if not decision.allowed:
+        ctx.log.info("command_refused", sender=sender.get("login"), permission=decision.permission)
+        # At most one polite reply per issue, however many times people try.
+        if sender.get("type") != "Bot" and claims.claim(f"refused:{full_name}#{number}", "notice"):
+            await comments.upsert(gh, ctx.settings, full_name, number, "<!-- omoi:refused",
+                                  render("replies/permission_denied.md.j2", user=sender.get("login", "")))
+        claims.finish(key)
+        return
+    await comments.add_reaction(gh, full_name, comment_id=comment["id"], content="eyes")
+    sections = []
+    for i, cmd in enumerate(commands):
+        outcome = await run(cmd, gh=gh, settings=ctx.settings, full_name=full_name, issue=issue,
+                            repository=repo, installation_id=ctx.installation_id, user=sender.get("login", ""),
+                            request_key=f"{key}:{i}")
+        sections.append(render(outcome.template, **outcome.context).strip())
+        ctx.log.info("command_done", verb=cmd.verb, outcome=outcome.template)
+    body = render("replies/reply.md.j2", comment_id=comment["id"], sections=sections)
+    await comments.upsert(gh, ctx.settings, full_name, number, f"<!-- omoi:reply to={comment['id']} ", body)
+    claims.finish(key)

@@ -1,0 +1,75 @@
+"""EXPLORE: a bounded digest of the target repository, read from its default branch.
+
+The digest is the large shared context of every planning call (sent once, then cached by
+the model API), so it is bounded: the tree is capped, and only the files people keep to
+describe a project - README, manifests, agent instructions - are included, each truncated.
+"""
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+import gidgethub
+
+MAX_TREE_PATHS = 1500
+MAX_FILE_CHARS = 8000
+MAX_DIGEST_CHARS = 60000
+# Files users already keep for humans and agents, in the order they are most useful.
+KEY_FILES = (
+    "README.md", "README.rst", "README.txt", "README",
+    "AGENTS.md", "CLAUDE.md", ".github/copilot-instructions.md", "CONTRIBUTING.md",
+    "pyproject.toml", "setup.py", "setup.cfg", "requirements.txt", "package.json", "go.mod",
+    "Cargo.toml", "pom.xml", "build.gradle", "Gemfile", "composer.json", "Makefile", "justfile",
+    "tox.ini", "pytest.ini",
+)
+
+
+@dataclass
+class RepoDigest:
+    base_sha: str
+    default_branch: str
+    files: list[str]
+    text: str
+
+
+def _split(full_name: str) -> dict:
+    owner, repo = full_name.split("/", 1)
+    return {"owner": owner, "repo": repo}
+
+
+async def build_digest(gh, full_name: str) -> RepoDigest:
+    names = _split(full_name)
+    repo = await gh.getitem("/repos/{owner}/{repo}", url_vars=names)
+    branch = repo.get("default_branch") or "main"
+    head = await gh.getitem("/repos/{owner}/{repo}/branches/{branch}", url_vars={**names, "branch": branch})
+    sha = head["commit"]["sha"]
+    tree = await gh.getitem(
+        "/repos/{owner}/{repo}/git/trees/{tree_sha}{?recursive}",
+        url_vars={**names, "tree_sha": sha, "recursive": "1"},
+    )
+    files = sorted(e["path"] for e in tree.get("tree", []) if e.get("type") == "blob")
+    parts = [f"# Repository {full_name} (default branch {branch}, commit {sha[:12]})", "", "## Files"]
+    shown = files[:MAX_TREE_PATHS]
+    parts += shown
+    if len(files) > len(shown):
+        parts.append(f"... and {len(files) - len(shown)} more files")
+    present = set(files)
+    for path in KEY_FILES:
+        if path not in present:
+            continue
+        try:
+            item = await gh.getitem(
+                "/repos/{owner}/{repo}/contents/{path}{?ref}", url_vars={**names, "path": path, "ref": sha}
+            )
+        except gidgethub.BadRequest:
+            continue
+        if not isinstance(item, dict) or item.get("encoding") != "base64":
+            continue
+        text = base64.b64decode(item.get("content", "")).decode("utf-8", errors="replace")
+        if len(text) > MAX_FILE_CHARS:
+            text = text[:MAX_FILE_CHARS] + "\n... (truncated)"
+        parts += ["", f"## {path}", "```", text.replace("```", "ʼʼʼ"), "```"]
+    digest = "\n".join(parts)
+    if len(digest) > MAX_DIGEST_CHARS:
+        digest = digest[:MAX_DIGEST_CHARS] + "\n... (digest truncated)"
+    return RepoDigest(base_sha=sha, default_branch=branch, files=files, text=digest)

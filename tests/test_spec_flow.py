@@ -1,0 +1,214 @@
+"""The whole planning flow through the real web process and a real Celery worker:
+label -> requirements -> approve -> design -> revise -> approve -> tasks -> approve,
+with the model played by the Anthropic stand-in and GitHub by the GitHub stand-in.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import select
+
+from app.db.models import LLMCall, Spec, SpecStage
+from app.db.session import session_scope
+from tests.conftest import WEBHOOK_SECRET, base_env, free_port, wait_for
+from tests.fakes.anthropic import request_text
+from tests.fakes.webhooks import issue_comment_created_payload, issues_labeled_payload, post_delivery
+
+REPO = "octo/greeter"
+INSTALLATION = 91
+FILES = {"README.md": "# greeter\nRun `pytest`.\n", "greeter.py": "def main():\n    pass\n",
+         "tests/test_greeter.py": "def test_nothing():\n    assert True\n"}
+
+REQUIREMENTS = {
+    "summary": "Users want a friendly greeting.",
+    "stories": [{
+        "title": "Greeting", "as_a": "user", "i_want": "to be greeted", "so_that": "I feel welcome",
+        "priority": "must",
+        "criteria": [{"pattern": "event", "text": "WHEN the user runs greeter, THE SYSTEM SHALL print Hello",
+                      "verification": "pytest tests/test_hello.py"}],
+    }],
+    "open_questions": [], "out_of_scope": ["translations"],
+}
+
+
+def design(extra_note: str = "") -> dict:
+    return {
+        "overview": "Add a hello function used by main." + extra_note,
+        "components": [{"name": "hello", "responsibility": "format the greeting", "files": ["greeter.py"],
+                        "satisfies": ["R1"]}],
+        "decisions": [{"title": "Where", "choice": "greeter.py", "alternatives": ["a new module"],
+                       "rationale": "small change"}],
+        "file_plan": [{"path": "greeter.py", "action": "modify", "purpose": "print Hello"},
+                      {"path": "tests/test_hello.py", "action": "create", "purpose": "test it"}],
+        "risks": [], "testing_strategy": "pytest",
+    }
+
+
+TASKS = {"tasks": [
+    {"key": "test", "title": "Test the greeting", "description": "Write tests/test_hello.py", "covers": ["R1.1"],
+     "files": [{"path": "tests/test_hello.py", "action": "create"}], "verify": ["pytest -q"], "size": "S",
+     "kind": "test"},
+    {"key": "impl", "title": "Print Hello", "description": "Change main", "covers": ["R1.1"], "depends_on": ["test"],
+     "files": [{"path": "greeter.py", "action": "modify"}], "verify": ["pytest -q"], "size": "S",
+     "kind": "implement"},
+]}
+
+
+@pytest.fixture
+def planning(fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes):
+    fake_github.add_installation(INSTALLATION, "octo")
+    fake_github.add_repo(REPO, installation_id=INSTALLATION, files=FILES)
+    fake_github.set_permission(REPO, "alice", "maintain")
+    fake_github.set_permission(REPO, "rita", "read")
+    fake_github.add_issue(REPO, 5, title="Greet users", body="Print Hello when run.", user="rita")
+    fake_anthropic.on_tool("emit_requirements_draft", REQUIREMENTS, once=False)
+    fake_anthropic.on_tool(
+        "emit_design_draft",
+        lambda req: design(" Uses f-strings.") if "<feedback>" in request_text(req) else design(),
+        once=False,
+    )
+    fake_anthropic.on_tool("emit_tasks_draft", TASKS, once=False)
+    fake_anthropic.on_tool("emit_review", {"findings": [{"severity": "info", "message": "consider a CLI flag"}]},
+                           once=False)
+    env = base_env(fake_github, rsa_keypair, f"sqlite:///{tmp_path}/omoi.db", "", tmp_path / "data", free_port())
+    env |= {"ANTHROPIC_BASE_URL": fake_anthropic.url, "ANTHROPIC_API_KEY": "sk-fake-test-key"}
+    procs = omoi_processes(env)
+    procs.start("web", "web")
+    procs.start("worker", "worker")
+    procs.wait_healthy()
+    procs.database_url = env["OMOI_DATABASE_URL"]
+    return procs
+
+
+def stage_comment(fake, stage):
+    found = [c for c in fake.issue_comments(REPO, 5) if c["body"].startswith(f"<!-- omoi:spec stage={stage} ")]
+    assert len(found) <= 1, f"duplicate {stage} comments"
+    return found[0] if found else None
+
+
+def wait_stage(procs, fake, stage, rev, status_text):
+    def ready():
+        c = stage_comment(fake, stage)
+        return c if c and f" rev={rev} " in c["body"] and status_text in c["body"] else None
+    return wait_for(ready, timeout=60, message=f"{stage} r{rev} {status_text}\n{procs.log_text('worker')[-4000:]}")
+
+
+def comment(procs, body, sender="alice", comment_id=None):
+    payload = issue_comment_created_payload(installation_id=INSTALLATION, repo_full_name=REPO, issue_number=5,
+                                            body=body, sender_login=sender, comment_id=comment_id)
+    status, _ = post_delivery(procs.url + "/webhooks/github", "issue_comment", payload, WEBHOOK_SECRET)
+    assert status == 202
+    return payload["comment"]["id"]
+
+
+def reply_to(fake, comment_id):
+    return next((c["body"] for c in fake.issue_comments(REPO, 5)
+                 if c["body"].startswith(f"<!-- omoi:reply to={comment_id} ")), None)
+
+
+def stages(procs):
+    with session_scope(procs.database_url) as s:
+        return [(r.stage, r.revision, r.status, r.approved_by) for r in
+                s.scalars(select(SpecStage).order_by(SpecStage.id))]
+
+
+def test_full_planning_flow(planning, fake_github, fake_anthropic):
+    procs, fake = planning, fake_github
+    payload = issues_labeled_payload(installation_id=INSTALLATION, repo_full_name=REPO, issue_number=5,
+                                     label="omoi", sender_login="alice")
+    assert post_delivery(procs.url + "/webhooks/github", "issues", payload, WEBHOOK_SECRET)[0] == 202
+
+    req = wait_stage(procs, fake, "requirements", 1, "waiting for approval")
+    assert "R1.1" in req["body"] and "WHEN the user runs greeter" in req["body"]
+    assert "consider a CLI flag" in req["body"]  # the reviewer's advisory finding
+    assert "/omoi approve" in req["body"]
+    # the model saw the repository digest, in a cached block, and the issue as data
+    first = fake_anthropic.message_requests()[0]
+    assert "greeter.py" in request_text(first) and "<issue" in request_text(first)
+    assert any(b.get("cache_control") for m in first["messages"] for b in m["content"] if isinstance(b, dict))
+
+    # someone without write access cannot approve; they get one polite reply
+    c_denied = comment(procs, "/omoi approve", sender="rita")
+    wait_for(lambda: any(c["body"].startswith("<!-- omoi:refused") for c in fake.issue_comments(REPO, 5)),
+             message="refusal reply")
+    assert stages(procs) == [("requirements", 1, "waiting", None)]
+    assert reply_to(fake, c_denied) is None
+
+    c1 = comment(procs, "/omoi approve requirements r1")
+    wait_stage(procs, fake, "requirements", 1, "approved")
+    assert "Approved **requirements r1**" in wait_for(lambda: reply_to(fake, c1), message="approve reply")
+    assert [r["content"] for r in fake.reactions_on_comment(REPO, c1)] == ["eyes"]
+    wait_stage(procs, fake, "design", 1, "waiting for approval")
+
+    c2 = comment(procs, "/omoi revise please use f-strings")
+    assert "design r2" in wait_for(lambda: reply_to(fake, c2), message="revise reply")
+    d2 = wait_stage(procs, fake, "design", 2, "waiting for approval")
+    assert "Changes since r1" in d2["body"] and "f-strings" in d2["body"]
+
+    c3 = comment(procs, "/omoi approve design r1")  # stale revision
+    assert "not the current revision" in wait_for(lambda: reply_to(fake, c3), message="stale reply")
+    c4 = comment(procs, "/omoi approve design r2")
+    wait_stage(procs, fake, "design", 2, "approved")
+    tasks = wait_stage(procs, fake, "tasks", 1, "waiting for approval")
+    assert "T1" in tasks["body"] and "T2" in tasks["body"]
+    c5 = comment(procs, "/omoi approve")
+    wait_stage(procs, fake, "tasks", 1, "approved")
+    assert "whole plan" in wait_for(lambda: reply_to(fake, c5), message="final reply")
+
+    assert stages(procs) == [
+        ("requirements", 1, "approved", "alice"), ("design", 1, "superseded", None),
+        ("design", 2, "approved", "alice"), ("tasks", 1, "approved", "alice"),
+    ]
+    with session_scope(procs.database_url) as s:
+        spec = s.scalars(select(Spec)).one()
+        assert spec.state == "approved"
+        calls = s.scalars(select(LLMCall)).all()
+        assert {c.purpose for c in calls} >= {"requirements", "design", "tasks", "requirements:review"}
+        assert all(c.input_tokens > 0 and c.cost_usd > 0 for c in calls)
+    check = [r for r in fake.check_runs(REPO) if r["name"] == "omoi / spec"]
+    assert len(check) == 1 and check[0]["conclusion"] == "success"
+    # one comment per stage, edited in place; one reply per command comment
+    bodies = [c["body"] for c in fake.issue_comments(REPO, 5)]
+    assert sum(b.startswith("<!-- omoi:spec ") for b in bodies) == 3
+    assert sum(b.startswith("<!-- omoi:ack") for b in bodies) == 1
+    assert fake.violations == []
+    assert c4
+
+
+def test_broken_plan_fails_its_gates_and_is_reported(planning, fake_github, fake_anthropic):
+    procs, fake = planning, fake_github
+    bad = {"tasks": [{**TASKS["tasks"][0], "depends_on": ["impl"]}, TASKS["tasks"][1]]}  # a cycle
+    fake_anthropic.on_tool("emit_tasks_draft", bad, once=False)
+    post_delivery(procs.url + "/webhooks/github", "issues", issues_labeled_payload(
+        installation_id=INSTALLATION, repo_full_name=REPO, issue_number=5, label="omoi", sender_login="alice"),
+        WEBHOOK_SECRET)
+    wait_stage(procs, fake, "requirements", 1, "waiting for approval")
+    comment(procs, "/omoi approve")
+    wait_stage(procs, fake, "design", 1, "waiting for approval")
+    comment(procs, "/omoi approve")
+    blocked = wait_stage(procs, fake, "tasks", 1, "blocked")
+    assert re.search(r"dependency cycle: T\d → T\d → T\d", blocked["body"])
+    tries = [r for r in fake_anthropic.message_requests() if r.get("tool_choice", {}).get("name") == "emit_tasks_draft"]
+    assert len(tries) == 3  # first try + 2 retries with the gate findings as feedback
+    assert "dependency cycle" in request_text(tries[-1])
+    c = comment(procs, "/omoi approve")
+    assert "failed its quality gates" in wait_for(lambda: reply_to(fake, c), message="blocked reply")
+    check = [r for r in fake.check_runs(REPO) if r["name"] == "omoi / spec"]
+    assert check[0]["conclusion"] == "failure"
+
+
+def test_unknown_verb_gets_help_and_reject_ends_the_spec(planning, fake_github):
+    procs, fake = planning, fake_github
+    c = comment(procs, "/omoi frobnicate")
+    body = wait_for(lambda: reply_to(fake, c), message="unknown verb reply")
+    assert "unknown" in body.lower() and "`approve`" in body
+    c = comment(procs, "/omoi status")
+    assert "not working on this issue yet" in wait_for(lambda: reply_to(fake, c), message="status reply")
+    c = comment(procs, "/omoi plan")
+    wait_stage(procs, fake, "requirements", 1, "waiting for approval")
+    c = comment(procs, "/omoi reject not now")
+    assert "rejected" in wait_for(lambda: reply_to(fake, c), message="reject reply")
+    wait_stage(procs, fake, "requirements", 1, "rejected")
+    with session_scope(procs.database_url) as s:
+        assert s.scalars(select(Spec.state)).one() == "rejected"
