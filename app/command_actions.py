@@ -5,6 +5,7 @@ from app.commands import VERBS, Command, InvalidCommand
 from app.config import Settings
 from app.db.session import session_scope
 from app.queue import enqueue
+from app.repo_config import RepoConfig
 from app.spec import flow
 from app.spec.flow import Outcome
 
@@ -12,7 +13,8 @@ SPEC_VERBS = {"plan", "approve", "revise", "reject", "status"}
 
 
 async def run(cmd: Command | InvalidCommand, *, gh, settings: Settings, full_name: str, issue: dict,
-              repository: dict, installation_id: int, user: str, request_key: str) -> Outcome:
+              repository: dict, installation_id: int, user: str, request_key: str,
+              repo_cfg: RepoConfig) -> Outcome:
     """Run one command; `request_key` makes the work it queues happen once per command."""
     if isinstance(cmd, InvalidCommand):
         return Outcome("replies/invalid.md.j2", {"raw": cmd.raw, "error": cmd.error, "verbs": VERBS})
@@ -36,12 +38,15 @@ async def run(cmd: Command | InvalidCommand, *, gh, settings: Settings, full_nam
         spec = flow.find_spec(s, full_name, number)
         spec_id = spec.id if spec else None
     if spec_id is None:
-        return Outcome("replies/no_spec.md.j2", {"label": settings.trigger_label})
+        return Outcome("replies/no_spec.md.j2", {"label": repo_cfg.trigger_label or settings.trigger_label})
     if verb == "status":
         return Outcome("replies/status.md.j2", flow.status_view(settings, spec_id))
     if verb == "approve":
+        if repo_cfg.approvers and user.lower() not in {a.lower() for a in repo_cfg.approvers}:
+            return Outcome("replies/not_an_approver.md.j2", {"user": user})
         outcome = flow.approve(settings, spec_id, user, cmd.args.get("stage"), cmd.args.get("revision"))
         if outcome.template == "replies/approved.md.j2":
+            await flow.write_spec_file(gh, settings, spec_id, outcome.context["stage"])
             await flow.publish(gh, settings, spec_id, [outcome.context["stage"]])
             if outcome.context["next_stage"]:
                 enqueue("omoi.run_stage", spec_id, outcome.context["next_stage"], None, f"{request_key}:approve")

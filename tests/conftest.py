@@ -138,6 +138,7 @@ def omoi_env(monkeypatch, tmp_path, rsa_keypair, database_url):
     GitHub points at a closed port here; tests that talk to GitHub use `github_env`."""
     from app.config import reset_settings_cache
     from app.db.migrate import upgrade
+    from app import repo_config
     from app.github import permissions
     from app.github.auth import TOKENS
 
@@ -148,6 +149,7 @@ def omoi_env(monkeypatch, tmp_path, rsa_keypair, database_url):
     reset_settings_cache()
     TOKENS.clear()
     permissions.clear_cache()
+    repo_config.clear_cache()
     upgrade(database_url)
     yield env
     reset_settings_cache()
@@ -259,3 +261,14 @@ def fake_anthropic(monkeypatch):
     yield fake
     fake.stop()
     reset_settings_cache()
+
+
+@pytest.fixture
+def fake_daytona():
+    """tests/fakes/daytona.py (Daytona control plane + toolbox) on a random port; point the SDK
+    at `fake_daytona.api_url`."""
+    from tests.fakes.daytona import FakeDaytona
+
+    fake = FakeDaytona().start()
+    yield fake
+    fake.stop()

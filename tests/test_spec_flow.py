@@ -168,6 +168,15 @@ def test_full_planning_flow(planning, fake_github, fake_anthropic):
         assert all(c.input_tokens > 0 and c.cost_usd > 0 for c in calls)
     check = [r for r in fake.check_runs(REPO) if r["name"] == "omoi / spec"]
     assert len(check) == 1 and check[0]["conclusion"] == "success"
+    # the approved spec is committed as Markdown on the issue's branch, one commit per approval
+    branch = "omoi/issue-5-greet-users"
+    for stage, needle in (("requirements", "R1.1"), ("design", "f-strings"), ("tasks", "T2")):
+        text = fake.file_at(REPO, branch, f".omoi/specs/5/{stage}.md")
+        assert text and needle in text, stage
+    messages = [c["message"] for c in fake.commits(REPO, branch)]
+    assert sorted(m.strip() for m in messages if m.startswith("omoi: approved")) == [
+        "omoi: approved design r2 for #5", "omoi: approved requirements r1 for #5", "omoi: approved tasks r1 for #5",
+    ]
     # one comment per stage, edited in place; one reply per command comment
     bodies = [c["body"] for c in fake.issue_comments(REPO, 5)]
     assert sum(b.startswith("<!-- omoi:spec ") for b in bodies) == 3

@@ -104,6 +104,7 @@ class Spec(Base):
     # GitHub ids of the per-stage comments and the `omoi / spec` check run.
     stage_comments: Mapped[dict] = mapped_column(JSON, default=dict)
     spec_check_run_id: Mapped[int | None] = mapped_column(BigInteger)
+    branch: Mapped[str | None] = mapped_column(String(255))  # omoi/issue-<n>-<slug>, fixed once chosen
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _ts()
     updated_at: Mapped[datetime] = mapped_column(

@@ -4,7 +4,7 @@ from __future__ import annotations
 from gidgethub import sansio
 from gidgethub.routing import Router
 
-from app import claims
+from app import claims, repo_config
 from app.command_actions import run
 from app.commands import parse_commands
 from app.events.context import EventContext
@@ -42,11 +42,12 @@ async def on_comment(event: sansio.Event, ctx: EventContext) -> None:
         claims.finish(key)
         return
     await comments.add_reaction(gh, full_name, comment_id=comment["id"], content="eyes")
+    repo_cfg = await repo_config.load_and_report(gh, ctx.settings, full_name, number)
     sections = []
     for i, cmd in enumerate(commands):
         outcome = await run(cmd, gh=gh, settings=ctx.settings, full_name=full_name, issue=issue,
                             repository=repo, installation_id=ctx.installation_id, user=sender.get("login", ""),
-                            request_key=f"{key}:{i}")
+                            request_key=f"{key}:{i}", repo_cfg=repo_cfg)
         sections.append(render(outcome.template, **outcome.context).strip())
         ctx.log.info("command_done", verb=cmd.verb, outcome=outcome.template)
     body = render("replies/reply.md.j2", comment_id=comment["id"], sections=sections)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from gidgethub import sansio
 from gidgethub.routing import Router
+from app import repo_config
 from app.db.models import Spec
 from app.db.session import session_scope
 from app.events.context import EventContext
@@ -19,14 +20,17 @@ ACK_MARKER = "<!-- omoi:ack"
 @router.register("issues", action="labeled")
 async def on_labeled(event: sansio.Event, ctx: EventContext) -> None:
     data = event.data
-    label = (data.get("label") or {}).get("name", "")
-    if label.lower() != ctx.settings.trigger_label.lower():
-        return
+    label = (data.get("label") or {}).get("name", "").lower()
     issue, repo, sender = data["issue"], data["repository"], data["sender"]
-    if issue.get("pull_request"):
+    if issue.get("pull_request") or not label:
         return  # labels on pull requests do not start a spec
     full_name, number = repo["full_name"], issue["number"]
     gh = await ctx.gh()
+    loaded = await repo_config.load(gh, ctx.settings, full_name)
+    trigger = repo_config.trigger_label(loaded, ctx.settings)
+    if label != trigger.lower():
+        return
+    await repo_config.load_and_report(gh, ctx.settings, full_name, number)
     decision = await check_sender(gh, ctx.settings, full_name, sender)
     if not decision.allowed:
         ctx.log.info("label_refused", sender=sender.get("login"), permission=decision.permission)
@@ -44,7 +48,7 @@ async def on_labeled(event: sansio.Event, ctx: EventContext) -> None:
     body = render(
         "ack.md.j2",
         requested_by=requested_by,
-        label=ctx.settings.trigger_label,
+        label=trigger,
         issue_number=number,
         spec_id=spec_id,
     )

@@ -84,6 +84,7 @@ def base_env(home: str, extra: dict | None = None) -> dict[str, str]:
         "LC_ALL": "C.UTF-8",
         "TMPDIR": "/tmp",
         "GIT_TERMINAL_PROMPT": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",  # keeps __pycache__ out of diffs
     }
     for key, value in (extra or {}).items():
         if not isinstance(key, str) or not key or "=" in key or "\x00" in key:

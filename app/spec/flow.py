@@ -15,13 +15,14 @@ from app.db.models import Spec, SpecStage
 from app.db.session import session_scope
 from app.github import comments
 from app.github.checks import upsert_check_run
+from app.github.repo_files import branch_name, ensure_branch, put_file
 from app.llm import structured_output
 from app.logging import get_logger
 from app.render import render
 from app.spec import gates as g
 from app.spec.digest import build_digest
 from app.spec.render import STAGES as DOC_TYPES
-from app.spec.render import diff_summary, doc_hash, render_stage_comment
+from app.spec.render import diff_summary, doc_hash, render_spec_file, render_stage_comment
 from app.spec.schemas import (
     DesignDraft,
     Requirements,
@@ -262,6 +263,22 @@ async def _publish_check(gh, settings: Settings, spec_id: int, view: dict) -> in
         title=title, summary=summary, conclusion=conclusion,
         details_url=f"{settings.github_web_url}/{view['full_name']}/issues/{view['issue_number']}",
     )
+
+
+async def write_spec_file(gh, settings: Settings, spec_id: int, stage: str) -> str:
+    """Commit the approved stage as `.omoi/specs/<issue>/<stage>.md` on the spec's branch."""
+    with session_scope(settings.database_url) as s:
+        spec = s.get(Spec, spec_id)
+        if not spec.branch:
+            spec.branch = branch_name(spec.issue_number, spec.title)
+        row = _latest(s, spec_id, stage, ("approved",))
+        full_name, number, branch, base = spec.repo_full_name, spec.issue_number, spec.branch, spec.base_sha
+        doc, revision = _load_doc(stage, row.document), row.revision
+    await ensure_branch(gh, full_name, branch, base)
+    path = f".omoi/specs/{number}/{stage}.md"
+    await put_file(gh, full_name, branch, path, render_spec_file(stage, doc),
+                   f"omoi: approved {stage} r{revision} for #{number}")
+    return path
 
 
 # --- commands ---------------------------------------------------------------------------

@@ -17,7 +17,8 @@ Implemented (what daytona 0.226.1's AsyncDaytona / AsyncSandbox call):
 - toolbox: `POST /process/execute` (combined stdout+stderr in `result`, like the daemon),
   `POST /files/bulk-upload` (multipart `files[i].path` + `files[i].file`),
   `POST /files/bulk-download` (multipart response, one `file` or `error` part per path),
-  `GET /work-dir`, `GET /user-home-dir`, `POST /git/clone` (a real `git clone`).
+  `GET /work-dir`, `GET /user-home-dir`, `POST /git/clone` (a real `git clone`; URLs listed in
+  `fake.repo_map` are cloned from the local path they map to).
 
 Anything else is answered 404 and recorded in `fake.unhandled`. `fake.sandboxes[id]` is a
 `FakeSandbox` with the create request (`create_params`), `deleted`, and the dirs.
@@ -58,6 +59,9 @@ class _NotFound(Exception):
         self.response = response
 
 
+REC = web.RequestKey("rec", RecordedRequest)
+
+
 @dataclass
 class FakeSandbox:
     id: str
@@ -94,6 +98,8 @@ class FakeDaytona:
         self.api_url = f"{self.url}/api"
         self.toolbox_url = f"{self.url}/toolbox"
         self.sandboxes: dict[str, FakeSandbox] = {}
+        # Remote URL -> local repo path, for `git/clone` of URLs this machine cannot reach.
+        self.repo_map: dict[str, str] = {}
         self.requests: list[RecordedRequest] = []
         self.unhandled: list[RecordedRequest] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -179,7 +185,11 @@ class FakeDaytona:
         rec = RecordedRequest(request.method, request.path,
                               {k.lower(): v for k, v in request.headers.items()}, body)
         self.requests.append(rec)
-        request["rec"] = rec
+        request[REC] = rec
+        if request.path.startswith("/api/socket.io"):
+            # The SDK's Socket.IO event stream: unsupported here, and the SDK falls back to polling.
+            rec.status = 404
+            return _error(request, 404, "socket.io is not served by the fake")
         if request.path.startswith(("/api/", "/toolbox/")):
             authz = request.headers.get("Authorization", "")
             if not authz.lower().startswith("bearer ") or (
@@ -236,7 +246,7 @@ class FakeDaytona:
     # -- control plane ------------------------------------------------------------------------
 
     async def _create(self, request: web.Request) -> web.Response:
-        params = request["rec"].json or {}
+        params = request[REC].json or {}
         sid = f"sb-{uuid.uuid4().hex[:12]}"
         sb = FakeSandbox(id=sid, root=self.root / sid, create_params=params,
                          created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
@@ -264,7 +274,7 @@ class FakeDaytona:
         return web.json_response({"url": self.toolbox_url})
 
     async def _unhandled(self, request: web.Request) -> web.Response:
-        rec = request["rec"]
+        rec = request[REC]
         log.warning("fake daytona: unhandled %s %s", request.method, request.path_qs)
         self.unhandled.append(rec)
         return _error(request, 404, f"fake: no route {request.method} {request.path}")
@@ -279,7 +289,7 @@ class FakeDaytona:
 
     async def _execute(self, request: web.Request) -> web.Response:
         sb = self._sandbox(request)
-        body = request["rec"].json or {}
+        body = request[REC].json or {}
         command = body.get("command")
         if not isinstance(command, str):
             return _error(request, 400, "command: field required")
@@ -327,7 +337,7 @@ class FakeDaytona:
 
     async def _bulk_download(self, request: web.Request) -> web.Response:
         sb = self._sandbox(request)
-        body = request["rec"].json or {}
+        body = request[REC].json or {}
         writer = aiohttp_multipart()
         for src in body.get("paths") or []:
             p = self._resolve(sb, src)
@@ -342,9 +352,10 @@ class FakeDaytona:
 
     async def _git_clone(self, request: web.Request) -> web.Response:
         sb = self._sandbox(request)
-        body = request["rec"].json or {}
+        body = request[REC].json or {}
         sb.clones.append(body)
         url, dest = body.get("url"), self._resolve(sb, body.get("path"))
+        url = self.repo_map.get(url, url)
         if not url or not body.get("path"):
             return _error(request, 400, "url and path are required")
         args = ["git", "clone", "-q"]

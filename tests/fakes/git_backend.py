@@ -36,6 +36,26 @@ DEFAULT_AUTHOR = ("octo", "octo@example.com")
 HTTP_BACKEND_TIMEOUT = 120.0
 
 
+PROTECTION_HOOK = """#!/bin/sh
+zero=0000000000000000000000000000000000000000
+list="$GIT_DIR/protected-refs"
+status=0
+while read old new ref; do
+  [ -f "$list" ] && grep -qxF "$ref" "$list" || continue
+  if [ "$new" = "$zero" ]; then
+    echo "error: GH006: Protected branch update failed for $ref." >&2
+    echo "error: Cannot delete this branch" >&2
+    status=1
+  elif [ "$old" != "$zero" ] && ! git merge-base --is-ancestor "$old" "$new"; then
+    echo "error: GH006: Protected branch update failed for $ref." >&2
+    echo "error: Cannot force-push to this branch" >&2
+    status=1
+  fi
+done
+exit $status
+"""
+
+
 class GitError(Exception):
     """A git command failed; ``stderr`` holds git's message."""
 
@@ -136,6 +156,16 @@ class BareRepo:
             repo.run("config", key, value)
         return repo
 
+    def install_protection_hook(self) -> None:
+        """A pre-receive hook refusing force pushes and deletions of refs listed in ``<repo>/protected-refs``.
+
+        The messages mimic GitHub's GH006 answer for protected branches.
+        """
+        hook = self.path / "hooks" / "pre-receive"
+        hook.parent.mkdir(exist_ok=True)
+        hook.write_text(PROTECTION_HOOK)
+        hook.chmod(0o755)
+
     def set_deny_non_fast_forwards(self, deny: bool) -> None:
         self.run("config", "receive.denyNonFastForwards", "true" if deny else "false")
 
@@ -198,6 +228,11 @@ class BareRepo:
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         proc = subprocess.run(["git", "merge-base", "--is-ancestor", ancestor, descendant], cwd=str(self.path),
                               env=isolated_env(self.home), capture_output=True, timeout=60)
+        return proc.returncode == 0
+
+    def valid_ref_name(self, full_ref: str) -> bool:
+        proc = subprocess.run(["git", "check-ref-format", full_ref], env=isolated_env(self.home),
+                              capture_output=True, timeout=60)
         return proc.returncode == 0
 
     def merge_base(self, a: str, b: str) -> str | None:

@@ -1,0 +1,450 @@
+"""One Claude Agent SDK session (the Claude Code CLI bundled in claude-agent-sdk) for one task.
+
+    result = await run_agent(mode="implement", prompt=..., workdir=sandbox.workdir,
+                             settings=get_settings(), max_turns=30, max_budget_usd=2.0, timeout_s=900)
+
+Modes and tools (`tools=` limits what the model is even offered; `allowed_tools=` is what runs
+without a prompt; everything else is denied because nobody can answer a prompt):
+
+- explore:   Read, Glob, Grep
+- implement: Read, Glob, Grep, Edit, Write, Bash
+- validate:  Read, Glob, Grep, Bash
+
+`permission_mode="acceptEdits"` plus path-scoped rules `Edit(//<workdir>/**)` / `Write(...)`: edits
+inside `workdir` are accepted, anything outside it is refused. Read/Glob/Grep get no explicit rule,
+so they work inside `workdir` only (a bare "Read" or "Write" rule would open every host path to
+the CLI, which runs on the host). Bash is allowed entirely, or only the `allowed_commands`
+prefixes when given. No bypass mode (it is refused as root anyway). Settings files are not loaded
+(`setting_sources=[]`): a repository's own `.claude/settings.json` (hooks, permissions) is
+untrusted input.
+
+Isolation: the CLI runs on the host with cwd=workdir. Where bubblewrap works, Claude Code's own
+sandbox is on for Bash (`allowUnsandboxedCommands: False`: writes only inside the work dir, no
+network) and `CLAUDE_CODE_SUBPROCESS_ENV_SCRUB=1` strips credentials from the environment of the
+commands it runs.
+
+Environment: built from scratch. The SDK merges `os.environ` into the CLI's environment, so the
+CLI is started through a tiny `env -i` wrapper that keeps only allow-listed names: PATH, LANG,
+a temporary HOME, ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL from settings (the model key the CLI
+needs), CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 and the SDK's own protocol variables. No
+OMOI_* value, GitHub token or private key reaches the CLI.
+
+Never raises for an agent failure: the result says ok=False and why.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import shutil
+import tempfile
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from app.logging import get_logger, redact
+
+log = get_logger("omoi.agent")
+
+Mode = Literal["explore", "implement", "validate"]
+
+READ_TOOLS = ["Read", "Glob", "Grep"]
+MODE_TOOLS: dict[str, list[str]] = {
+    "explore": READ_TOOLS,
+    "implement": READ_TOOLS + ["Edit", "Write", "Bash"],
+    "validate": READ_TOOLS + ["Bash"],
+}
+# Never available, whatever the mode.
+ALWAYS_DENIED = ["WebFetch", "WebSearch", "NotebookEdit", "Task", "Agent", "Skill", "KillShell", "BashOutput"]
+
+MODE_INSTRUCTIONS = {
+    "explore": ("You are exploring a repository to answer a question. You can only read files. "
+                "Do not attempt to modify anything."),
+    "implement": ("You are implementing a change in a repository checked out in your working directory. "
+                  "Edit files only inside it. Do not commit, push or create branches: the diff of the "
+                  "working tree is collected when you finish. Keep changes focused on the task."),
+    "validate": ("You are validating a change in a repository checked out in your working directory. "
+                 "Run the checks you are asked to run and report the results. You cannot edit files."),
+}
+
+# Variables the SDK itself sets for the CLI (kept by the env wrapper).
+SDK_ENV_NAMES = (
+    "CLAUDE_CODE_ENTRYPOINT", "CLAUDE_AGENT_SDK_VERSION", "CLAUDE_CODE_SDK_READS_SESSION_STATE",
+    "CLAUDE_AGENT_SDK_CLIENT_APP", "CLAUDE_AGENT_SDK_DERIVED_CLIENT_APP",
+    "CLAUDE_CODE_ENABLE_SDK_FILE_CHECKPOINTING", "PWD",
+)
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Claude Code's Bash sandbox (scrub mode) leaves empty mount-point stubs for protected paths in the
+# work dir and lists them in .git/info/exclude; run_agent removes the ones it created.
+STUB_NAMES = {
+    ".env", ".env.local", ".env.development", ".env.development.local", ".env.test", ".env.test.local",
+    ".env.production", ".env.production.local", ".gitmodules", ".npmrc", ".yarnrc", ".yarnrc.yml", "bunfig.toml",
+    "package.json", "package-lock.json", "yarn.lock", "pnpm-lock.yaml", "node_modules", ".claude",
+}
+GIT_STUB_NAMES = {"commondir", "config.worktree", "glab-cli", "modules", "remotes", "worktrees", "branches"}
+STUB_EXCLUDE_MARKER = "# claude-code scrub-mode stubs"
+_MAX_TRANSCRIPT_CHARS = 4000
+_STDERR_LINES = 40
+
+
+@dataclass
+class AgentResult:
+    ok: bool
+    text: str = ""
+    num_turns: int = 0
+    cost_usd: float = 0.0
+    duration_s: float = 0.0
+    error: str | None = None
+    transcript: list[dict] = field(default_factory=list)
+    session_id: str | None = None
+    subtype: str | None = None  # ResultMessage.subtype: success, error_max_turns, error_max_budget_usd, ...
+    permission_denials: list[dict] = field(default_factory=list)
+    usage: dict | None = None
+
+
+def _secret(value: Any) -> str:
+    if value is None:
+        return ""
+    getter = getattr(value, "get_secret_value", None)
+    return (getter() if getter else str(value)) or ""
+
+
+def bundled_cli() -> str:
+    import claude_agent_sdk
+
+    path = Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
+    if path.is_file():
+        return str(path)
+    found = shutil.which("claude")
+    if found:
+        return found
+    raise FileNotFoundError("Claude Code CLI not found (claude_agent_sdk/_bundled/claude or `claude` on PATH)")
+
+
+def claude_sandbox_available() -> bool:
+    """Claude Code's Bash sandbox on Linux needs bwrap (working), socat and ripgrep."""
+    from app.sandbox.local import bwrap_available
+
+    return bwrap_available() and bool(shutil.which("socat")) and bool(shutil.which("rg"))
+
+
+def agent_env(settings: Any, home: str, *, scrub_subprocess_env: bool) -> dict[str, str]:
+    env = {
+        "PATH": os.environ.get("PATH") or DEFAULT_PATH,
+        "HOME": home,
+        "LANG": "C.UTF-8",
+        "TMPDIR": "/tmp",
+        "PYTHONDONTWRITEBYTECODE": "1",  # keeps __pycache__ out of the diff
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_ERROR_REPORTING": "1",
+        "CLAUDE_CODE_MAX_RETRIES": str(getattr(settings, "llm_max_retries", 3)),
+    }
+    key = _secret(getattr(settings, "anthropic_api_key", None))
+    if key:
+        env["ANTHROPIC_API_KEY"] = key
+    base_url = getattr(settings, "anthropic_base_url", "") or ""
+    if base_url:
+        env["ANTHROPIC_BASE_URL"] = base_url
+    if scrub_subprocess_env:
+        env["CLAUDE_CODE_SUBPROCESS_ENV_SCRUB"] = "1"
+    return env
+
+
+def write_env_wrapper(directory: Path, cli: str, keep: list[str]) -> str:
+    """A shell script that starts `cli` with only the `keep` variables of its environment."""
+    for name in keep:
+        if not name.replace("_", "").isalnum() or name[0].isdigit():
+            raise ValueError(f"bad environment variable name {name!r}")
+    kept = " ".join(f'${{{n}+"{n}=${n}"}}' for n in keep)
+    script = directory / "claude-env"
+    script.write_text(f'#!/bin/sh\nexec /usr/bin/env -i {kept} {shlex.quote(cli)} "$@"\n')
+    script.chmod(0o700)
+    return str(script)
+
+
+def edit_scope(workdir: str) -> str:
+    """A permission-rule path for everything under `workdir` ("//" marks an absolute path)."""
+    path = os.path.realpath(workdir).rstrip("/")
+    if any(c in path for c in "(),*?[]{}") or not path.startswith("/"):
+        raise ValueError(f"unsupported work dir path for permission rules: {workdir!r}")
+    return f"/{path}/**"
+
+
+def bash_rules(allowed_commands: list[str] | None) -> list[str]:
+    if allowed_commands is None:
+        return ["Bash"]
+    rules = []
+    for command in allowed_commands:
+        command = command.strip()
+        if not command or any(c in command for c in "(),"):
+            raise ValueError(f"unsupported allowed command {command!r}")
+        rules += [f"Bash({command})", f"Bash({command}:*)"]
+    return rules
+
+
+def _clip(text: Any, limit: int = _MAX_TRANSCRIPT_CHARS) -> str:
+    if not isinstance(text, str):
+        import json
+
+        try:
+            text = json.dumps(text, default=str)
+        except (TypeError, ValueError):
+            text = str(text)
+    text = redact(text)
+    return text if len(text) <= limit else text[:limit] + f"... [{len(text) - limit} more chars]"
+
+
+def _simplify(message: Any) -> list[dict]:
+    from claude_agent_sdk import AssistantMessage, ResultMessage, SystemMessage, UserMessage
+    from claude_agent_sdk.types import TextBlock, ThinkingBlock, ToolResultBlock, ToolUseBlock
+
+    out: list[dict] = []
+    if isinstance(message, AssistantMessage):
+        for block in message.content:
+            if isinstance(block, TextBlock):
+                out.append({"role": "assistant", "type": "text", "text": _clip(block.text)})
+            elif isinstance(block, ToolUseBlock):
+                out.append({"role": "assistant", "type": "tool_use", "id": block.id, "name": block.name,
+                            "input": _clip(block.input)})
+            elif isinstance(block, ThinkingBlock):
+                out.append({"role": "assistant", "type": "thinking", "text": _clip(block.thinking, 1000)})
+        if message.error:
+            out.append({"role": "assistant", "type": "error", "error": str(message.error)})
+    elif isinstance(message, UserMessage):
+        content = message.content
+        if isinstance(content, str):
+            out.append({"role": "user", "type": "text", "text": _clip(content)})
+        else:
+            for block in content:
+                if isinstance(block, ToolResultBlock):
+                    out.append({"role": "user", "type": "tool_result", "tool_use_id": block.tool_use_id,
+                                "is_error": bool(block.is_error), "content": _clip(block.content)})
+                elif isinstance(block, TextBlock):
+                    out.append({"role": "user", "type": "text", "text": _clip(block.text)})
+    elif isinstance(message, SystemMessage):
+        out.append({"role": "system", "type": message.subtype})
+    elif isinstance(message, ResultMessage):
+        out.append({"role": "result", "type": message.subtype, "is_error": message.is_error,
+                    "num_turns": message.num_turns, "cost_usd": message.total_cost_usd,
+                    "result": _clip(message.result or "")})
+    return out
+
+
+async def run_agent(
+    *,
+    mode: Mode,
+    prompt: str,
+    workdir: str,
+    settings: Any,
+    max_turns: int,
+    max_budget_usd: float | None,
+    timeout_s: float,
+    allowed_commands: list[str] | None = None,
+    model: str | None = None,
+    system_prompt: str | None = None,
+) -> AgentResult:
+    started = time.monotonic()
+    transcript: list[dict] = []
+    stderr_tail: deque[str] = deque(maxlen=_STDERR_LINES)
+    state: dict[str, Any] = {"result": None, "last_text": ""}
+
+    def fail(error: str) -> AgentResult:
+        res = state["result"]
+        return AgentResult(
+            ok=False, text=(res.result if res is not None and res.result else state["last_text"]),
+            num_turns=res.num_turns if res is not None else sum(1 for t in transcript if t.get("type") == "tool_use"),
+            cost_usd=float(res.total_cost_usd or 0) if res is not None else 0.0,
+            duration_s=time.monotonic() - started, error=redact(error)[:4000], transcript=transcript,
+            session_id=res.session_id if res is not None else None, subtype=res.subtype if res is not None else None,
+            permission_denials=list(getattr(res, "permission_denials", None) or []) if res is not None else [],
+            usage=res.usage if res is not None else None,
+        )
+
+    if mode not in MODE_TOOLS:
+        return fail(f"unknown agent mode {mode!r}")
+    if not os.path.isdir(workdir):
+        return fail(f"work dir {workdir!r} does not exist")
+    if not _secret(getattr(settings, "anthropic_api_key", None)):
+        return fail("no Anthropic API key configured: set ANTHROPIC_API_KEY or OMOI_ANTHROPIC_API_KEY")
+
+    try:
+        from claude_agent_sdk import AssistantMessage, ClaudeAgentOptions, ResultMessage, query
+        from claude_agent_sdk.types import TextBlock
+
+        tools = list(MODE_TOOLS[mode])
+        # Only Bash gets an explicit rule. Reads (default rule) and edits (acceptEdits) are then allowed
+        # inside the work dir only; a bare "Read" or "Write" rule would allow any host path.
+        allowed: list[str] = [f"{t}({edit_scope(workdir)})" for t in ("Edit", "Write") if t in tools]
+        if "Bash" in tools:
+            allowed += bash_rules(allowed_commands)
+        denied = list(ALWAYS_DENIED) + [t for t in ("Write", "Edit", "Bash") if t not in tools]
+        sandboxed = "Bash" in tools and claude_sandbox_available()
+        if "Bash" in tools and not sandboxed:
+            log.warning("agent_bash_unsandboxed", mode=mode,
+                        reason="bubblewrap/socat/ripgrep missing: Claude Code runs Bash without its sandbox")
+    except Exception as exc:  # noqa: BLE001
+        return fail(f"agent setup failed: {type(exc).__name__}: {exc}")
+
+    tmp = tempfile.mkdtemp(prefix="omoi-agent-")
+    before = _snapshot(workdir)
+    try:
+        home = os.path.join(tmp, "home")
+        os.mkdir(home, 0o700)
+        env = agent_env(settings, home, scrub_subprocess_env=sandboxed)
+        cli = write_env_wrapper(Path(tmp), bundled_cli(), sorted(set(env) | set(SDK_ENV_NAMES)))
+        options = ClaudeAgentOptions(
+            cwd=workdir,
+            cli_path=cli,
+            env=env,
+            model=model or getattr(settings, "model_planner", None),
+            tools=tools,
+            allowed_tools=allowed,
+            disallowed_tools=denied,
+            permission_mode="acceptEdits",
+            setting_sources=[],
+            max_turns=max_turns,
+            max_budget_usd=max_budget_usd,
+            system_prompt={"type": "preset", "preset": "claude_code",
+                           "append": system_prompt or MODE_INSTRUCTIONS[mode]},
+            sandbox=({"enabled": True, "autoAllowBashIfSandboxed": allowed_commands is None,
+                      "allowUnsandboxedCommands": False} if sandboxed else None),
+            stderr=lambda line: stderr_tail.append(line),
+        )
+
+        async def consume() -> None:
+            stream = query(prompt=prompt, options=options)
+            try:
+                async for message in stream:
+                    transcript.extend(_simplify(message))
+                    if isinstance(message, AssistantMessage):
+                        texts = [b.text for b in message.content if isinstance(b, TextBlock) and b.text]
+                        if texts:
+                            state["last_text"] = "\n".join(texts)
+                    elif isinstance(message, ResultMessage):
+                        state["result"] = message
+            finally:
+                await stream.aclose()
+
+        log.info("agent_started", mode=mode, workdir=workdir, model=options.model, max_turns=max_turns,
+                 max_budget_usd=max_budget_usd, timeout_s=timeout_s, sandboxed=sandboxed)
+        try:
+            await asyncio.wait_for(consume(), timeout_s)
+        except asyncio.TimeoutError:
+            return _logged(fail(f"agent timed out after {timeout_s:g}s"), mode)
+        except Exception as exc:  # noqa: BLE001 - any SDK/CLI failure is a failed run, not a crash
+            detail = f"{type(exc).__name__}: {exc}"
+            res = state["result"]
+            if res is not None and res.is_error:
+                detail = _result_error(res) + f" ({detail})"
+            tail = "\n".join(stderr_tail)
+            return _logged(fail(detail + (f"\nCLI stderr:\n{tail}" if tail else "")), mode)
+
+        res = state["result"]
+        if res is None:
+            return _logged(fail("the agent ended without a result message"), mode)
+        if res.is_error or res.subtype != "success":
+            return _logged(fail(_result_error(res)), mode)
+        return _logged(AgentResult(
+            ok=True, text=res.result or state["last_text"], num_turns=res.num_turns,
+            cost_usd=float(res.total_cost_usd or 0), duration_s=time.monotonic() - started,
+            transcript=transcript, session_id=res.session_id, subtype=res.subtype,
+            permission_denials=list(res.permission_denials or []), usage=res.usage,
+        ), mode)
+    except Exception as exc:  # noqa: BLE001
+        return _logged(fail(f"agent failed: {type(exc).__name__}: {exc}"), mode)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            removed = remove_sandbox_stubs(workdir, before)
+            if removed:
+                log.debug("agent_stubs_removed", workdir=workdir, removed=removed)
+        except Exception:  # noqa: BLE001 - hygiene only
+            log.exception("agent_stub_cleanup_failed", workdir=workdir)
+
+
+def _snapshot(workdir: str) -> dict[str, Any]:
+    def names(path: str) -> set[str]:
+        try:
+            return set(os.listdir(path))
+        except OSError:
+            return set()
+
+    exclude = Path(workdir, ".git", "info", "exclude")
+    return {"top": names(workdir), "git": names(os.path.join(workdir, ".git")),
+            "exclude": exclude.read_text(errors="replace") if exclude.is_file() else None}
+
+
+def _is_empty_stub(path: Path) -> bool:
+    if path.is_symlink():
+        return False
+    if path.is_file():
+        size = path.stat().st_size
+        return size == 0 or (path.name == "commondir" and path.read_text(errors="replace").strip() == ".")
+    if path.is_dir():
+        return all(not f for _, _, f in os.walk(path))
+    return False
+
+
+def remove_sandbox_stubs(workdir: str, before: dict[str, Any]) -> list[str]:
+    """Delete the empty stubs Claude Code's sandbox created (only new, empty, known names)."""
+    removed = []
+    for names, base, known in ((before["top"], Path(workdir), STUB_NAMES),
+                               (before["git"], Path(workdir, ".git"), GIT_STUB_NAMES)):
+        try:
+            current = set(os.listdir(base))
+        except OSError:
+            continue
+        for name in sorted((current - names) & known):
+            path = base / name
+            try:
+                if _is_empty_stub(path):
+                    shutil.rmtree(path) if path.is_dir() else path.unlink()
+                    removed.append(str(path.relative_to(workdir)))
+            except OSError:
+                pass
+    exclude = Path(workdir, ".git", "info", "exclude")
+    if exclude.is_file():
+        text = exclude.read_text(errors="replace")
+        if STUB_EXCLUDE_MARKER in text and STUB_EXCLUDE_MARKER not in (before["exclude"] or ""):
+            kept, skipping = [], False
+            for line in text.splitlines(keepends=True):
+                if line.strip() == STUB_EXCLUDE_MARKER:
+                    skipping = True
+                    continue
+                if skipping and line.strip().startswith("/"):
+                    continue
+                skipping = False
+                kept.append(line)
+            exclude.write_text("".join(kept).rstrip("\n") + "\n")
+    return removed
+
+
+def _result_error(res: Any) -> str:
+    reasons = {
+        "error_max_turns": "the agent reached its turn limit",
+        "error_max_budget_usd": "the agent reached its budget limit",
+        "error_during_execution": "the agent failed during execution",
+    }
+    head = reasons.get(res.subtype) or ("the agent run failed" if res.is_error or res.subtype == "success"
+                                        else f"the agent ended with {res.subtype}")
+    details = []
+    if res.api_error_status:
+        details.append(f"API error status {res.api_error_status}")
+    if res.errors:
+        details.append("; ".join(str(e) for e in res.errors)[:2000])
+    elif res.is_error and res.result:
+        details.append(str(res.result)[:2000])
+    return head + (": " + "; ".join(details) if details else "")
+
+
+def _logged(result: AgentResult, mode: str) -> AgentResult:
+    log.info("agent_finished", mode=mode, ok=result.ok, num_turns=result.num_turns, cost_usd=result.cost_usd,
+             duration_s=round(result.duration_s, 3), error=result.error, subtype=result.subtype)
+    return result
+
+
+__all__ = ["run_agent", "AgentResult", "MODE_TOOLS", "agent_env", "bundled_cli"]

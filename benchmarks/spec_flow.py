@@ -1,0 +1,112 @@
+"""Spec planning overhead: omoi's own time per phase and GitHub API calls per full spec.
+
+Runs requirements -> design -> tasks (with approvals) in-process against the GitHub and
+Anthropic stand-ins. "Own time" is the phase's wall time minus the time spent waiting for
+the model (the LLMCall durations omoi records), so it measures omoi, not the stand-in.
+
+    .venv/bin/python benchmarks/spec_flow.py [--runs 5]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cryptography.hazmat.primitives import serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
+
+
+def keypair() -> tuple[str, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return private, public
+
+
+async def one_spec(settings, fake_gh, number: int) -> tuple[dict[str, float], int]:
+    from sqlalchemy import func, select
+
+    from app.db.models import LLMCall
+    from app.db.session import session_scope
+    from app.github.client import installation_client
+    from app.spec import flow
+
+    fake_gh.add_issue("octo/greeter", number, title="Greet users", body="Print Hello.", user="alice")
+    spec_id, _ = flow.start_spec(settings, "octo/greeter", number, repository_id=1, installation_id=91,
+                                 title="Greet users", requested_by="alice")
+    calls_before = len(fake_gh.calls)
+    own: dict[str, float] = {}
+    async with installation_client(settings, 91) as gh:
+        for stage in flow.STAGES:
+            with session_scope() as s:
+                llm_before = s.scalar(select(func.coalesce(func.sum(LLMCall.duration_ms), 0))
+                                      .where(LLMCall.spec_id == spec_id))
+            t0 = time.perf_counter()
+            assert await flow.generate(gh, settings, spec_id, stage) == "waiting"
+            flow.approve(settings, spec_id, "alice", stage, None)
+            await flow.publish(gh, settings, spec_id, [stage])
+            wall = time.perf_counter() - t0
+            with session_scope() as s:
+                llm_ms = s.scalar(select(func.coalesce(func.sum(LLMCall.duration_ms), 0))
+                                  .where(LLMCall.spec_id == spec_id)) - llm_before
+            own[stage] = wall - llm_ms / 1000
+    return own, len(fake_gh.calls) - calls_before
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    from tests.fakes.anthropic import FakeAnthropic
+    from tests.fakes.github import FakeGitHub
+    from tests.test_spec_flow import FILES, REQUIREMENTS, TASKS, design
+
+    private, public = keypair()
+    with tempfile.TemporaryDirectory() as tmp, FakeGitHub(app_id=4242, app_slug="omoi", public_key_pem=public,
+                                                          validate=False) as gh_fake, FakeAnthropic() as llm_fake:
+        os.chdir(tmp)
+        os.environ.update({
+            "OMOI_WEBHOOK_SECRET": "x", "OMOI_GITHUB_APP_ID": "4242", "OMOI_GITHUB_PRIVATE_KEY": private,
+            "OMOI_GITHUB_API_URL": gh_fake.url, "OMOI_DATABASE_URL": f"sqlite:///{tmp}/bench.db",
+            "ANTHROPIC_BASE_URL": llm_fake.url, "ANTHROPIC_API_KEY": "sk-fake", "OMOI_LOG_LEVEL": "WARNING",
+        })
+        from app.config import get_settings
+        from app.db.migrate import upgrade
+        from app.logging import configure_logging
+
+        settings = get_settings()
+        configure_logging("WARNING", True, [])
+        upgrade(settings.database_url)
+        gh_fake.add_installation(91, "octo")
+        gh_fake.add_repo("octo/greeter", installation_id=91, files=FILES)
+        llm_fake.on_tool("emit_requirements_draft", REQUIREMENTS, once=False)
+        llm_fake.on_tool("emit_design_draft", design(), once=False)
+        llm_fake.on_tool("emit_tasks_draft", TASKS, once=False)
+        llm_fake.on_tool("emit_review", {"findings": []}, once=False)
+        per_stage: dict[str, list[float]] = {}
+        api_calls = []
+        for i in range(args.runs + 1):
+            own, calls = asyncio.run(one_spec(settings, gh_fake, 100 + i))
+            if i == 0:
+                continue  # warm-up: imports, token exchange, template compilation
+            api_calls.append(calls)
+            for stage, seconds in own.items():
+                per_stage.setdefault(stage, []).append(seconds)
+    for stage, values in per_stage.items():
+        print(f"{stage:13s} omoi overhead median {statistics.median(values) * 1000:7.1f} ms "
+              f"(min {min(values) * 1000:.1f}, max {max(values) * 1000:.1f}; {len(values)} runs)")
+    print(f"GitHub API calls per full spec (3 phases + 3 approvals): median {statistics.median(api_calls):.0f}")
+
+
+if __name__ == "__main__":
+    main()

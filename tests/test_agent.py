@@ -1,0 +1,212 @@
+"""app/agent.run_agent: the real Claude Code CLI (bundled in claude-agent-sdk) against
+tests/fakes/anthropic.py, working in a LocalSandbox clone."""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from app.agent import MODE_TOOLS, claude_sandbox_available, run_agent
+from app.config import Settings
+from app.sandbox.local import LocalSandboxProvider
+from tests.fakes.anthropic import Reply, tool_results
+
+GIT_ID = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e"}
+API_KEY = "sk-fake-test-key"
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    path = tmp_path / "source"
+    path.mkdir()
+    env = {**os.environ, **GIT_ID, "HOME": str(tmp_path)}
+    (path / "hello.py").write_text("def greet():\n    return 'hi'\n")
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "init"]):
+        subprocess.run(["git", *args], cwd=path, env=env, check=True, capture_output=True)
+    return path
+
+
+@pytest.fixture
+async def sandbox(repo, tmp_path):
+    sb = await LocalSandboxProvider(base_dir=tmp_path / "sb").create(repo_url=str(repo), ref="main", label="agent")
+    yield sb
+    await sb.destroy()
+
+
+@pytest.fixture
+def settings(fake_anthropic) -> Settings:
+    return Settings(anthropic_api_key=API_KEY, anthropic_base_url=fake_anthropic.url, llm_max_retries=0,
+                    model_planner="claude-sonnet-4-5")
+
+
+def offered(fake) -> set[str]:
+    return {t["name"] for t in fake.message_requests()[0]["tools"]}
+
+
+def processes_in(workdir: str) -> list[int]:
+    pids = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                if os.readlink(f"/proc/{pid}/cwd") == workdir:
+                    pids.append(int(pid))
+            except OSError:
+                pass
+    return pids
+
+
+async def test_implement_writes_and_runs(fake_anthropic, settings, sandbox, monkeypatch):
+    # Secrets in the worker's environment must not reach the CLI or the commands it runs.
+    monkeypatch.setenv("OMOI_WEBHOOK_SECRET", "whsec-should-not-leak")
+    monkeypatch.setenv("OMOI_GITHUB_PRIVATE_KEY", "pem-should-not-leak")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghs_should_not_leak_0123456789")
+    workdir = Path(sandbox.workdir)
+    fake_anthropic.on_tool("Write", {"file_path": str(workdir / "test_greet.py"),
+                                     "content": "from hello import greet\nassert greet() == 'hi'\nprint('greet ok')\n"})
+    fake_anthropic.on_tool("Bash", {"command": "python3 test_greet.py && (env | grep -E '^(OMOI_|GITHUB|GH_|ANTHROPIC_API_KEY)' || echo ENV-CLEAN)",
+                                    "description": "run the test"})
+    fake_anthropic.default_reply = Reply.text("Added test_greet.py; it passes.")
+
+    result = await run_agent(mode="implement", prompt="Add a test for greet().", workdir=sandbox.workdir,
+                             settings=settings, max_turns=8, max_budget_usd=5.0, timeout_s=90)
+
+    assert result.ok, (result.error, result.transcript)
+    assert result.error is None and result.subtype == "success"
+    assert result.text == "Added test_greet.py; it passes."
+    assert (workdir / "test_greet.py").read_text().startswith("from hello import greet")
+    assert result.num_turns >= 3 and result.cost_usd > 0 and result.duration_s > 0
+    uses = [t for t in result.transcript if t["type"] == "tool_use"]
+    assert [u["name"] for u in uses] == ["Write", "Bash"]
+    results = [t for t in result.transcript if t["type"] == "tool_result"]
+    assert len(results) == 2 and not any(r["is_error"] for r in results)
+    assert "greet ok" in results[1]["content"]
+    assert "ENV-CLEAN" in results[1]["content"] or (
+        # Without Claude Code's sandbox (no bwrap) only the model key can show up, never omoi's secrets.
+        not claude_sandbox_available() and "OMOI_" not in results[1]["content"] and "GITHUB" not in results[1]["content"])
+
+    patch = await sandbox.diff()
+    assert "b/test_greet.py" in patch and "+print('greet ok')" in patch
+    assert "package.json" not in patch and ".env" not in patch  # Claude Code's sandbox stubs stay out
+    # ... and are removed afterwards, so later build steps do not find an empty package.json.
+    left = {p.name for p in workdir.iterdir()}
+    assert left == {".git", "hello.py", "test_greet.py"}, left
+    assert "scrub-mode" not in (workdir / ".git" / "info" / "exclude").read_text()
+    assert not (workdir / ".git" / "commondir").exists()
+
+    assert offered(fake_anthropic) >= set(MODE_TOOLS["implement"])
+    assert not offered(fake_anthropic) & {"WebFetch", "WebSearch"}
+    assert fake_anthropic.message_requests()[0]["model"] == "claude-sonnet-4-5"
+    assert all(r.headers.get("x-api-key") == API_KEY for r in fake_anthropic.requests)
+    assert fake_anthropic.unhandled == []
+    assert processes_in(sandbox.workdir) == []
+
+
+async def test_timeout_returns_clear_error(fake_anthropic, settings, sandbox):
+    fake_anthropic.latency_s = 30
+    started = time.monotonic()
+    result = await run_agent(mode="explore", prompt="Look around.", workdir=sandbox.workdir, settings=settings,
+                             max_turns=3, max_budget_usd=None, timeout_s=3)
+    assert not result.ok
+    assert result.error == "agent timed out after 3s"
+    assert time.monotonic() - started < 20
+    time.sleep(0.5)
+    assert processes_in(sandbox.workdir) == [], "the CLI outlived the timeout"
+
+
+async def test_validate_cannot_write(fake_anthropic, settings, sandbox):
+    target = Path(sandbox.workdir) / "planted.py"
+
+    def script(req):
+        if not tool_results(req):  # first turn: try to write although Write is not offered
+            return Reply.tool("Write", {"file_path": str(target), "content": "x = 1\n"})
+        return Reply.text("Could not write.")
+
+    fake_anthropic.script = script
+    result = await run_agent(mode="validate", prompt="Check the repo.", workdir=sandbox.workdir, settings=settings,
+                             max_turns=4, max_budget_usd=None, timeout_s=60)
+    assert not target.exists()
+    assert offered(fake_anthropic) & {"Write", "Edit"} == set()
+    assert {"Read", "Glob", "Grep", "Bash"} <= offered(fake_anthropic)
+    [denied] = [t for t in result.transcript if t["type"] == "tool_result"]
+    assert denied["is_error"] is True
+    assert await sandbox.diff() == ""
+
+
+async def test_explore_is_read_only(fake_anthropic, settings, sandbox):
+    fake_anthropic.on_tool("Grep", {"pattern": "greet"})
+    fake_anthropic.default_reply = Reply.text("greet is in hello.py")
+    result = await run_agent(mode="explore", prompt="Where is greet?", workdir=sandbox.workdir, settings=settings,
+                             max_turns=4, max_budget_usd=None, timeout_s=60)
+    assert result.ok, result.error
+    assert offered(fake_anthropic) == {"Read", "Glob", "Grep"}
+    [res] = [t for t in result.transcript if t["type"] == "tool_result"]
+    assert "hello.py" in res["content"]
+
+
+async def test_bash_limited_to_allowed_commands(fake_anthropic, settings, sandbox):
+    fake_anthropic.on_tool("Bash", {"command": "touch not-allowed.txt", "description": "x"})
+    fake_anthropic.default_reply = Reply.text("done")
+    result = await run_agent(mode="validate", prompt="Run the tests.", workdir=sandbox.workdir, settings=settings,
+                             max_turns=4, max_budget_usd=None, timeout_s=60, allowed_commands=["python3 -m pytest"])
+    assert not (Path(sandbox.workdir) / "not-allowed.txt").exists()
+    [res] = [t for t in result.transcript if t["type"] == "tool_result"]
+    assert res["is_error"] is True
+    assert [d["tool_name"] for d in result.permission_denials] == ["Bash"]
+
+
+async def test_api_error_is_reported(fake_anthropic, settings, sandbox):
+    fake_anthropic.fail_next(529, times=20, message="fake overloaded")
+    result = await run_agent(mode="explore", prompt="Hi", workdir=sandbox.workdir, settings=settings,
+                             max_turns=2, max_budget_usd=None, timeout_s=60)
+    assert not result.ok and result.error
+    assert result.error.startswith("the agent run failed: API error status 529")
+    assert API_KEY not in result.error
+
+
+async def test_missing_key_and_workdir(tmp_path):
+    no_key = Settings(anthropic_api_key=None)
+    result = await run_agent(mode="explore", prompt="x", workdir=str(tmp_path), settings=no_key, max_turns=1,
+                             max_budget_usd=None, timeout_s=5)
+    assert not result.ok and "API key" in result.error
+    result = await run_agent(mode="explore", prompt="x", workdir=str(tmp_path / "nope"),
+                             settings=Settings(anthropic_api_key="k"), max_turns=1, max_budget_usd=None, timeout_s=5)
+    assert not result.ok and "does not exist" in result.error
+
+
+async def test_without_claude_sandbox(fake_anthropic, settings, sandbox, monkeypatch):
+    """Where bwrap/socat/ripgrep are missing, Bash runs unsandboxed but still without omoi's env."""
+    import app.agent
+
+    monkeypatch.setattr(app.agent, "claude_sandbox_available", lambda: False)
+    monkeypatch.setenv("OMOI_WEBHOOK_SECRET", "whsec-should-not-leak")
+    fake_anthropic.on_tool("Bash", {"command": "env | grep -c '^OMOI_' || true", "description": "count"})
+    fake_anthropic.default_reply = Reply.text("ok")
+    result = await run_agent(mode="implement", prompt="x", workdir=sandbox.workdir, settings=settings, max_turns=4,
+                             max_budget_usd=None, timeout_s=60)
+    assert result.ok, result.error
+    [res] = [t for t in result.transcript if t["type"] == "tool_result"]
+    assert res["content"].strip() == "0"
+    assert "sandbox" not in fake_anthropic.message_requests()[0].get("metadata", {})
+
+
+@pytest.mark.parametrize("tool", ["Read", "Grep", "Write"])
+async def test_host_files_outside_workdir_are_refused(fake_anthropic, settings, sandbox, tmp_path, tool):
+    """The CLI runs on the host: its file tools must stay inside the work dir."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("HOST-SECRET\n")
+    inputs = {
+        "Read": {"file_path": str(outside / "secret.txt")},
+        "Grep": {"pattern": "HOST-SECRET", "path": str(outside), "output_mode": "content"},
+        "Write": {"file_path": str(outside / "planted.txt"), "content": "x\n"},
+    }
+    fake_anthropic.script = lambda req: Reply.tool(tool, inputs[tool]) if not tool_results(req) else Reply.text("ok")
+    result = await run_agent(mode="implement", prompt="x", workdir=sandbox.workdir, settings=settings, max_turns=3,
+                             max_budget_usd=None, timeout_s=60)
+    [res] = [t for t in result.transcript if t["type"] == "tool_result"]
+    assert res["is_error"] is True and "HOST-SECRET" not in res["content"]
+    assert [d["tool_name"] for d in result.permission_denials] == [tool]
+    assert not (outside / "planted.txt").exists()
