@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -83,6 +84,13 @@ class Settings(BaseSettings):
     llm_max_retries: int = 3
     spec_gate_retries: int = 2  # a phase failing its gates is regenerated this many times
 
+    # --- sandboxes ---
+    sandbox_provider: Literal["local", "daytona"] = "local"
+    sandbox_network: bool = False
+    sandbox_timeout_seconds: float = 3600
+    daytona_api_url: str = ""  # empty: the daytona SDK's default (Daytona cloud)
+    daytona_api_key: SecretStr | None = None
+
     @field_validator("github_api_url", "github_web_url")
     @classmethod
     def _strip_slash(cls, v: str) -> str:
@@ -133,7 +141,7 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         """Every configured secret, for the log redactor."""
         values = []
-        for s in (self.webhook_secret, self.github_private_key, self.anthropic_api_key):
+        for s in (self.webhook_secret, self.github_private_key, self.anthropic_api_key, self.daytona_api_key):
             if s is not None and s.get_secret_value():
                 values.append(s.get_secret_value())
         return values
