@@ -90,7 +90,8 @@ def test_labelled_issue_is_acknowledged_once(omoi, fake_github):
     assert comments[0]["user"]["type"] == "Bot"
     with session_scope(omoi.database_url) as s:
         spec = s.scalars(select(Spec)).one()
-        assert (spec.repo_full_name, spec.issue_number, spec.state) == (REPO, 1, "acknowledged")
+        assert (spec.repo_full_name, spec.issue_number) == (REPO, 1)
+        assert spec.state in ("planning", "failed")  # planning starts at once (no model configured here)
         assert spec.ack_comment_id == comments[0]["id"]
 
     # the same delivery again: 200, not processed twice

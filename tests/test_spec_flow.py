@@ -78,6 +78,7 @@ def planning(fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes)
     procs.start("worker", "worker")
     procs.wait_healthy()
     procs.database_url = env["OMOI_DATABASE_URL"]
+    procs.fake = fake_github
     return procs
 
 
@@ -94,9 +95,11 @@ def wait_stage(procs, fake, stage, rev, status_text):
     return wait_for(ready, timeout=60, message=f"{stage} r{rev} {status_text}\n{procs.log_text('worker')[-4000:]}")
 
 
-def comment(procs, body, sender="alice", comment_id=None):
+def comment(procs, body, sender="alice"):
+    """A person comments on the issue (in the stand-in) and GitHub delivers the webhook."""
+    created = procs.fake.add_issue_comment(REPO, 5, body=body, user=sender)
     payload = issue_comment_created_payload(installation_id=INSTALLATION, repo_full_name=REPO, issue_number=5,
-                                            body=body, sender_login=sender, comment_id=comment_id)
+                                            body=body, sender_login=sender, comment_id=created["id"])
     status, _ = post_delivery(procs.url + "/webhooks/github", "issue_comment", payload, WEBHOOK_SECRET)
     assert status == 202
     return payload["comment"]["id"]
@@ -169,7 +172,9 @@ def test_full_planning_flow(planning, fake_github, fake_anthropic):
     check = [r for r in fake.check_runs(REPO) if r["name"] == "omoi / spec"]
     assert len(check) == 1 and check[0]["conclusion"] == "success"
     # the approved spec is committed as Markdown on the issue's branch, one commit per approval
-    branch = "omoi/issue-5-greet-users"
+    branches = [b for b in fake.branches(REPO) if b.startswith("omoi/issue-5-")]
+    assert len(branches) == 1
+    branch = branches[0]
     for stage, needle in (("requirements", "R1.1"), ("design", "f-strings"), ("tasks", "T2")):
         text = fake.file_at(REPO, branch, f".omoi/specs/5/{stage}.md")
         assert text and needle in text, stage
@@ -196,7 +201,7 @@ def test_broken_plan_fails_its_gates_and_is_reported(planning, fake_github, fake
     comment(procs, "/omoi approve")
     wait_stage(procs, fake, "design", 1, "waiting for approval")
     comment(procs, "/omoi approve")
-    blocked = wait_stage(procs, fake, "tasks", 1, "blocked")
+    blocked = wait_stage(procs, fake, "tasks", 1, "gates failed, needs revision")
     assert re.search(r"dependency cycle: T\d → T\d → T\d", blocked["body"])
     tries = [r for r in fake_anthropic.message_requests() if r.get("tool_choice", {}).get("name") == "emit_tasks_draft"]
     assert len(tries) == 3  # first try + 2 retries with the gate findings as feedback

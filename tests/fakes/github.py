@@ -641,11 +641,15 @@ def _check_comment_body(body: str, docs: str) -> None:
 
 @route("POST", "/repos/{owner}/{repo}/issues/{issue_number}/comments")
 def create_issue_comment(ctx: RequestContext) -> Reply:
-    st, repo = ctx.state, ctx.repo
-    assert repo is not None
-    issue = ctx.issue()
+    assert ctx.repo is not None
     body = _require_body_field(ctx, "body", str, _COMMENT_DOCS)
     _check_comment_body(body, _COMMENT_DOCS)
+    comment = _new_issue_comment(ctx.state, ctx.repo, ctx.issue(), body, None)
+    return Reply(201, comment, {"Location": comment["url"]})
+
+
+def _new_issue_comment(st, repo, issue, body: str, user_login: str | None) -> dict[str, Any]:
+    """Store a comment: by the App (user_login None, as a request with its token) or by a person."""
     cid = st.next_id()
     url = f"{st.repo_url(repo)}/issues/comments/{cid}"
     ts = now_iso()
@@ -655,12 +659,12 @@ def create_issue_comment(ctx: RequestContext) -> Reply:
         "url": url,
         "html_url": f"{issue.data['html_url']}#issuecomment-{cid}",
         "body": body,
-        "user": st.bot_user(),
+        "user": st.bot_user() if user_login is None else st.user(user_login),
         "created_at": ts,
         "updated_at": ts,
         "issue_url": issue.data["url"],
-        "author_association": "NONE",
-        "performed_via_github_app": st.integration(),
+        "author_association": "NONE" if user_login is None else "COLLABORATOR",
+        "performed_via_github_app": st.integration() if user_login is None else None,
         "reactions": st.reaction_rollup(f"{url}/reactions", []),
     }
     repo.comments[cid] = comment
@@ -669,7 +673,7 @@ def create_issue_comment(ctx: RequestContext) -> Reply:
     issue.comment_ids.append(cid)
     issue.data["comments"] = len(issue.comment_ids)
     issue.data["updated_at"] = ts
-    return Reply(201, comment, {"Location": url})
+    return comment
 
 
 @route("GET", "/repos/{owner}/{repo}/issues/comments/{comment_id}")
@@ -2379,6 +2383,12 @@ class FakeGitHub:
             return copy.deepcopy(data)
 
     # -- inspection (test thread) ----------------------------------------------
+
+    def add_issue_comment(self, full_name: str, number: int, *, body: str, user: str) -> dict[str, Any]:
+        """A comment written by a person (as if through GitHub's UI); returns its JSON."""
+        with self.state.lock:
+            repo = self.state.repo(full_name)
+            return copy.deepcopy(_new_issue_comment(self.state, repo, repo.issues[number], body, user))
 
     def issue(self, full_name: str, number: int) -> dict[str, Any]:
         with self.state.lock:
