@@ -285,6 +285,9 @@ class _Listener:
         self.sock.close()
 
 
+# The venv may live under /tmp, which is a private tmpfs inside bwrap: use the real interpreter.
+HOST_PYTHON = os.path.realpath(sys.executable)
+
 CONNECT = "import socket,sys; s=socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=3); print('connected')"
 
 
@@ -295,7 +298,7 @@ async def test_no_network_inside_bwrap(tmp_path, source_repo):
         blocked = LocalSandboxProvider(base_dir=tmp_path / "sb")
         sb = await blocked.create(repo_url=str(source_repo.path), ref="main", label="net")
         try:
-            res = await sb.exec([sys.executable, "-c", CONNECT, str(listener.port)], timeout=20)
+            res = await sb.exec([HOST_PYTHON, "-c", CONNECT, str(listener.port)], timeout=20)
             assert res.exit_code != 0 and "connected" not in res.stdout
             assert "Connection refused" in res.stderr or "unreachable" in res.stderr.lower()
             assert listener.accepted == 0
@@ -317,7 +320,7 @@ async def test_no_network_inside_bwrap(tmp_path, source_repo):
         open_net = LocalSandboxProvider(base_dir=tmp_path / "sb2", network=True)
         sb = await open_net.create(repo_url=str(source_repo.path), ref="main", label="net-on")
         try:
-            res = await sb.exec([sys.executable, "-c", CONNECT, str(listener.port)], timeout=20)
+            res = await sb.exec([HOST_PYTHON, "-c", CONNECT, str(listener.port)], timeout=20)
             assert res.ok and "connected" in res.stdout, res
         finally:
             await sb.destroy()
