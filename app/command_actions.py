@@ -1,6 +1,7 @@
 """What each slash command does. Every command ends in an Outcome that is shown to people."""
 from __future__ import annotations
 
+from app import ask
 from app.commands import VERBS, Command, InvalidCommand
 from app.config import Settings
 from app.db.session import session_scope
@@ -21,6 +22,9 @@ async def run(cmd: Command | InvalidCommand, *, gh, settings: Settings, full_nam
     verb = cmd.verb
     if verb == "help":
         return Outcome("replies/help.md.j2", {"verbs": VERBS})
+    if verb == "ask":
+        text = await ask.answer(gh, settings, full_name, issue, cmd.args["text"])
+        return Outcome("replies/answer.md.j2", {"question": cmd.args["text"], "answer": text})
     if verb not in SPEC_VERBS:
         return Outcome("replies/unavailable.md.j2", {"verb": verb})
     if issue.get("pull_request"):

@@ -9,7 +9,7 @@ import re
 import pytest
 from sqlalchemy import select
 
-from app.db.models import LLMCall, Spec, SpecStage
+from app.db.models import LLMCall, Spec, SpecStage, WebhookDelivery
 from app.db.session import session_scope
 from tests.conftest import WEBHOOK_SECRET, base_env, free_port, wait_for
 from tests.fakes.anthropic import request_text
@@ -226,3 +226,41 @@ def test_unknown_verb_gets_help_and_reject_ends_the_spec(planning, fake_github):
     wait_stage(procs, fake, "requirements", 1, "rejected")
     with session_scope(procs.database_url) as s:
         assert s.scalars(select(Spec.state)).one() == "rejected"
+
+
+def test_ask_answers_without_changing_anything(planning, fake_github, fake_anthropic):
+    procs, fake = planning, fake_github
+    fake_anthropic.on_tool("emit_answer", {"answer": "`greeter.py` has an empty `main()`; @bob <b>ok</b>"},
+                           once=False)
+    c = comment(procs, "/omoi ask what does greeter.py do?")
+    body = wait_for(lambda: reply_to(fake, c), message="answer reply")
+    assert "empty `main()`" in body
+    assert "<b>" not in body and "@bob" not in body  # model text cannot inject HTML or ping people
+    asked = [r for r in fake_anthropic.message_requests() if r.get("tool_choice", {}).get("name") == "emit_answer"]
+    assert "<question>" in request_text(asked[0]) and "greeter.py" in request_text(asked[0])
+    with session_scope(procs.database_url) as s:
+        assert s.scalars(select(Spec)).all() == []  # asking starts nothing
+    assert fake.pushes == []
+
+
+def test_edited_comment_is_not_run_again(planning, fake_github):
+    procs, fake = planning, fake_github
+    c = comment(procs, "/omoi help")
+    wait_for(lambda: reply_to(fake, c), message="help reply")
+    replies_before = [x["body"] for x in fake.issue_comments(REPO, 5) if x["body"].startswith("<!-- omoi:reply")]
+    payload = issue_comment_created_payload(installation_id=INSTALLATION, repo_full_name=REPO, issue_number=5,
+                                            body="/omoi plan", sender_login="alice", comment_id=c)
+    payload["action"], payload["changes"] = "edited", {"body": {"from": "/omoi help"}}
+    assert post_delivery(procs.url + "/webhooks/github", "issue_comment", payload, WEBHOOK_SECRET,
+                         delivery_id="edit-1")[0] == 202
+
+    def edit_done():
+        with session_scope(procs.database_url) as s:
+            return s.scalars(select(WebhookDelivery.status).where(WebhookDelivery.delivery_id == "edit-1")).first() == "done"
+    wait_for(edit_done, message="edited-comment delivery processed")
+    c2 = comment(procs, "/omoi status")
+    wait_for(lambda: reply_to(fake, c2), message="status reply")
+    replies = [x["body"] for x in fake.issue_comments(REPO, 5) if x["body"].startswith("<!-- omoi:reply")]
+    assert replies[: len(replies_before)] == replies_before and len(replies) == len(replies_before) + 1
+    with session_scope(procs.database_url) as s:
+        assert s.scalars(select(Spec)).all() == []  # the edited-in "/omoi plan" did not run

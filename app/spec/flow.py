@@ -284,6 +284,10 @@ async def write_spec_file(gh, settings: Settings, spec_id: int, stage: str) -> s
 # --- commands ---------------------------------------------------------------------------
 
 
+def approved_documents_json(s, spec_id: int) -> str:
+    return "\n".join(f"{k}: {v.model_dump_json()}" for k, v in _approved_docs(s, spec_id).items())
+
+
 def find_spec(s, full_name: str, number: int) -> Spec | None:
     return s.scalars(select(Spec).where(Spec.repo_full_name == full_name, Spec.issue_number == number)).one_or_none()
 
