@@ -264,3 +264,23 @@ def test_edited_comment_is_not_run_again(planning, fake_github):
     assert replies[: len(replies_before)] == replies_before and len(replies) == len(replies_before) + 1
     with session_scope(procs.database_url) as s:
         assert s.scalars(select(Spec)).all() == []  # the edited-in "/omoi plan" did not run
+
+
+def test_oversized_stage_links_the_full_file_on_the_branch(planning, fake_github, fake_anthropic):
+    procs, fake = planning, fake_github
+    padding = "and records the outcome in the audit log " * 8
+    big = {**REQUIREMENTS, "stories": [{
+        **REQUIREMENTS["stories"][0], "title": f"Greeting {i}",
+        "criteria": [{"pattern": "event", "text": f"WHEN user {i} runs greeter {j}, THE SYSTEM SHALL print Hello {padding}",
+                      "verification": "pytest"} for j in range(8)],
+    } for i in range(30)]}
+    fake_anthropic.on_tool("emit_requirements_draft", big, once=False)
+    comment(procs, "/omoi plan")
+    req = wait_stage(procs, fake, "requirements", 1, "waiting for approval")
+    assert len(req["body"]) <= 65_536
+    branch = next(b for b in fake.branches(REPO) if b.startswith("omoi/issue-5-"))
+    link = f"/{REPO}/blob/{branch}/.omoi/specs/5/requirements.md"
+    assert link in req["body"]
+    full = fake.file_at(REPO, branch, ".omoi/specs/5/requirements.md")
+    assert "R30.8" in full and "R30.8" not in req["body"]  # everything is in the file, not the comment
+    assert fake.violations == []

@@ -19,10 +19,11 @@ from app.github.repo_files import branch_name, ensure_branch, put_file
 from app.llm import structured_output
 from app.logging import get_logger
 from app.render import render
+from app.sanitize import sanitize_inline, sanitize_untrusted
 from app.spec import gates as g
 from app.spec.digest import build_digest
 from app.spec.render import STAGES as DOC_TYPES
-from app.spec.render import diff_summary, doc_hash, render_spec_file, render_stage_comment
+from app.spec.render import COMMENT_BUDGET, diff_summary, doc_hash, render_spec_file, render_stage_comment
 from app.spec.schemas import (
     DesignDraft,
     Requirements,
@@ -140,11 +141,13 @@ async def generate(gh, settings: Settings, spec_id: int, stage: str, user_feedba
     )
     prompt_ctx = {
         "issue_number": number,
-        "title": issue.get("title", ""),
-        "body": issue.get("body") or "(no description)",
+        # People's text is data: what GitHub hides (HTML comments, invisible characters) is removed
+        # and it cannot close its <issue>/<feedback> tags (app/sanitize.py).
+        "title": sanitize_inline(issue.get("title", "")),
+        "body": sanitize_untrusted(issue.get("body")).strip() or "(no description)",
         "requirements": approved["requirements"].model_dump_json(indent=1) if "requirements" in approved else "",
         "design": approved["design"].model_dump_json(indent=1) if "design" in approved else "",
-        "user_feedback": user_feedback,
+        "user_feedback": sanitize_untrusted(user_feedback) if user_feedback else user_feedback,
         "previous": previous_doc.model_dump_json(indent=1) if (previous_doc and user_feedback) else "",
     }
     system = render("prompts/system.j2")
@@ -225,8 +228,9 @@ async def publish(gh, settings: Settings, spec_id: int, stages: list[str]) -> No
                           status, row.approved_by, row.changes if row.revision > 1 else None))
         current = _current_view(s, spec)
     for stage, revision, doc, results, status, approved_by, changes in views:
+        overflow = await write_spec_file(gh, settings, spec_id, stage, revision) if _overflows(stage, doc) else None
         body = render_stage_comment(stage, doc, revision=revision, gates=results, status=status,
-                                    approved_by=approved_by, changes=changes)
+                                    approved_by=approved_by, changes=changes, overflow_url=overflow)
         result = await comments.upsert(gh, settings, full_name, number, stage_marker(stage), body,
                                        known_id=known.get(stage))
         known[stage] = result.comment_id
@@ -265,20 +269,31 @@ async def _publish_check(gh, settings: Settings, spec_id: int, view: dict) -> in
     )
 
 
-async def write_spec_file(gh, settings: Settings, spec_id: int, stage: str) -> str:
-    """Commit the approved stage as `.omoi/specs/<issue>/<stage>.md` on the spec's branch."""
+async def write_spec_file(gh, settings: Settings, spec_id: int, stage: str, revision: int | None = None) -> str:
+    """Commit a stage as `.omoi/specs/<issue>/<stage>.md` on the spec's branch; returns its web URL.
+
+    Approved stages are always written (the pull request carries the spec); a waiting revision
+    is written only when its comment would exceed GitHub's size limit, so the comment can link it.
+    """
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, spec_id)
         if not spec.branch:
             spec.branch = branch_name(spec.issue_number, spec.title)
-        row = _latest(s, spec_id, stage, ("approved",))
+        q = select(SpecStage).where(SpecStage.spec_id == spec_id, SpecStage.stage == stage)
+        row = (s.scalars(q.where(SpecStage.revision == revision)).one() if revision
+               else _latest(s, spec_id, stage, ("approved",)))
         full_name, number, branch, base = spec.repo_full_name, spec.issue_number, spec.branch, spec.base_sha
-        doc, revision = _load_doc(stage, row.document), row.revision
+        doc, rev, status = _load_doc(stage, row.document), row.revision, row.status
     await ensure_branch(gh, full_name, branch, base)
     path = f".omoi/specs/{number}/{stage}.md"
-    await put_file(gh, full_name, branch, path, render_spec_file(stage, doc),
-                   f"omoi: approved {stage} r{revision} for #{number}")
-    return path
+    verb = "approved" if status == "approved" else "proposed"
+    await put_file(gh, full_name, branch, path, render_spec_file(stage, doc), f"omoi: {verb} {stage} r{rev} for #{number}")
+    return f"{settings.github_web_url}/{full_name}/blob/{branch}/{path}"
+
+
+def _overflows(stage: str, doc: BaseModel) -> bool:
+    # The comment holds the same content as the file plus headers and gates; leave room for those.
+    return len(render_spec_file(stage, doc)) > COMMENT_BUDGET - 8000
 
 
 # --- commands ---------------------------------------------------------------------------
