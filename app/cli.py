@@ -16,9 +16,12 @@ from app.logging import configure_logging, get_logger
 log = get_logger("omoi.cli")
 
 
-def _setup() -> None:
+def _setup(process: str = "omoi") -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json, settings.secret_values())
+    from app.observability import init_sentry
+
+    init_sentry(settings, process)  # only with OMOI_SENTRY_DSN and the optional sentry-sdk
 
 
 def _migrate() -> None:
@@ -41,14 +44,21 @@ def cmd_web(_args) -> int:
 
     from app.web import MissingWebhookSecret, create_app
 
-    _setup()
+    _setup("web")
     settings = get_settings()
+    setup = bool(getattr(_args, "setup", False))
     try:
-        app = create_app(settings)
+        app = create_app(settings, setup=setup)
     except MissingWebhookSecret as exc:
         print(f"omoi: {exc}", file=sys.stderr)
         return 2
     _migrate()
+    if setup and not settings.has_app_credentials():
+        print(
+            f"omoi: no GitHub App is configured yet. Open {settings.resolved_public_url()}/setup"
+            " to register one from manifest.yml.",
+            file=sys.stderr,
+        )
     log.info("web_listening", host=settings.host, port=settings.port, github=settings.github_api_url)
     web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
     return 0
@@ -73,7 +83,7 @@ def worker_argv(settings, beat: bool) -> list[str]:
 
 
 def cmd_worker(args) -> int:
-    _setup()
+    _setup("worker")
     _migrate()
     from tasks.celery_app import celery_app
 
@@ -114,6 +124,7 @@ def cmd_serve(_args) -> int:
     _ensure_dev_secret()
     _setup()
     _migrate()  # once, before either process starts
+    _args.setup = True  # first run without App credentials: offer the manifest flow (app/setup.py)
     worker = subprocess.Popen([sys.executable, "-m", "app", "worker", "--beat"])
 
     def _stop(signum, _frame):
@@ -144,8 +155,12 @@ def cmd_replay(args) -> int:
     if settings.webhook_secret is None:
         print("omoi: OMOI_WEBHOOK_SECRET is not set", file=sys.stderr)
         return 2
-    body = Path(args.payload).read_bytes()
-    json.loads(body)  # fail early on a broken file
+    try:
+        body = Path(args.payload).read_bytes()
+        json.loads(body)  # fail early on a broken file
+    except (OSError, ValueError) as exc:
+        print(f"omoi: cannot replay {args.payload}: {exc}", file=sys.stderr)
+        return 2
     sig = "sha256=" + hmac.new(settings.webhook_secret.get_secret_value().encode(), body, hashlib.sha256).hexdigest()
     url = args.url or f"http://{settings.host}:{settings.port}/webhooks/github"
     req = urllib.request.Request(url, data=body, method="POST", headers={
@@ -162,13 +177,19 @@ def cmd_replay(args) -> int:
     except urllib.error.HTTPError as exc:
         print(exc.code, exc.read().decode())
         return 1
+    except urllib.error.URLError as exc:
+        print(f"omoi: cannot reach {url}: {exc.reason}", file=sys.stderr)
+        return 1
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app", description="omoi GitHub App")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="web + embedded worker on one machine (default setup)").set_defaults(func=cmd_serve)
-    sub.add_parser("web", help="the webhook web process only").set_defaults(func=cmd_web)
+    wp = sub.add_parser("web", help="the webhook web process only")
+    wp.add_argument("--setup", action="store_true",
+                    help="while no App credentials exist, serve /setup to register the App (manifest flow)")
+    wp.set_defaults(func=cmd_web)
     w = sub.add_parser("worker", help="a Celery worker")
     w.add_argument("--beat", action="store_true", help="also run the periodic scheduler")
     w.set_defaults(func=cmd_worker)

@@ -11,6 +11,7 @@ from app.spec import flow
 from app.spec.flow import Outcome
 
 SPEC_VERBS = {"plan", "approve", "revise", "reject", "status"}
+RUN_VERBS = {"implement", "retry", "cancel"}
 
 
 async def run(cmd: Command | InvalidCommand, *, gh, settings: Settings, full_name: str, issue: dict,
@@ -25,7 +26,12 @@ async def run(cmd: Command | InvalidCommand, *, gh, settings: Settings, full_nam
     if verb == "ask":
         text = await ask.answer(gh, settings, full_name, issue, cmd.args["text"])
         return Outcome("replies/answer.md.j2", {"question": cmd.args["text"], "answer": text})
-    if verb not in SPEC_VERBS:
+    if verb == "address-review":
+        if not issue.get("pull_request"):
+            return Outcome("replies/review_on_pr_only.md.j2")
+        enqueue("omoi.address_review", installation_id, full_name, issue["number"], f"review-{request_key}")
+        return Outcome("replies/reviewing.md.j2")
+    if verb not in SPEC_VERBS | RUN_VERBS:
         return Outcome("replies/unavailable.md.j2", {"verb": verb})
     if issue.get("pull_request"):
         return Outcome("replies/pr_only_spec.md.j2", {"verb": verb})
@@ -54,7 +60,11 @@ async def run(cmd: Command | InvalidCommand, *, gh, settings: Settings, full_nam
             await flow.publish(gh, settings, spec_id, [outcome.context["stage"]])
             if outcome.context["next_stage"]:
                 enqueue("omoi.run_stage", spec_id, outcome.context["next_stage"], None, f"{request_key}:approve")
+            else:
+                enqueue("omoi.start_run", spec_id, f"{request_key}:approve")
         return outcome
+    if verb in RUN_VERBS:
+        return _run_command(verb, cmd, settings, spec_id, user, request_key)
     if verb == "revise":
         row = flow.revisable_stage(settings, spec_id)
         if row is None:
@@ -66,3 +76,30 @@ async def run(cmd: Command | InvalidCommand, *, gh, settings: Settings, full_nam
     outcome = flow.reject(settings, spec_id, user, cmd.args.get("text", ""))
     await flow.publish(gh, settings, spec_id, list(flow.STAGES))
     return outcome
+
+
+def _run_command(verb: str, cmd: Command, settings: Settings, spec_id: int, user: str, request_key: str) -> Outcome:
+    """`/omoi implement`, `/omoi retry [task]`, `/omoi cancel`: the state changes now, the work is queued."""
+    from app import orchestrator
+    from app.db.models import Spec
+
+    if verb == "cancel":
+        state = orchestrator.cancel_run(settings, spec_id, user)
+        if state != "cancelled":
+            return Outcome("execution/reply_run_state.md.j2", {"state": state, "task": None})
+        enqueue("omoi.schedule", spec_id)
+        return Outcome("execution/reply_cancelled.md.j2")
+    task = (cmd.args.get("task") or "").upper() or None
+    with session_scope(settings.database_url) as s:
+        spec = s.get(Spec, spec_id)
+        approved, run_state = spec.state == "approved", spec.run_state
+    if not approved:
+        return Outcome("execution/reply_run_state.md.j2", {"state": "not-approved", "task": task})
+    if run_state is None and verb == "implement":
+        enqueue("omoi.start_run", spec_id, f"{request_key}:implement")
+        return Outcome("execution/reply_run_started.md.j2", {"tasks": []})
+    state, reset = orchestrator.request_retry(settings, spec_id, task if verb == "retry" else None)
+    if state != "retrying":
+        return Outcome("execution/reply_run_state.md.j2", {"state": state, "task": task})
+    enqueue("omoi.start_run", spec_id, f"{request_key}:{verb}")
+    return Outcome("execution/reply_retrying.md.j2", {"tasks": reset})

@@ -24,8 +24,9 @@ BASE_YAML = ROOT / "config" / "base.yaml"
 
 
 def _alias(name: str, *extra: str) -> AliasChoices:
-    # Every setting has an OMOI_ variable; a few also accept their well-known plain name.
-    return AliasChoices(f"OMOI_{name.upper()}", name, *extra)
+    # Every setting has an OMOI_ variable; a few also accept their well-known plain name. The
+    # field name (how YAML spells it) comes last, so the environment wins over config/base.yaml.
+    return AliasChoices(f"OMOI_{name.upper()}", *extra, name)
 
 
 class Settings(BaseSettings):
@@ -55,6 +56,11 @@ class Settings(BaseSettings):
     # --- web ---
     host: str = "127.0.0.1"
     port: int = 8080
+    # The address people and GitHub reach this server at (App manifest URLs, status links).
+    # Empty: http://127.0.0.1:<port>.
+    public_url: str = ""
+    # Where GitHub should deliver webhooks when that is not public_url (a smee.io channel, a tunnel).
+    webhook_proxy_url: str = ""
     max_webhook_bytes: int = 25 * 1024 * 1024
     worker_concurrency: int = 2
 
@@ -84,6 +90,11 @@ class Settings(BaseSettings):
     llm_max_retries: int = 3
     spec_gate_retries: int = 2  # a phase failing its gates is regenerated this many times
 
+    # --- review threads ---
+    review_max_turns: int = 30
+    review_budget_usd: float = 5.0
+    review_timeout_seconds: float = 900
+
     # --- sandboxes ---
     sandbox_provider: Literal["local", "daytona"] = "local"
     sandbox_network: bool = False
@@ -91,7 +102,24 @@ class Settings(BaseSettings):
     daytona_api_url: str = ""  # empty: the daytona SDK's default (Daytona cloud)
     daytona_api_key: SecretStr | None = None
 
-    @field_validator("github_api_url", "github_web_url")
+    # --- operations ---
+    sentry_dsn: SecretStr | None = None  # used only when the optional sentry-sdk is installed
+    sentry_environment: str = ""
+
+    # --- execution (approved tasks -> commits, check runs, a pull request) ---
+    max_parallel_tasks_per_spec: int = 3       # .github/omoi.yml concurrency.per_spec overrides it
+    max_parallel_tasks_per_installation: int = 5
+    task_max_attempts: int = 2
+    task_retry_backoff_seconds: float = 10     # doubled for every further attempt
+    task_lease_seconds: float = 120            # a task whose lease ran out (worker died) is re-queued
+    task_heartbeat_seconds: float = 20
+    health_interval_seconds: float = 30        # the recovery sweep (Celery beat)
+    blocked_paths: list[str] = Field(default_factory=lambda: [".github/workflows/**"])
+    verify_timeout_seconds: float = 600
+    agent_max_turns: int = 40
+    agent_timeout_seconds: float = 1800
+
+    @field_validator("github_api_url", "github_web_url", "public_url", "webhook_proxy_url")
     @classmethod
     def _strip_slash(cls, v: str) -> str:
         return v.rstrip("/")
@@ -120,6 +148,17 @@ class Settings(BaseSettings):
             return Path(self.github_private_key_path).read_text()
         return None
 
+    def resolved_public_url(self) -> str:
+        return self.public_url or f"http://127.0.0.1:{self.port}"
+
+    def has_app_credentials(self) -> bool:
+        """An App id and a private key: what the setup flow (app/setup.py) writes to .env."""
+        if not self.github_app_id:
+            return False
+        if self.github_private_key is not None and self.github_private_key.get_secret_value().strip():
+            return True
+        return self.github_private_key_path is not None
+
     def resolved_broker_url(self) -> str:
         return self.broker_url or "filesystem://"
 
@@ -141,7 +180,8 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         """Every configured secret, for the log redactor."""
         values = []
-        for s in (self.webhook_secret, self.github_private_key, self.anthropic_api_key, self.daytona_api_key):
+        for s in (self.webhook_secret, self.github_private_key, self.anthropic_api_key, self.daytona_api_key,
+                  self.sentry_dsn):
             if s is not None and s.get_secret_value():
                 values.append(s.get_secret_value())
         return values

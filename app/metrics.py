@@ -17,3 +17,121 @@ GITHUB_REQUESTS = Counter(
 )
 LLM_TOKENS = Counter("omoi_llm_tokens_total", "Model tokens", ["model", "kind"])
 LLM_COST = Counter("omoi_llm_cost_usd_total", "Model cost in dollars", ["model"])
+
+# --- computed from the database at scrape time (cluster-wide: right whichever process serves them) ---
+ACTIVE_STATES = ("acknowledged", "planning", "running")  # omoi is working, nobody is waiting on people
+END_STATES = ("done", "failed", "rejected", "cancelled", "blocked")
+STUCK_AFTER_SECONDS = 3600
+QUEUED_DELIVERY_STATES = ("received", "queued")
+END_STATE_BUCKETS = (60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400)
+
+
+class DatabaseCollector:
+    """Gauges that must come from the shared database, not from one process's memory.
+
+    omoi_runs_without_end_state      specs omoi is working on (acknowledged/planning/running)
+                                     whose last change is older than an hour
+    omoi_delivery_queue_depth        deliveries stored but not yet taken by a worker
+    omoi_spec_time_to_end_state_seconds  histogram, creation to last change, of specs in an end state
+    omoi_llm_tokens_recorded_total / omoi_llm_cost_usd_recorded_total  from llm_calls (all workers)
+    """
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+
+    def describe(self):
+        return []  # nothing fixed to register: families are produced per scrape
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+        from prometheus_client.utils import floatToGoString
+        from sqlalchemy import func, select
+
+        from app.db.models import LLMCall, Spec, WebhookDelivery
+        from app.db.session import session_scope
+        from app.timeutil import as_utc, utc_now
+
+        up = GaugeMetricFamily("omoi_database_metrics_up", "1 if the database answered the metrics queries")
+        try:
+            now = utc_now()
+            with session_scope(self.database_url) as s:
+                cutoff = now.timestamp() - STUCK_AFTER_SECONDS
+                active = s.execute(
+                    select(Spec.state, Spec.updated_at).where(Spec.state.in_(ACTIVE_STATES))
+                ).all()
+                queued = s.execute(
+                    select(WebhookDelivery.status, func.count()).where(WebhookDelivery.status.in_(QUEUED_DELIVERY_STATES))
+                    .group_by(WebhookDelivery.status)
+                ).all()
+                ended = s.execute(
+                    select(Spec.state, Spec.created_at, Spec.updated_at).where(Spec.state.in_(END_STATES))
+                ).all()
+                usage = s.execute(
+                    select(LLMCall.model, func.coalesce(func.sum(LLMCall.input_tokens), 0),
+                           func.coalesce(func.sum(LLMCall.output_tokens), 0),
+                           func.coalesce(func.sum(LLMCall.cache_creation_input_tokens), 0),
+                           func.coalesce(func.sum(LLMCall.cache_read_input_tokens), 0),
+                           func.coalesce(func.sum(LLMCall.cost_usd), 0)).group_by(LLMCall.model)
+                ).all()
+        except Exception:  # noqa: BLE001 - a scrape must never fail because the database did
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+
+        stuck = GaugeMetricFamily(
+            "omoi_runs_without_end_state",
+            "Specs omoi is working on with no change for more than an hour", labels=["state"],
+        )
+        counts = {state: 0 for state in ACTIVE_STATES}
+        for state, updated_at in active:
+            if as_utc(updated_at).timestamp() < cutoff:
+                counts[state] += 1
+        for state, n in counts.items():
+            stuck.add_metric([state], n)
+        yield stuck
+
+        depth = GaugeMetricFamily(
+            "omoi_delivery_queue_depth", "Webhook deliveries stored but not yet taken by a worker", labels=["status"]
+        )
+        by_status = dict(queued)
+        for status in QUEUED_DELIVERY_STATES:
+            depth.add_metric([status], by_status.get(status, 0))
+        yield depth
+
+        hist = HistogramMetricFamily(
+            "omoi_spec_time_to_end_state_seconds",
+            "Seconds from a spec's creation to its end state (done, failed, rejected, cancelled, blocked)",
+            labels=["state"],
+        )
+        for state in END_STATES:
+            durations = [
+                (as_utc(u) - as_utc(c)).total_seconds() for st, c, u in ended if st == state
+            ]
+            buckets = [(floatToGoString(b), sum(1 for d in durations if d <= b)) for b in END_STATE_BUCKETS]
+            buckets.append(("+Inf", len(durations)))
+            hist.add_metric([state], buckets, sum_value=sum(durations))
+        yield hist
+
+        tokens = CounterMetricFamily(
+            "omoi_llm_tokens_recorded", "Model tokens recorded in llm_calls (all workers)", labels=["model", "kind"]
+        )
+        cost = CounterMetricFamily(
+            "omoi_llm_cost_usd_recorded", "Model cost in dollars recorded in llm_calls (all workers)", labels=["model"]
+        )
+        for model, inp, out, cache_w, cache_r, usd in usage:
+            for kind, n in (("input", inp), ("output", out), ("cache_creation", cache_w), ("cache_read", cache_r)):
+                tokens.add_metric([model, kind], int(n))
+            cost.add_metric([model], float(usd))
+        yield tokens
+        yield cost
+
+
+def database_registry(database_url: str):
+    """A registry holding only the database gauges (served next to the process's own metrics)."""
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DatabaseCollector(database_url))
+    return registry

@@ -65,7 +65,8 @@ def process_delivery(delivery_pk: int) -> Result:
         remember(s, payload)
 
     bound = log.bind(delivery_id=delivery_id, event=event_name, action=payload.get("action"))
-    installation_id = (payload.get("installation") or {}).get("id")
+    inst = payload.get("installation")
+    installation_id = inst.get("id") if isinstance(inst, dict) else None  # signed but malformed: no crash
     try:
         with issue_lock(_issue_key(payload), settings.issue_lock_seconds):
             asyncio.run(_dispatch(event_name, payload, delivery_id, installation_id, bound))

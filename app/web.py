@@ -21,11 +21,12 @@ from app.db.models import WebhookDelivery
 from app.db.session import ping, session_scope
 from app.events import HANDLED_EVENTS
 from app.logging import get_logger
-from app.metrics import ACK_SECONDS, DELIVERIES
+from app.metrics import ACK_SECONDS, DELIVERIES, database_registry
 
 log = get_logger("omoi.web")
 SETTINGS_KEY = web.AppKey("settings", Settings)
 CELERY_KEY = web.AppKey("celery", object)
+DB_METRICS_KEY = web.AppKey("db_metrics", object)
 
 
 class MissingWebhookSecret(RuntimeError):
@@ -43,20 +44,35 @@ def _json(http_status: int, **body) -> web.Response:
     return web.json_response(body, status=http_status)
 
 
+def _not_json(name: str):
+    raise ValueError(f"{name} is not JSON")  # Python accepts NaN/Infinity; JSON (and PostgreSQL) do not
+
+
+def _column_str(value, size: int = 64) -> str | None:
+    """A payload value for an indexed column: only a string that fits (the payload keeps the rest)."""
+    return value if isinstance(value, str) and len(value) <= size and "\x00" not in value else None
+
+
+def _bigint(value) -> int | None:
+    return value if type(value) is int and -(2**63) <= value < 2**63 else None  # bools are not ids
+
+
 def _store_and_enqueue(settings: Settings, celery, delivery_id: str, event: str, payload: dict) -> str:
     """Runs in a thread: the database and the broker clients are synchronous.
 
     The row is committed as `queued` before the message is sent (one commit on the hot
     path); if sending fails it is put back to `received` for the sweep to enqueue later.
     """
-    inst = payload.get("installation") or {}
+    inst = payload.get("installation")
+    if not isinstance(inst, dict):  # signed but odd (a list, a number): store it, never a 500
+        inst = {}
     try:
         with session_scope(settings.database_url) as s:
             row = WebhookDelivery(
                 delivery_id=delivery_id,
                 event=event,
-                action=payload.get("action") if isinstance(payload.get("action"), str) else None,
-                installation_id=inst.get("id") if isinstance(inst.get("id"), int) else None,
+                action=_column_str(payload.get("action")),
+                installation_id=_bigint(inst.get("id")),
                 payload=payload,
                 status="queued",
             )
@@ -95,8 +111,8 @@ async def webhook(request: web.Request) -> web.Response:
         if not event or not delivery_id or len(delivery_id) > 64:
             return _json(400, error="X-GitHub-Event and X-GitHub-Delivery headers are required")
         try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+            payload = json.loads(body, parse_constant=_not_json)
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
             DELIVERIES.labels(event, "bad_json").inc()
             return _json(400, error="body is not valid JSON")
         if not isinstance(payload, dict):
@@ -145,11 +161,17 @@ def _ping_broker(celery) -> None:
         conn.ensure_connection(max_retries=1, timeout=2)
 
 
-async def metrics(_request: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+async def metrics(request: web.Request) -> web.Response:
+    def _scrape() -> bytes:  # the database gauges query the database: not on the event loop
+        return generate_latest() + generate_latest(request.app[DB_METRICS_KEY])
+
+    body = await asyncio.to_thread(_scrape)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, setup: bool = False) -> web.Application:
+    """`setup=True` (`serve`, `web --setup`) adds the App-registration pages (app/setup.py)
+    while no App credentials are configured."""
     if settings.webhook_secret is None or not settings.webhook_secret.get_secret_value():
         raise MissingWebhookSecret(
             "OMOI_WEBHOOK_SECRET is not set: refusing to accept unverifiable webhooks"
@@ -162,4 +184,12 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_post("/webhooks/github", webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    app[DB_METRICS_KEY] = database_registry(settings.database_url)
+    from app.status_pages import add_status_routes
+
+    add_status_routes(app)
+    if setup and not settings.has_app_credentials():
+        from app.setup import add_setup_routes
+
+        add_setup_routes(app, settings)
     return app

@@ -23,9 +23,11 @@ def make_celery(settings: Settings | None = None) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         worker_hijack_root_logger=False,
-        include=["tasks.webhooks", "tasks.spec"],
+        include=["tasks.webhooks", "tasks.spec", "tasks.execution", "tasks.review"],
         beat_schedule={
             "sweep-deliveries": {"task": "omoi.sweep_deliveries", "schedule": 60.0},
+            "execution-health": {"task": "omoi.execution_health",
+                                 "schedule": float(settings.health_interval_seconds)},
         },
     )
     return app

@@ -106,6 +106,15 @@ class Spec(Base):
     spec_check_run_id: Mapped[int | None] = mapped_column(BigInteger)
     branch: Mapped[str | None] = mapped_column(String(255))  # omoi/issue-<n>-<slug>, fixed once chosen
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Execution of the approved tasks (app/orchestrator.py): running -> succeeded | failed | cancelled
+    run_state: Mapped[str | None] = mapped_column(String(16))
+    run_error: Mapped[str | None] = mapped_column(Text)
+    pr_number: Mapped[int | None] = mapped_column(Integer)
+    implement_check_run_id: Mapped[int | None] = mapped_column(BigInteger)
+    implement_check_sha: Mapped[str | None] = mapped_column(String(64))
+    tracking_comment_id: Mapped[int | None] = mapped_column(BigInteger)
+    run_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    run_finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _ts()
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utc_now, onupdate=utc_now, nullable=False
@@ -184,4 +193,36 @@ class SpecStage(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     approved_by: Mapped[str | None] = mapped_column(String(255))
     approved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _ts()
+
+
+class SpecTask(Base):
+    """One task of an approved spec being executed: its lease, attempts, commit and evidence."""
+
+    __tablename__ = "spec_tasks"
+    __table_args__ = (UniqueConstraint("spec_id", "task_id", name="uq_spec_task"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    spec_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("specs.id"), index=True)
+    task_id: Mapped[str] = mapped_column(String(16))  # "T1"
+    title: Mapped[str] = mapped_column(Text, default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    covers: Mapped[list] = mapped_column(JSON, default=list)       # criterion ids
+    depends_on: Mapped[list] = mapped_column(JSON, default=list)   # task ids
+    files: Mapped[list] = mapped_column(JSON, default=list)        # the write set (paths)
+    verify: Mapped[list] = mapped_column(JSON, default=list)       # shell commands
+    # pending -> running -> done | failed | cancelled (pending again for a retry)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # retry backoff
+    lease_owner: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    commit_sha: Mapped[str | None] = mapped_column(String(64))
+    cost_usd: Mapped[Decimal] = mapped_column(Numeric(12, 6), default=Decimal(0))
+    duration_s: Mapped[float] = mapped_column(default=0.0)
+    error: Mapped[str | None] = mapped_column(Text)
+    evidence: Mapped[list] = mapped_column(JSON, default=list)  # [{command, exit_code, tail, at}]
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _ts()

@@ -1,9 +1,9 @@
 """Event handling: one gidgethub router per event domain, combined here."""
 from gidgethub.routing import Router
 
-from app.events import comments, installation, issues
+from app.events import checks, comments, installation, issues, reviews
 
-router = Router(installation.router, issues.router, comments.router)
+router = Router(installation.router, issues.router, comments.router, checks.router, reviews.router)
 
 # Events omoi subscribes to (manifest.yml default_events). Others are acknowledged and dropped.
 HANDLED_EVENTS = frozenset(

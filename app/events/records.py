@@ -35,10 +35,28 @@ def upsert_repository(s: Session, repo: dict, installation_id: int | None, remov
 
 def remember(s: Session, payload: dict) -> None:
     """Record the installation and repository a payload names, if any."""
+    # Only well-formed objects: a signed but malformed payload must not raise here, where it
+    # would roll back the attempt count and leave the delivery for the sweep forever.
     inst = payload.get("installation")
-    if inst and "id" in inst:
+    if not (isinstance(inst, dict) and _is_id(inst.get("id"))):
+        inst = None
+    elif _account_ok(inst.get("account")):
         upsert_installation(s, inst)
         s.flush()
     repo = payload.get("repository")
-    if repo and "id" in repo and "full_name" in repo:
+    if isinstance(repo, dict) and _is_id(repo.get("id")) and _is_name(repo.get("full_name")) \
+            and (repo.get("default_branch") is None or _is_name(repo.get("default_branch"))):
         upsert_repository(s, repo, inst.get("id") if inst else None)
+
+
+def _is_id(value) -> bool:
+    return type(value) is int and 0 < value < 2**63
+
+
+def _is_name(value, size: int = 255) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= size and "\x00" not in value
+
+
+def _account_ok(account) -> bool:
+    return account is None or (isinstance(account, dict) and all(
+        account.get(k) is None or _is_name(account.get(k), size) for k, size in (("login", 255), ("type", 32))))

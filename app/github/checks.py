@@ -25,6 +25,7 @@ async def upsert_check_run(
     conclusion: str | None = None,
     text: str | None = None,
     details_url: str | None = None,
+    actions: list[dict] | None = None,
 ) -> int:
     """Create the check run, or update it in place; returns its id."""
     data: dict = {
@@ -39,6 +40,8 @@ async def upsert_check_run(
         data["completed_at"] = utc_now().strftime("%Y-%m-%dT%H:%M:%SZ")
     if details_url:
         data["details_url"] = details_url
+    if actions is not None:  # buttons; an empty list removes them
+        data["actions"] = actions
     if check_run_id:
         try:
             updated = await gh.patch(

@@ -253,6 +253,9 @@ class GitHubState:
         self.git_root = Path(tempfile.mkdtemp(prefix="fakegithub-"))  # bare repos live under <root>/repos
         self.pushes: list[tuple[str, str, str, str]] = []
         self.reject_force_push = True
+        # App-manifest flow: codes handed out by the /settings/apps/new page, Apps created from them.
+        self.manifest_codes: dict[str, dict[str, Any]] = {}
+        self.manifest_apps: list[dict[str, Any]] = []
 
     def next_id(self) -> int:
         return next(self._ids)
@@ -2222,6 +2225,96 @@ def graphql(ctx: RequestContext) -> Reply:
 
 
 # --------------------------------------------------------------------------
+# Handlers: the GitHub App manifest flow
+# --------------------------------------------------------------------------
+
+_MANIFEST_DOCS = f"{DOCS}/apps/apps#create-a-github-app-from-a-manifest"
+# Events GitHub refuses in a manifest's default_events: every App receives them anyway.
+_IMPLICIT_APP_EVENTS = {"installation", "installation_repositories", "github_app_authorization"}
+
+
+def manifest_problems(manifest: Any) -> list[str]:
+    """What GitHub's "new App from manifest" page would refuse (a subset of its checks)."""
+    if not isinstance(manifest, dict):
+        return ["manifest must be a JSON object"]
+    problems = []
+    if not isinstance(manifest.get("url"), str) or not re.match(r"https?://", manifest.get("url") or ""):
+        problems.append("url is required and must be an http(s) URL")
+    hook = manifest.get("hook_attributes")
+    if hook is not None:
+        if not isinstance(hook, dict) or not re.match(r"https?://", str(hook.get("url") or "")):
+            problems.append("hook_attributes.url must be an http(s) URL")
+    if "redirect_url" in manifest and not re.match(r"https?://", str(manifest.get("redirect_url") or "")):
+        problems.append("redirect_url must be an http(s) URL")
+    events = manifest.get("default_events", [])
+    if not isinstance(events, list) or any(not isinstance(e, str) for e in events):
+        problems.append("default_events must be a list of event names")
+    elif bad := sorted(set(events) & _IMPLICIT_APP_EVENTS):
+        problems.append(f"default_events cannot include {', '.join(bad)}")
+    perms = manifest.get("default_permissions", {})
+    if not isinstance(perms, dict) or any(v not in ("read", "write", "admin") for v in perms.values()):
+        problems.append("default_permissions values must be read, write or admin")
+    if not isinstance(manifest.get("name", ""), str) or len(manifest.get("name", "")) > 34:
+        problems.append("name must be a string of at most 34 characters")
+    return problems
+
+
+def _generate_app_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    # GitHub hands out PKCS#1 ("BEGIN RSA PRIVATE KEY") keys.
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                             serialization.NoEncryption()).decode()
+
+
+@route("POST", "/app-manifests/{code}/conversions", auth=AUTH_NONE)
+def create_app_from_manifest(ctx: RequestContext) -> Reply:
+    st = ctx.state
+    entry = st.manifest_codes.pop(ctx.params["code"], None)  # codes are single-use
+    if entry is None or entry["expires_at"] < time.time():
+        raise ApiError(404, "Not Found", docs=_MANIFEST_DOCS)
+    manifest, org = entry["manifest"], entry["org"]
+    app_id = st.next_id()
+    name = manifest.get("name") or "app"
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "app"
+    hook = manifest.get("hook_attributes") or {}
+    data = {
+        "id": app_id,
+        "slug": slug,
+        "node_id": node_id("Integration", app_id),
+        "client_id": f"Iv1.{secrets.token_hex(8)}",
+        "owner": st.user(org, "Organization") if org else st.user(entry["user"]),
+        "name": name,
+        "description": manifest.get("description"),
+        "external_url": manifest["url"],
+        "html_url": f"{st.base_url}/apps/{slug}",
+        "created_at": now_iso(),
+        "updated_at": now_iso(),
+        "permissions": dict(manifest.get("default_permissions") or {}),
+        "events": list(manifest.get("default_events") or []),
+        "installations_count": 0,
+        "client_secret": secrets.token_hex(20),
+        "webhook_secret": secrets.token_hex(20) if hook.get("url") else None,
+        "pem": _generate_app_pem(),
+    }
+    st.manifest_apps.append({**copy.deepcopy(data), "manifest": copy.deepcopy(manifest), "org": org})
+    return Reply(201, data)
+
+
+_WEB_NEW_APP_PATH = re.compile(r"/(?:organizations/([^/]+)/)?settings/apps/new")
+
+
+def _html(status: int, title: str, body: str, head: str = "") -> web.Response:
+    from html import escape
+
+    return web.Response(status=status, content_type="text/html", charset="utf-8", text=(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>{head}</head>"
+        f"<body><h1>{escape(title)}</h1>{body}</body></html>"))
+
+
+# --------------------------------------------------------------------------
 # The server
 # --------------------------------------------------------------------------
 
@@ -2722,7 +2815,68 @@ class FakeGitHub:
         headers = CIMultiDict((k, v) for k, v in cgi.headers if k.lower() not in ("content-length", "transfer-encoding"))
         return web.Response(status=cgi.status, body=cgi.body, headers=headers)
 
+    async def _web_new_app(self, request: web.Request, org: str | None) -> web.StreamResponse:
+        """github.com's "Create GitHub App" page for the manifest flow (HTML, not the API).
+
+        GitHub shows the manifest and, once the person confirms, redirects the browser to the
+        manifest's redirect_url with ``?code=...&state=...``. Here the confirmation is implicit:
+        the page redirects at once (``<meta http-equiv=refresh>``).
+        """
+        from html import escape
+
+        st = self.state
+        if request.method != "POST":
+            return _html(200, "Register new GitHub App", "<p>Fill in the form (not simulated).</p>")
+        form = await request.post()
+        raw = form.get("manifest")
+        state = request.query.get("state", "")
+        try:
+            manifest = json.loads(raw) if isinstance(raw, str) else None
+        except ValueError:
+            manifest = None
+        problems = manifest_problems(manifest) if manifest is not None else ["manifest is not valid JSON"]
+        with st.lock:
+            self._calls.append(Call("POST", request.path, {"state": state}, manifest, CIMultiDict(request.headers),
+                                    422 if problems else 200))
+            if problems:
+                self._violations.extend(f"manifest: {p}" for p in problems)
+                return _html(422, "Invalid GitHub App manifest",
+                             "<ul>" + "".join(f"<li>{escape(p)}</li>" for p in problems) + "</ul>")
+            code = secrets.token_hex(10)
+            st.manifest_codes[code] = {"manifest": manifest, "org": org, "user": "octocat",
+                                       "expires_at": time.time() + 3600}
+        redirect = manifest.get("redirect_url")
+        if not redirect:
+            return _html(200, "GitHub App created", "<p>No redirect_url in the manifest.</p>")
+        target = redirect + ("&" if "?" in redirect else "?") + urlencode({"code": code, "state": state})
+        return _html(200, f"Create GitHub App for {manifest.get('name', '')}",
+                     f"<p id='confirm'>Creating {escape(manifest.get('name', ''))}"
+                     f"{' for ' + escape(org) if org else ''}…</p><p><a href='{escape(target)}'>Continue</a></p>",
+                     head=f"<meta http-equiv='refresh' content='0; url={escape(target)}'>")
+
+    def manifest_code(self, manifest: dict[str, Any], org: str | None = None) -> str:
+        """A code as if a person had confirmed ``manifest`` on GitHub (without a browser)."""
+        problems = manifest_problems(manifest)
+        if problems:
+            raise ValueError("; ".join(problems))
+        code = secrets.token_hex(10)
+        with self.state.lock:
+            self.state.manifest_codes[code] = {"manifest": copy.deepcopy(manifest), "org": org, "user": "octocat",
+                                               "expires_at": time.time() + 3600}
+        return code
+
+    @property
+    def manifest_apps(self) -> list[dict[str, Any]]:
+        """Apps created through POST /app-manifests/{code}/conversions (response JSON + manifest, org)."""
+        with self.state.lock:
+            return copy.deepcopy(self.state.manifest_apps)
+
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        if request.path == "/favicon.ico":  # browsers on the web pages ask; github.com has one
+            return web.Response(status=404)
+        web_new_app = _WEB_NEW_APP_PATH.fullmatch(request.path)
+        if web_new_app is not None:
+            return await self._web_new_app(request, web_new_app.group(1))
         git_path = _GIT_HTTP_PATH.fullmatch(request.path)
         if git_path is not None:
             return await self._git_http(request, *git_path.groups())

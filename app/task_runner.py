@@ -1,0 +1,258 @@
+"""One attempt of one task: sandbox -> agent -> diff -> policy -> verify -> omoi commits and pushes.
+
+The agent never sees a token: the sandbox is cloned on the host (token only in git's environment),
+the agent's environment is built from scratch (app/agent.py), and the commit is made by omoi in a
+separate host clone (app/gitwork.py). A task is done only once its verify commands passed on the
+commit that was pushed (re-run in a fresh sandbox when a rebase changed that commit).
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import traceback
+from typing import Awaitable, Callable
+from urllib.parse import urlsplit, urlunsplit
+
+from sqlalchemy import select
+
+from app import orchestrator, policy, repo_config, run_report
+from app.agent import AgentResult, run_agent
+from app.config import Settings, get_settings
+from app.db.models import Spec, SpecStage, SpecTask
+from app.db.session import session_scope
+from app.github.client import installation_client
+from app.gitwork import ApplyFailed, Clone, commit_and_push
+from app.logging import get_logger, redact
+from app.render import render
+from app.sandbox import make_sandbox
+from app.spec.schemas import Requirements
+
+log = get_logger("omoi.task_runner")
+EVIDENCE_TAIL = 1500
+
+# The agent session; benchmarks/dag_run.py swaps in a stand-in of fixed duration.
+AgentRunner = Callable[..., Awaitable[AgentResult]]
+agent_runner: AgentRunner = run_agent
+
+
+class Heartbeat(threading.Thread):
+    """Keeps the lease alive from a thread, so a busy event loop cannot starve it."""
+
+    def __init__(self, settings: Settings, lease: orchestrator.Lease) -> None:
+        super().__init__(name=f"heartbeat-{lease.task_id}", daemon=True)
+        self.settings, self.lease = settings, lease
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.wait(self.settings.task_heartbeat_seconds):
+            try:
+                if not orchestrator.heartbeat(self.settings, self.lease):
+                    self.lost.set()
+                    return
+            except Exception as exc:  # noqa: BLE001 - a database hiccup; the lease has slack
+                log.warning("heartbeat_failed", task=self.lease.task_id, error=exc.__class__.__name__)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def run_task(spec_id: int, task_id: str, token: str) -> str:
+    """Celery entry point: adopt the claim, run one attempt, record it, schedule what comes next."""
+    settings = get_settings()
+    lease = orchestrator.adopt(settings, spec_id, task_id, token)
+    if lease is None:
+        return "not-ours"
+    beat = Heartbeat(settings, lease)
+    beat.start()
+    started = time.monotonic()
+    try:
+        result = asyncio.run(_attempt(settings, lease, beat))
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded and reported
+        reason = redact("".join(traceback.format_exception_only(type(exc), exc)).strip())[:800]
+        log.error("task_crashed", spec_id=spec_id, task=task_id, error=reason)
+        result = orchestrator.Attempt(ok=False, reason=f"omoi failed while running it: {reason}")
+    finally:
+        beat.stop()
+    result.duration_s = time.monotonic() - started
+    outcome = "lost" if result.lost else orchestrator.finish_attempt(settings, lease, result)
+    advance(settings, spec_id)
+    return outcome
+
+
+def advance(settings: Settings, spec_id: int) -> orchestrator.Scheduled:
+    """Schedule what can run now, then show the new state on GitHub."""
+    with session_scope(settings.database_url) as s:
+        spec = s.get(Spec, spec_id)
+        installation, full_name = spec.installation_id, spec.repo_full_name
+
+    async def go() -> orchestrator.Scheduled:
+        async with installation_client(settings, installation) as gh:
+            cfg = (await repo_config.load(gh, settings, full_name)).config
+            scheduled = orchestrator.schedule(settings, spec_id, cfg.concurrency.per_spec
+                                              if "concurrency" in cfg.model_fields_set else None)
+            await run_report.publish(gh, settings, spec_id)
+            return scheduled
+
+    return asyncio.run(go())
+
+
+def start_run(spec_id: int) -> str:
+    """Celery entry point for `/omoi approve` (tasks), `/omoi implement` and `/omoi retry`."""
+    settings = get_settings()
+    outcome = orchestrator.prepare_run(settings, spec_id)
+    if outcome == "not-approved":
+        return outcome
+    with session_scope(settings.database_url) as s:
+        spec = s.get(Spec, spec_id)
+        installation = spec.installation_id
+
+    async def setup() -> None:
+        async with installation_client(settings, installation) as gh:
+            await run_report.ensure_branch_and_pr(gh, settings, spec_id)
+
+    asyncio.run(setup())
+    advance(settings, spec_id)
+    return outcome
+
+
+# --- the attempt ------------------------------------------------------------------------------
+
+
+def _task_context(settings: Settings, lease: orchestrator.Lease) -> dict:
+    with session_scope(settings.database_url) as s:
+        spec = s.get(Spec, lease.spec_id)
+        task = s.get(SpecTask, lease.row_id)
+        stages = {r.stage: r for r in s.scalars(select(SpecStage).where(
+            SpecStage.spec_id == spec.id, SpecStage.status == "approved"))}
+        criteria = []
+        if "requirements" in stages:
+            by_id = Requirements.model_validate(stages["requirements"].document).criteria()
+            criteria = [by_id[c][1] for c in task.covers if c in by_id]
+        design = stages["design"].document if "design" in stages else {}
+        return {
+            "spec_id": spec.id, "issue_number": spec.issue_number, "title": spec.title, "branch": spec.branch,
+            "full_name": spec.repo_full_name, "installation_id": spec.installation_id,
+            "task": {"id": task.task_id, "title": task.title, "description": task.description,
+                     "covers": list(task.covers), "verify": list(task.verify), "files": list(task.files)},
+            "criteria": criteria, "files": list(task.files), "verify": list(task.verify),
+            "design": design.get("overview", ""),
+        }
+
+
+def _with_token(url: str, token: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, f"x-access-token:{token}@{parts.netloc}", parts.path, parts.query, parts.fragment))
+
+
+def _bot_identity(settings: Settings) -> tuple[str, str]:
+    login = f"{settings.app_name}[bot]"
+    return login, f"{settings.github_app_id or 0}+{login}@users.noreply.github.com"
+
+
+async def _verify(sandbox, commands: list[str], settings: Settings, rerun: bool = False) -> tuple[list[dict], str | None]:
+    evidence, failure = [], None
+    for command in commands:
+        res = await sandbox.exec(command, timeout=settings.verify_timeout_seconds)
+        output = (res.stdout + ("\n" + res.stderr if res.stderr else "")).strip()
+        evidence.append({"command": command, "exit_code": res.exit_code, "timed_out": res.timed_out,
+                         "tail": output[-EVIDENCE_TAIL:], "seconds": round(res.duration_s, 2), "rerun": rerun})
+        if not res.ok:
+            why = "timed out" if res.timed_out else f"exited with {res.exit_code}"
+            failure = f"verify command `{command}` {why}: {output[-300:] or '(no output)'}"
+            break
+    return evidence, failure
+
+
+async def _watch(coro: Awaitable, lost: threading.Event):
+    """Run `coro`, cancelling it when the lease is lost (the run was cancelled or taken over)."""
+    task = asyncio.ensure_future(coro)
+    while not task.done():
+        if lost.is_set():
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+            return None
+        await asyncio.wait({task}, timeout=0.2)
+    return task.result()
+
+
+async def _attempt(settings: Settings, lease: orchestrator.Lease, beat: Heartbeat) -> orchestrator.Attempt:
+    ctx = _task_context(settings, lease)
+    key = f"{lease.spec_id}/{lease.task_id}"
+    async with installation_client(settings, ctx["installation_id"]) as gh:
+        repo = await gh.getitem("/repos/{owner}/{repo}", url_vars=dict(zip(("owner", "repo"), ctx["full_name"].split("/", 1))))
+        cfg = (await repo_config.load(gh, settings, ctx["full_name"])).config
+        token = gh.oauth_token
+    blocked = cfg.blocked_paths if "blocked_paths" in cfg.model_fields_set else settings.blocked_paths
+    provider = make_sandbox(settings)
+    clone = Clone(url=repo["clone_url"], token=token, branch=ctx["branch"], author=_bot_identity(settings))
+    bound = log.bind(spec_id=lease.spec_id, task=lease.task_id, attempt=lease.attempt)
+    try:
+        head = await asyncio.to_thread(clone.clone)
+        existing = await asyncio.to_thread(clone.find_task_commit, key, "HEAD")
+        if existing:  # an earlier attempt pushed and then died: verify that commit, commit nothing new
+            bound.info("task_commit_found", commit=existing)
+            return await _verify_pushed(settings, provider, repo, token, ctx, existing, [], 0.0, key)
+        sandbox = await provider.create(repo_url=_with_token(repo["clone_url"], token), ref=head, label=f"spec-{key}")
+        try:
+            prompt = render("execution/task_prompt.md.j2", workdir=sandbox.workdir, **ctx)
+            result = await _watch(agent_runner(
+                mode="implement", prompt=prompt, workdir=sandbox.workdir, settings=settings,
+                max_turns=settings.agent_max_turns, max_budget_usd=cfg.budgets.task_usd,
+                timeout_s=min(settings.agent_timeout_seconds, cfg.budgets.task_minutes * 60),
+            ), beat.lost)
+            if result is None:
+                return orchestrator.Attempt(ok=False, lost=True, reason="the lease was lost")
+            cost = result.cost_usd
+            if not result.ok:
+                return orchestrator.Attempt(ok=False, reason=f"the agent failed: {result.error}", cost_usd=cost)
+            patch = await sandbox.diff()
+            if not patch.strip():
+                return orchestrator.Attempt(ok=False, reason="the agent finished without changing any file",
+                                            cost_usd=cost)
+            refusal = policy.check_diff(patch, blocked)
+            if refusal:
+                bound.warning("task_diff_refused", reason=refusal.reason)
+                return orchestrator.Attempt(ok=False, retryable=False, reason=f"refused: {refusal.reason}",
+                                            cost_usd=cost)
+            evidence, failure = await _watch(_verify(sandbox, ctx["verify"], settings), beat.lost) or ([], "lost")
+            if beat.lost.is_set():
+                return orchestrator.Attempt(ok=False, lost=True, reason="the lease was lost")
+            if failure:
+                return orchestrator.Attempt(ok=False, reason=failure, evidence=evidence, cost_usd=cost)
+            base = sandbox.base_sha
+        finally:
+            await sandbox.destroy()
+        if beat.lost.is_set():  # cancelled while verifying: push nothing
+            return orchestrator.Attempt(ok=False, lost=True, reason="the lease was lost")
+        message = render("execution/commit_message.txt.j2", **ctx)
+        try:
+            pushed = await asyncio.to_thread(commit_and_push, clone, base_sha=base, patch=patch, message=message,
+                                             task_key=key)
+        except ApplyFailed as exc:
+            return orchestrator.Attempt(ok=False, reason=str(exc)[:800], evidence=evidence, cost_usd=cost)
+        bound.info("task_pushed", commit=pushed.sha, rebased=pushed.rebased, existing=pushed.existing)
+        if pushed.rebased or pushed.existing:
+            return await _verify_pushed(settings, provider, repo, token, ctx, pushed.sha, evidence, cost, key)
+        return orchestrator.Attempt(ok=True, commit_sha=pushed.sha, evidence=evidence, cost_usd=cost)
+    finally:
+        clone.cleanup()
+
+
+async def _verify_pushed(settings, provider, repo, token, ctx, sha, evidence, cost, key) -> orchestrator.Attempt:
+    """Verify again in a fresh sandbox at the commit that is on the branch."""
+    if not ctx["verify"]:
+        return orchestrator.Attempt(ok=True, commit_sha=sha, evidence=evidence, cost_usd=cost)
+    sandbox = await provider.create(repo_url=_with_token(repo["clone_url"], token), ref=sha, label=f"verify-{key}")
+    try:
+        rerun, failure = await _verify(sandbox, ctx["verify"], settings, rerun=True)
+    finally:
+        await sandbox.destroy()
+    if failure:
+        return orchestrator.Attempt(ok=False, reason=f"on the pushed commit {sha[:7]}: {failure}",
+                                    evidence=evidence + rerun, cost_usd=cost)
+    return orchestrator.Attempt(ok=True, commit_sha=sha, evidence=evidence + rerun, cost_usd=cost)

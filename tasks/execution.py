@@ -1,0 +1,38 @@
+"""Thin Celery tasks for executing approved tasks: the work is in app.task_runner and app.orchestrator."""
+from __future__ import annotations
+
+from celery.signals import worker_ready
+
+from app import orchestrator, task_runner
+from app.config import get_settings
+from tasks.celery_app import celery_app
+
+
+@celery_app.task(name="omoi.start_run")
+def start_run(spec_id: int, request_key: str = "") -> str:
+    return task_runner.start_run(spec_id)
+
+
+@celery_app.task(name="omoi.schedule")
+def schedule(spec_id: int) -> str:
+    scheduled = task_runner.advance(get_settings(), spec_id)
+    return f"{scheduled.state}: claimed {len(scheduled.claimed)}"
+
+
+@celery_app.task(name="omoi.run_task")
+def run_task(spec_id: int, task_id: str, token: str) -> str:
+    return task_runner.run_task(spec_id, task_id, token)
+
+
+@celery_app.task(name="omoi.execution_health")
+def execution_health() -> int:
+    """Re-queue tasks of dead workers and nudge every running spec (Celery beat; worker start)."""
+    running = orchestrator.recover()
+    for spec_id in running:
+        schedule.delay(spec_id)
+    return len(running)
+
+
+@worker_ready.connect
+def _resume_runs(**_kwargs) -> None:
+    execution_health.delay()
