@@ -21,6 +21,7 @@ LLM_COST = Counter("omoi_llm_cost_usd_total", "Model cost in dollars", ["model"]
 # --- computed from the database at scrape time (cluster-wide: right whichever process serves them) ---
 ACTIVE_STATES = ("acknowledged", "planning", "running")  # omoi is working, nobody is waiting on people
 END_STATES = ("done", "failed", "rejected", "cancelled", "blocked")
+RUN_END_STATES = ("succeeded", "failed", "cancelled")  # specs.run_state: executing the approved tasks
 STUCK_AFTER_SECONDS = 3600
 QUEUED_DELIVERY_STATES = ("received", "queued")
 END_STATE_BUCKETS = (60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400)
@@ -29,10 +30,12 @@ END_STATE_BUCKETS = (60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 8
 class DatabaseCollector:
     """Gauges that must come from the shared database, not from one process's memory.
 
-    omoi_runs_without_end_state      specs omoi is working on (acknowledged/planning/running)
-                                     whose last change is older than an hour
+    omoi_runs_without_end_state      planning omoi is doing (state acknowledged/planning/running)
+                                     with no change for an hour, and task runs (run_state running)
+                                     started more than an hour ago
     omoi_delivery_queue_depth        deliveries stored but not yet taken by a worker
-    omoi_spec_time_to_end_state_seconds  histogram, creation to last change, of specs in an end state
+    omoi_spec_time_to_end_state_seconds  histogram: planning (creation to last change of a spec in an
+                                     end state) and runs (run_started_at to run_finished_at)
     omoi_llm_tokens_recorded_total / omoi_llm_cost_usd_recorded_total  from llm_calls (all workers)
     """
 
@@ -59,6 +62,13 @@ class DatabaseCollector:
                 active = s.execute(
                     select(Spec.state, Spec.updated_at).where(Spec.state.in_(ACTIVE_STATES))
                 ).all()
+                runs_started = s.execute(
+                    select(Spec.run_started_at).where(Spec.run_state == "running")
+                ).scalars().all()
+                runs_ended = s.execute(
+                    select(Spec.run_state, Spec.run_started_at, Spec.run_finished_at)
+                    .where(Spec.run_state.in_(RUN_END_STATES))
+                ).all()
                 queued = s.execute(
                     select(WebhookDelivery.status, func.count()).where(WebhookDelivery.status.in_(QUEUED_DELIVERY_STATES))
                     .group_by(WebhookDelivery.status)
@@ -82,14 +92,17 @@ class DatabaseCollector:
 
         stuck = GaugeMetricFamily(
             "omoi_runs_without_end_state",
-            "Specs omoi is working on with no change for more than an hour", labels=["state"],
+            "Specs omoi is working on with no end state after an hour (planning: no change for an hour; "
+            "run: started over an hour ago)", labels=["phase", "state"],
         )
         counts = {state: 0 for state in ACTIVE_STATES}
         for state, updated_at in active:
             if as_utc(updated_at).timestamp() < cutoff:
                 counts[state] += 1
         for state, n in counts.items():
-            stuck.add_metric([state], n)
+            stuck.add_metric(["planning", state], n)
+        stuck.add_metric(["run", "running"], sum(
+            1 for started in runs_started if started is not None and as_utc(started).timestamp() < cutoff))
         yield stuck
 
         depth = GaugeMetricFamily(
@@ -102,16 +115,18 @@ class DatabaseCollector:
 
         hist = HistogramMetricFamily(
             "omoi_spec_time_to_end_state_seconds",
-            "Seconds from a spec's creation to its end state (done, failed, rejected, cancelled, blocked)",
-            labels=["state"],
+            "Seconds to an end state: planning (spec creation to done/failed/rejected/cancelled/blocked) "
+            "and run (start of the task run to succeeded/failed/cancelled)",
+            labels=["phase", "state"],
         )
-        for state in END_STATES:
-            durations = [
-                (as_utc(u) - as_utc(c)).total_seconds() for st, c, u in ended if st == state
-            ]
+        series = [("planning", state, [(as_utc(u) - as_utc(c)).total_seconds() for st, c, u in ended if st == state])
+                  for state in END_STATES]
+        series += [("run", state, [(as_utc(f) - as_utc(b)).total_seconds() for st, b, f in runs_ended
+                                   if st == state and b is not None and f is not None]) for state in RUN_END_STATES]
+        for phase, state, durations in series:
             buckets = [(floatToGoString(b), sum(1 for d in durations if d <= b)) for b in END_STATE_BUCKETS]
             buckets.append(("+Inf", len(durations)))
-            hist.add_metric([state], buckets, sum_value=sum(durations))
+            hist.add_metric([phase, state], buckets, sum_value=sum(durations))
         yield hist
 
         tokens = CounterMetricFamily(

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, ValidationError
 from app import claims, gitwork, policy, repo_config
 from app.agent import run_agent
 from app.config import Settings
+from app.github import bot_identity, url_with_token
 from app.github.permissions import check_sender
 from app.logging import get_logger
 from app.render import render
@@ -126,12 +127,6 @@ def _excerpt(patch: str, path: str, max_lines: int = 12) -> str:
     return "\n".join(lines[:max_lines])
 
 
-def _with_token(url: str, token: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, f"x-access-token:{token}@{parts.netloc}", parts.path, parts.query, parts.fragment))
-
 
 async def run_fix(gh, settings: Settings, token: str, full_name: str, pr: dict, threads: list[Thread],
                   round_key: str, blocked_paths: list[str]) -> tuple[ReviewResult, str]:
@@ -139,7 +134,7 @@ async def run_fix(gh, settings: Settings, token: str, full_name: str, pr: dict, 
     repo = await gh.getitem("/repos/{owner}/{repo}", url_vars=dict(zip(("owner", "repo"), full_name.split("/", 1))))
     branch, head = pr["head"]["ref"], pr["head"]["sha"]
     provider = make_sandbox(settings)
-    sandbox = await provider.create(repo_url=_with_token(repo["clone_url"], token), ref=head, label=f"review-{pr['number']}")
+    sandbox = await provider.create(repo_url=url_with_token(repo["clone_url"], token), ref=head, label=f"review-{pr['number']}")
     try:
         prompt = render("review/agent_prompt.j2", threads=threads, result_file=RESULT_FILE, pr=pr)
         result = await run_agent(mode="implement", prompt=prompt, workdir=sandbox.workdir, settings=settings,
@@ -159,9 +154,8 @@ async def run_fix(gh, settings: Settings, token: str, full_name: str, pr: dict, 
         return ReviewResult(None, {t.id: ThreadOutcome("not_applied", refusal.reason) for t in threads}, threads), ""
     sha = None
     if patch.strip():
-        name = f"{settings.app_name}[bot]"
         clone = gitwork.Clone(url=repo["clone_url"], token=token, branch=branch,
-                              author=(name, f"{settings.github_app_id or 0}+{name}@users.noreply.github.com"))
+                              author=bot_identity(settings.app_name, settings.github_app_id))
         message = render("review/commit_message.j2", pr=pr, threads=threads, key=round_key)
         try:
             await asyncio.to_thread(clone.clone)

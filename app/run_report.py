@@ -13,7 +13,7 @@ from sqlalchemy import select
 from app.config import Settings
 from app.db.models import Spec, SpecStage, SpecTask
 from app.db.session import session_scope
-from app.github import comments
+from app.github import comments, repo_vars
 from app.github.checks import upsert_check_run
 from app.github.repo_files import branch_name, ensure_branch
 from app.locks import owner_id, release, try_acquire
@@ -29,10 +29,6 @@ CONCLUSIONS = {"succeeded": "success", "failed": "failure", "cancelled": "cancel
 CANCEL_ACTION = {"label": "Cancel", "description": "Stop this run", "identifier": "cancel"}
 RETRY_ACTION = {"label": "Retry", "description": "Retry the failed or cancelled tasks", "identifier": "retry"}
 
-
-def _split(full_name: str) -> dict:
-    owner, repo = full_name.split("/", 1)
-    return {"owner": owner, "repo": repo}
 
 
 def tracking_marker(spec_id: int) -> str:
@@ -114,9 +110,9 @@ async def ensure_branch_and_pr(gh, settings: Settings, spec_id: int) -> tuple[st
         if not spec.branch:
             spec.branch = branch_name(spec.issue_number, spec.title)
         full_name, branch = spec.repo_full_name, spec.branch
-    repo = await gh.getitem("/repos/{owner}/{repo}", url_vars=_split(full_name))
+    repo = await gh.getitem("/repos/{owner}/{repo}", url_vars=repo_vars(full_name))
     default = repo.get("default_branch") or "main"
-    ref = await gh.getitem("/repos/{owner}/{repo}/git/ref/{ref}", url_vars={**_split(full_name), "ref": f"heads/{default}"})
+    ref = await gh.getitem("/repos/{owner}/{repo}/git/ref/{ref}", url_vars={**repo_vars(full_name), "ref": f"heads/{default}"})
     await ensure_branch(gh, full_name, branch, ref["object"]["sha"])
     await _ensure_pr(gh, settings, spec_id, full_name, branch, default)
     return branch, repo
@@ -130,13 +126,13 @@ async def _ensure_pr(gh, settings: Settings, spec_id: int, full_name: str, branc
     owner = full_name.split("/", 1)[0]
     number = None
     async for pr in gh.getiter("/repos/{owner}/{repo}/pulls{?head,state}",
-                               url_vars={**_split(full_name), "head": f"{owner}:{branch}", "state": "open"}):
+                               url_vars={**repo_vars(full_name), "head": f"{owner}:{branch}", "state": "open"}):
         number = pr["number"]
         break
     if number is None:
         view = run_view(settings, spec_id)
         try:
-            created = await gh.post("/repos/{owner}/{repo}/pulls", url_vars=_split(full_name), data={
+            created = await gh.post("/repos/{owner}/{repo}/pulls", url_vars=repo_vars(full_name), data={
                 "title": render("execution/pr_title.j2", **view).strip(), "head": branch, "base": base,
                 "body": _pr_body(view), "draft": True, "maintainer_can_modify": True,
             })
@@ -146,7 +142,7 @@ async def _ensure_pr(gh, settings: Settings, spec_id: int, full_name: str, branc
                 raise
             # Nothing to compare yet (no commit on the branch), or a PR was opened meanwhile.
             async for pr in gh.getiter("/repos/{owner}/{repo}/pulls{?head,state}",
-                                       url_vars={**_split(full_name), "head": f"{owner}:{branch}", "state": "open"}):
+                                       url_vars={**repo_vars(full_name), "head": f"{owner}:{branch}", "state": "open"}):
                 number = pr["number"]
                 break
             if number is None:
@@ -188,11 +184,11 @@ async def _publish(gh, settings: Settings, spec_id: int) -> None:
         return
     full_name, branch = view["full_name"], view["branch"]
     if not view["pr_number"] and view["run_state"] == "running":
-        repo = await gh.getitem("/repos/{owner}/{repo}", url_vars=_split(full_name))
+        repo = await gh.getitem("/repos/{owner}/{repo}", url_vars=repo_vars(full_name))
         if await _ensure_pr(gh, settings, spec_id, full_name, branch, repo.get("default_branch") or "main"):
             view = run_view(settings, spec_id)
     # The check run lives on the branch head; when the head moves, the old one is closed as superseded.
-    ref = await gh.getitem("/repos/{owner}/{repo}/git/ref/{ref}", url_vars={**_split(full_name), "ref": f"heads/{branch}"})
+    ref = await gh.getitem("/repos/{owner}/{repo}/git/ref/{ref}", url_vars={**repo_vars(full_name), "ref": f"heads/{branch}"})
     head = ref["object"]["sha"]
     check_id = view["check_id"]
     if check_id and view["check_sha"] and view["check_sha"] != head:
@@ -212,7 +208,7 @@ async def _publish(gh, settings: Settings, spec_id: int) -> None:
                                      render("execution/tracking.md.j2", **view), known_id=view["comment_id"])
     if view["pr_number"]:
         await gh.patch("/repos/{owner}/{repo}/pulls/{pull_number}",
-                       url_vars={**_split(full_name), "pull_number": view["pr_number"]},
+                       url_vars={**repo_vars(full_name), "pull_number": view["pr_number"]},
                        data={"body": _pr_body(view)})
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, spec_id)

@@ -12,7 +12,6 @@ import threading
 import time
 import traceback
 from typing import Awaitable, Callable
-from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import select
 
@@ -21,6 +20,7 @@ from app.agent import AgentResult, run_agent
 from app.config import Settings, get_settings
 from app.db.models import Spec, SpecStage, SpecTask
 from app.db.session import session_scope
+from app.github import url_with_token
 from app.github.client import installation_client
 from app.gitwork import ApplyFailed, Clone, commit_and_push
 from app.logging import get_logger, redact
@@ -141,10 +141,6 @@ def _task_context(settings: Settings, lease: orchestrator.Lease) -> dict:
         }
 
 
-def _with_token(url: str, token: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, f"x-access-token:{token}@{parts.netloc}", parts.path, parts.query, parts.fragment))
-
 
 def _bot_identity(settings: Settings) -> tuple[str, str]:
     login = f"{settings.app_name}[bot]"
@@ -197,7 +193,7 @@ async def _attempt(settings: Settings, lease: orchestrator.Lease, beat: Heartbea
         if existing:  # an earlier attempt pushed and then died: verify that commit, commit nothing new
             bound.info("task_commit_found", commit=existing)
             return await _verify_pushed(settings, provider, repo, token, ctx, existing, [], 0.0, key)
-        sandbox = await provider.create(repo_url=_with_token(repo["clone_url"], token), ref=head, label=f"spec-{key}")
+        sandbox = await provider.create(repo_url=url_with_token(repo["clone_url"], token), ref=head, label=f"spec-{key}")
         try:
             prompt = render("execution/task_prompt.md.j2", workdir=sandbox.workdir, **ctx)
             result = await _watch(agent_runner(
@@ -247,7 +243,7 @@ async def _verify_pushed(settings, provider, repo, token, ctx, sha, evidence, co
     """Verify again in a fresh sandbox at the commit that is on the branch."""
     if not ctx["verify"]:
         return orchestrator.Attempt(ok=True, commit_sha=sha, evidence=evidence, cost_usd=cost)
-    sandbox = await provider.create(repo_url=_with_token(repo["clone_url"], token), ref=sha, label=f"verify-{key}")
+    sandbox = await provider.create(repo_url=url_with_token(repo["clone_url"], token), ref=sha, label=f"verify-{key}")
     try:
         rerun, failure = await _verify(sandbox, ctx["verify"], settings, rerun=True)
     finally:

@@ -36,6 +36,12 @@ async def test_metrics_include_database_gauges(omoi_env, aiohttp_client):
             Spec(repo_full_name="o/r", issue_number=4, state="design"),     # waiting on people: not stuck
             Spec(repo_full_name="o/r", issue_number=5, state="done", created_at=now - timedelta(minutes=10)),
             Spec(repo_full_name="o/r", issue_number=6, state="rejected", created_at=now - timedelta(days=2)),
+            Spec(repo_full_name="o/r", issue_number=7, state="approved", run_state="running",
+                 run_started_at=now - timedelta(hours=3)),                 # a task run going on 3 h
+            Spec(repo_full_name="o/r", issue_number=8, state="approved", run_state="running",
+                 run_started_at=now - timedelta(minutes=5)),
+            Spec(repo_full_name="o/r", issue_number=9, state="approved", run_state="succeeded",
+                 run_started_at=now - timedelta(minutes=20), run_finished_at=now),
             WebhookDelivery(delivery_id="a", event="issues", payload={}, status="queued"),
             WebhookDelivery(delivery_id="b", event="issues", payload={}, status="queued"),
             WebhookDelivery(delivery_id="c", event="issues", payload={}, status="received"),
@@ -52,15 +58,20 @@ async def test_metrics_include_database_gauges(omoi_env, aiohttp_client):
     assert resp.status == 200
     m = _samples(await resp.text())
     assert m[("omoi_database_metrics_up", ())] == 1
-    assert m[("omoi_runs_without_end_state", (("state", "planning"),))] == 1
-    assert m[("omoi_runs_without_end_state", (("state", "running"),))] == 1
-    assert m[("omoi_runs_without_end_state", (("state", "acknowledged"),))] == 0
+    assert m[("omoi_runs_without_end_state", (("phase", "planning"), ("state", "planning")))] == 1
+    assert m[("omoi_runs_without_end_state", (("phase", "planning"), ("state", "running")))] == 1
+    assert m[("omoi_runs_without_end_state", (("phase", "planning"), ("state", "acknowledged")))] == 0
+    assert m[("omoi_runs_without_end_state", (("phase", "run"), ("state", "running")))] == 1
     assert m[("omoi_delivery_queue_depth", (("status", "queued"),))] == 2
     assert m[("omoi_delivery_queue_depth", (("status", "received"),))] == 1
-    assert m[("omoi_spec_time_to_end_state_seconds_count", (("state", "done"),))] == 1
-    assert m[("omoi_spec_time_to_end_state_seconds_bucket", (("le", "900.0"), ("state", "done")))] == 1
-    assert m[("omoi_spec_time_to_end_state_seconds_bucket", (("le", "86400.0"), ("state", "rejected")))] == 0
-    assert m[("omoi_spec_time_to_end_state_seconds_count", (("state", "rejected"),))] == 1
+    P, R = ("phase", "planning"), ("phase", "run")
+    assert m[("omoi_spec_time_to_end_state_seconds_count", (P, ("state", "done")))] == 1
+    assert m[("omoi_spec_time_to_end_state_seconds_bucket", (("le", "900.0"), P, ("state", "done")))] == 1
+    assert m[("omoi_spec_time_to_end_state_seconds_bucket", (("le", "86400.0"), P, ("state", "rejected")))] == 0
+    assert m[("omoi_spec_time_to_end_state_seconds_count", (P, ("state", "rejected")))] == 1
+    assert m[("omoi_spec_time_to_end_state_seconds_bucket", (("le", "900.0"), R, ("state", "succeeded")))] == 0
+    assert m[("omoi_spec_time_to_end_state_seconds_bucket", (("le", "1800.0"), R, ("state", "succeeded")))] == 1
+    assert m[("omoi_spec_time_to_end_state_seconds_sum", (R, ("state", "succeeded")))] == pytest.approx(1200, abs=1)
     assert m[("omoi_llm_tokens_recorded_total", (("kind", "input"), ("model", "m1")))] == 150
     assert m[("omoi_llm_tokens_recorded_total", (("kind", "cache_read"), ("model", "m1")))] == 5
     assert m[("omoi_llm_cost_usd_recorded_total", (("model", "m1"),))] == pytest.approx(0.75)

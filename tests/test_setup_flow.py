@@ -6,12 +6,10 @@ import hashlib
 import hmac
 import json
 import os
-import shutil
 import stat
 import urllib.error
 import urllib.request
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 import yaml

@@ -3,14 +3,11 @@ from __future__ import annotations
 
 import gidgethub
 
+from app.github import repo_vars
 from app.timeutil import utc_now
 
 SUMMARY_LIMIT = 65_535
 
-
-def _split(full_name: str) -> dict:
-    owner, repo = full_name.split("/", 1)
-    return {"owner": owner, "repo": repo}
 
 
 async def upsert_check_run(
@@ -46,7 +43,7 @@ async def upsert_check_run(
         try:
             updated = await gh.patch(
                 "/repos/{owner}/{repo}/check-runs/{check_run_id}",
-                url_vars={**_split(full_name), "check_run_id": check_run_id},
+                url_vars={**repo_vars(full_name), "check_run_id": check_run_id},
                 data=data,
             )
             return updated["id"]
@@ -54,6 +51,6 @@ async def upsert_check_run(
             if exc.status_code != 404:
                 raise
     created = await gh.post(
-        "/repos/{owner}/{repo}/check-runs", url_vars=_split(full_name), data={**data, "head_sha": head_sha}
+        "/repos/{owner}/{repo}/check-runs", url_vars=repo_vars(full_name), data={**data, "head_sha": head_sha}
     )
     return created["id"]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import gidgethub
 
 from app.config import Settings
+from app.github import repo_vars
 from app.render import GITHUB_BODY_LIMIT
 
 
@@ -15,10 +16,6 @@ class Upserted:
     action: str  # created | updated | unchanged
     html_url: str = ""
 
-
-def _split(repo_full_name: str) -> dict:
-    owner, repo = repo_full_name.split("/", 1)
-    return {"owner": owner, "repo": repo}
 
 
 def is_ours(comment: dict, settings: Settings) -> bool:
@@ -32,7 +29,7 @@ def is_ours(comment: dict, settings: Settings) -> bool:
 async def find_marked(gh, settings: Settings, repo_full_name: str, issue_number: int, marker_prefix: str) -> dict | None:
     async for comment in gh.getiter(
         "/repos/{owner}/{repo}/issues/{issue_number}/comments{?per_page}",
-        url_vars={**_split(repo_full_name), "issue_number": issue_number, "per_page": 100},
+        url_vars={**repo_vars(repo_full_name), "issue_number": issue_number, "per_page": 100},
     ):
         if marker_prefix in (comment.get("body") or "") and is_ours(comment, settings):
             return comment
@@ -56,7 +53,7 @@ async def upsert(
         try:
             existing = await gh.getitem(
                 "/repos/{owner}/{repo}/issues/comments/{comment_id}",
-                url_vars={**_split(repo_full_name), "comment_id": known_id},
+                url_vars={**repo_vars(repo_full_name), "comment_id": known_id},
             )
         except gidgethub.BadRequest as exc:
             if exc.status_code != 404:  # deleted by someone: find or recreate it
@@ -68,13 +65,13 @@ async def upsert(
             return Upserted(existing["id"], "unchanged", existing.get("html_url", ""))
         updated = await gh.patch(
             "/repos/{owner}/{repo}/issues/comments/{comment_id}",
-            url_vars={**_split(repo_full_name), "comment_id": existing["id"]},
+            url_vars={**repo_vars(repo_full_name), "comment_id": existing["id"]},
             data={"body": body},
         )
         return Upserted(updated["id"], "updated", updated.get("html_url", ""))
     created = await gh.post(
         "/repos/{owner}/{repo}/issues/{issue_number}/comments",
-        url_vars={**_split(repo_full_name), "issue_number": issue_number},
+        url_vars={**repo_vars(repo_full_name), "issue_number": issue_number},
         data={"body": body},
     )
     return Upserted(created["id"], "created", created.get("html_url", ""))
@@ -84,8 +81,8 @@ async def add_reaction(gh, repo_full_name: str, issue_number: int | None = None,
     """GitHub answers 200 for a reaction that already exists, so this is idempotent."""
     if comment_id is not None:
         url = "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions"
-        url_vars = {**_split(repo_full_name), "comment_id": comment_id}
+        url_vars = {**repo_vars(repo_full_name), "comment_id": comment_id}
     else:
         url = "/repos/{owner}/{repo}/issues/{issue_number}/reactions"
-        url_vars = {**_split(repo_full_name), "issue_number": issue_number}
+        url_vars = {**repo_vars(repo_full_name), "issue_number": issue_number}
     await gh.post(url, url_vars=url_vars, data={"content": content})

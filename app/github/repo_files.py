@@ -6,10 +6,8 @@ import re
 
 import gidgethub
 
+from app.github import repo_vars
 
-def _split(full_name: str) -> dict:
-    owner, repo = full_name.split("/", 1)
-    return {"owner": owner, "repo": repo}
 
 
 def branch_name(issue_number: int, title: str) -> str:
@@ -19,13 +17,13 @@ def branch_name(issue_number: int, title: str) -> str:
 
 async def ensure_branch(gh, full_name: str, branch: str, from_sha: str) -> None:
     try:
-        await gh.getitem("/repos/{owner}/{repo}/git/ref/{ref}", url_vars={**_split(full_name), "ref": f"heads/{branch}"})
+        await gh.getitem("/repos/{owner}/{repo}/git/ref/{ref}", url_vars={**repo_vars(full_name), "ref": f"heads/{branch}"})
         return
     except gidgethub.BadRequest as exc:
         if exc.status_code != 404:
             raise
     try:
-        await gh.post("/repos/{owner}/{repo}/git/refs", url_vars=_split(full_name),
+        await gh.post("/repos/{owner}/{repo}/git/refs", url_vars=repo_vars(full_name),
                       data={"ref": f"refs/heads/{branch}", "sha": from_sha})
     except gidgethub.BadRequest as exc:
         if exc.status_code != 422:  # created meanwhile by a retry: fine
@@ -37,7 +35,7 @@ async def put_file(gh, full_name: str, branch: str, path: str, content: str, mes
     sha = None
     try:
         current = await gh.getitem("/repos/{owner}/{repo}/contents/{path}{?ref}",
-                                   url_vars={**_split(full_name), "path": path, "ref": branch})
+                                   url_vars={**repo_vars(full_name), "path": path, "ref": branch})
         if isinstance(current, dict):
             sha = current.get("sha")
             if base64.b64decode(current.get("content", "")).decode("utf-8", "replace") == content:
@@ -48,5 +46,5 @@ async def put_file(gh, full_name: str, branch: str, path: str, content: str, mes
     data = {"message": message, "content": base64.b64encode(content.encode()).decode(), "branch": branch}
     if sha:
         data["sha"] = sha
-    await gh.put("/repos/{owner}/{repo}/contents/{path}", url_vars={**_split(full_name), "path": path}, data=data)
+    await gh.put("/repos/{owner}/{repo}/contents/{path}", url_vars={**repo_vars(full_name), "path": path}, data=data)
     return True

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import gidgethub
 
+from app.github import repo_vars
+
 MAX_TREE_PATHS = 1500
 MAX_FILE_CHARS = 8000
 MAX_DIGEST_CHARS = 60000
@@ -32,13 +34,9 @@ class RepoDigest:
     text: str
 
 
-def _split(full_name: str) -> dict:
-    owner, repo = full_name.split("/", 1)
-    return {"owner": owner, "repo": repo}
-
 
 async def build_digest(gh, full_name: str) -> RepoDigest:
-    names = _split(full_name)
+    names = repo_vars(full_name)
     repo = await gh.getitem("/repos/{owner}/{repo}", url_vars=names)
     branch = repo.get("default_branch") or "main"
     head = await gh.getitem("/repos/{owner}/{repo}/branches/{branch}", url_vars={**names, "branch": branch})

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from app.config import Settings
 from app.db.models import Spec, SpecStage
 from app.db.session import session_scope
-from app.github import comments
+from app.github import comments, repo_vars
 from app.github.checks import upsert_check_run
 from app.github.repo_files import branch_name, ensure_branch, put_file
 from app.llm import structured_output
@@ -62,10 +62,6 @@ class Outcome:
 def stage_marker(stage: str) -> str:
     return f"<!-- omoi:spec stage={stage} "
 
-
-def _split(full_name: str) -> dict:
-    owner, repo = full_name.split("/", 1)
-    return {"owner": owner, "repo": repo}
 
 
 def _finalize(stage: str, draft: BaseModel) -> BaseModel:
@@ -137,7 +133,7 @@ async def generate(gh, settings: Settings, spec_id: int, stage: str, user_feedba
         previous_doc = _load_doc(stage, previous.document) if previous else None
         full_name, number = spec.repo_full_name, spec.issue_number
     issue = await gh.getitem(
-        "/repos/{owner}/{repo}/issues/{issue_number}", url_vars={**_split(full_name), "issue_number": number}
+        "/repos/{owner}/{repo}/issues/{issue_number}", url_vars={**repo_vars(full_name), "issue_number": number}
     )
     prompt_ctx = {
         "issue_number": number,

@@ -1,0 +1,363 @@
+"""Webhook load: omoi's web process under a fixed rate and at full speed, next to a minimal Probot app.
+
+Starts the real web process (`python -m app web`) on SQLite + the embedded broker, and on
+PostgreSQL + Redis when they answer; installs Probot (`npm install probot@PROBOT_VERSION` into a
+temp dir) and runs a tiny Probot app that verifies the signature and answers, without GitHub
+calls. A second OS process drives each target over loopback with signed `issues.labeled`
+deliveries and reports back:
+
+* fixed rate: `--rate` deliveries/s for `--duration` s, open loop (each request is sent at its
+  scheduled time whether or not earlier ones were answered; latency is counted from the scheduled
+  time, so a stalled server cannot hide its queueing delay);
+* max throughput: `--concurrency` connections sending back to back for `--max-duration` s.
+
+It prints throughput, p50/p99 time to 2xx and errors (non-2xx, timeouts, refused connections),
+and omoi/Probot ratios.
+
+    .venv/bin/python benchmarks/webhook_load.py [--rate 200] [--duration 20] [--max-duration 10]
+        [--concurrency 64] [--no-probot] [--no-postgres]
+
+What the comparison is and is not: both answer only after verifying the HMAC; omoi also commits
+the delivery to its database and enqueues a task before it answers (so nothing acknowledged is
+lost), Probot runs its (empty) handlers in memory and stores nothing. Probot needs an App id and
+a private key to start even though it never calls GitHub here: a throwaway key is generated.
+The load generator shares the machine (and its cores) with the server under test.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "bench-load-secret"
+PROBOT_VERSION = "13.4.7"  # 14.x needs Node >= 22; these machines have Node 20
+PG_URL = os.environ.get("OMOI_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("OMOI_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+
+PROBOT_APP = r"""
+const http = require("node:http");
+const { createProbot, createNodeMiddleware } = require("probot");
+
+const probot = createProbot({
+  overrides: {
+    appId: 1,
+    privateKey: process.env.BENCH_PRIVATE_KEY,
+    secret: process.env.BENCH_WEBHOOK_SECRET,
+    logLevel: "error",
+  },
+});
+const appFn = (app) => {
+  app.on("issues.labeled", async () => {});  // verify, route, answer: no GitHub calls
+};
+const middleware = createNodeMiddleware(appFn, { probot, webhooksPath: "/webhooks/github" });
+const server = http.createServer((req, res) => {
+  if (req.url === "/healthz") { res.writeHead(200); res.end("ok"); return; }
+  middleware(req, res, () => { res.writeHead(404); res.end(); });
+});
+server.keepAliveTimeout = 65000;
+server.listen(Number(process.env.BENCH_PORT), "127.0.0.1", () => console.log("ready"));
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def payload(i: int) -> bytes:
+    return json.dumps({
+        "action": "labeled",
+        "issue": {"number": i, "title": f"Issue {i}", "body": "x" * 2000, "user": {"login": "alice"}},
+        "label": {"name": "omoi"},
+        "repository": {"id": 1, "full_name": "octo/hello", "default_branch": "main"},
+        "sender": {"login": "alice", "id": 1, "type": "User"},
+        "installation": {"id": 1},
+    }, separators=(",", ":")).encode()
+
+
+def signed(i: int) -> tuple[bytes, dict[str, str]]:
+    body = payload(i)
+    return body, {
+        "Content-Type": "application/json", "X-GitHub-Event": "issues", "X-GitHub-Delivery": str(uuid.uuid4()),
+        "X-Hub-Signature-256": "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest(),
+        "User-Agent": "GitHub-Hookshot/bench",
+    }
+
+
+def wait_http(url: str, proc: subprocess.Popen, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited with {proc.returncode} before answering")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except Exception:  # noqa: BLE001
+            time.sleep(0.1)
+    raise SystemExit(f"{what} did not answer {url}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+# --------------------------------------------------------------------------------------------
+# targets
+
+
+def start_omoi(env: dict, workdir: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "web"], cwd=workdir, start_new_session=True,
+        env={**os.environ, **env, "OMOI_PORT": str(port), "OMOI_WEBHOOK_SECRET": SECRET, "OMOI_LOG_LEVEL": "WARNING",
+             "OMOI_QUEUE_NAME": f"omoi-bench-{uuid.uuid4().hex[:8]}", "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL, stderr=open(workdir / f"web-{port}.log", "wb"),
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/healthz", proc, "omoi web")
+    return proc, url + "/webhooks/github"
+
+
+def install_probot(workdir: Path) -> Path:
+    if shutil.which("npm") is None or shutil.which("node") is None:
+        raise RuntimeError("node/npm are not installed")
+    app_dir = workdir / "probot-app"
+    app_dir.mkdir()
+    (app_dir / "package.json").write_text(json.dumps({"name": "omoi-bench-probot", "private": True}))
+    started = time.monotonic()
+    done = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", f"probot@{PROBOT_VERSION}"],
+                          cwd=app_dir, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"npm install probot@{PROBOT_VERSION} failed: {done.stderr.strip()[-500:]}")
+    print(f"(installed probot@{PROBOT_VERSION} in {time.monotonic() - started:.0f} s)")
+    (app_dir / "app.js").write_text(PROBOT_APP)
+    return app_dir
+
+
+def throwaway_private_key() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+def start_probot(app_dir: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(app_dir), "NODE_ENV": "production",
+           "BENCH_PORT": str(port), "BENCH_WEBHOOK_SECRET": SECRET, "BENCH_PRIVATE_KEY": throwaway_private_key()}
+    proc = subprocess.Popen(["node", "app.js"], cwd=app_dir, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=open(app_dir / "probot.log", "wb"))
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/healthz", proc, "probot app")
+    return proc, url + "/webhooks/github"
+
+
+# --------------------------------------------------------------------------------------------
+# the load generator (runs in its own process: `--drive '<json>'`)
+
+
+def _summary(latencies: list[float], errors: int, sent: int, elapsed: float, statuses: dict) -> dict:
+    latencies.sort()
+    ok = len(latencies)
+
+    def pct(p: float) -> float:
+        return latencies[min(ok - 1, int(ok * p))] * 1000 if ok else float("nan")
+
+    return {"sent": sent, "ok": ok, "errors": errors, "elapsed_s": elapsed, "per_second": ok / elapsed,
+            "p50_ms": pct(0.50), "p99_ms": pct(0.99), "max_ms": latencies[-1] * 1000 if ok else float("nan"),
+            "statuses": statuses}
+
+
+async def _send(session, url: str, i: int, latencies, statuses, since: float | None = None) -> bool:
+    body, headers = signed(i)
+    t0 = time.perf_counter() if since is None else since
+    try:
+        async with session.post(url, data=body, headers=headers) as resp:
+            await resp.read()
+            statuses[str(resp.status)] = statuses.get(str(resp.status), 0) + 1
+            if 200 <= resp.status < 300:
+                latencies.append(time.perf_counter() - t0)
+                return True
+    except Exception as exc:  # noqa: BLE001 - refused, reset, timed out: all errors
+        statuses[type(exc).__name__] = statuses.get(type(exc).__name__, 0) + 1
+    return False
+
+
+async def fixed_rate(url: str, rate: float, duration: float) -> dict:
+    import aiohttp
+
+    count = int(rate * duration)
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    timeout = aiohttp.ClientTimeout(total=10)  # GitHub's own limit for an answer
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1000), timeout=timeout) as session:
+        t0 = time.perf_counter()
+        tasks = []
+        for i in range(count):
+            scheduled = t0 + i / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(_send(session, url, i, latencies, statuses, since=scheduled)))
+        results = await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - t0
+    return _summary(latencies, results.count(False), count, elapsed, statuses)
+
+
+async def max_throughput(url: str, concurrency: int, duration: float) -> dict:
+    import aiohttp
+
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    counter = iter(range(10**9))
+    failures = 0
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency), timeout=timeout) as session:
+        t0 = time.perf_counter()
+        deadline = t0 + duration
+
+        async def worker() -> None:
+            nonlocal failures
+            while time.perf_counter() < deadline:
+                if not await _send(session, url, next(counter), latencies, statuses):
+                    failures += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - t0
+    return _summary(latencies, failures, len(latencies) + failures, elapsed, statuses)
+
+
+def drive_main(spec: dict) -> None:
+    asyncio.run(fixed_rate(spec["url"], 20, 1))  # warm-up: connections, caches, JIT
+    if spec["mode"] == "rate":
+        result = asyncio.run(fixed_rate(spec["url"], spec["rate"], spec["duration"]))
+    else:
+        result = asyncio.run(max_throughput(spec["url"], spec["concurrency"], spec["duration"]))
+    print(json.dumps(result))
+
+
+def drive(spec: dict) -> dict:
+    """Run the load generator as a second OS process and read its JSON result."""
+    done = subprocess.run([sys.executable, __file__, "--drive", json.dumps(spec)], capture_output=True, text=True,
+                          timeout=spec["duration"] + 120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if done.returncode != 0:
+        raise RuntimeError(f"load generator failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def omoi_backends(tmp: Path, with_postgres: bool) -> list[tuple[str, dict]]:
+    out = [("omoi sqlite+embedded", {"OMOI_DATABASE_URL": f"sqlite:///{tmp}/bench.db", "OMOI_BROKER_URL": "",
+                                     "OMOI_DATA_DIR": str(tmp / "data")})]
+    if not with_postgres:
+        return out
+    try:
+        import psycopg
+        import redis
+
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+        with psycopg.connect(PG_URL, autocommit=True, connect_timeout=2) as c:
+            c.execute("DROP DATABASE IF EXISTS omoi_bench_load WITH (FORCE)")
+            c.execute("CREATE DATABASE omoi_bench_load")
+        out.append(("omoi postgresql+redis", {
+            "OMOI_DATABASE_URL": PG_URL.rsplit("/", 1)[0] + "/omoi_bench_load", "OMOI_BROKER_URL": REDIS_URL,
+            "OMOI_DATA_DIR": str(tmp / "data2")}))
+    except Exception as exc:  # noqa: BLE001
+        print(f"(postgresql + redis skipped: {exc.__class__.__name__}: {exc})")
+    return out
+
+
+def fmt(name: str, mode: str, r: dict) -> str:
+    return (f"{name:24s} {mode:14s} {r['per_second']:8.0f}/s  p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  "
+            f"max {r['max_ms']:7.1f} ms  errors {r['errors']:4d}  ({r['ok']}/{r['sent']} 2xx)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--duration", type=float, default=20)
+    parser.add_argument("--max-duration", type=float, default=10)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--no-probot", action="store_true")
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--drive", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.drive:
+        drive_main(json.loads(args.drive))
+        return 0
+
+    results: dict[str, dict[str, dict]] = {}
+    with tempfile.TemporaryDirectory(prefix="omoi-load-") as d:
+        tmp = Path(d)
+        targets: list[tuple[str, callable]] = [
+            (name, (lambda env=env: start_omoi(env, tmp))) for name, env in omoi_backends(tmp, not args.no_postgres)
+        ]
+        if not args.no_probot:
+            try:
+                app_dir = install_probot(tmp)
+                targets.append((f"probot {PROBOT_VERSION}", lambda: start_probot(app_dir)))
+            except Exception as exc:  # noqa: BLE001
+                print(f"(probot skipped: {exc})")
+        print(f"fixed rate: {args.rate:.0f}/s for {args.duration:.0f} s; max: {args.concurrency} connections for "
+              f"{args.max_duration:.0f} s; {os.cpu_count()} CPUs shared by server and load generator")
+        for name, start in targets:
+            proc, url = start()
+            try:
+                results[name] = {
+                    "fixed rate": drive({"url": url, "mode": "rate", "rate": args.rate, "duration": args.duration}),
+                    "max": drive({"url": url, "mode": "max", "concurrency": args.concurrency,
+                                  "duration": args.max_duration}),
+                }
+            finally:
+                stop(proc)
+            for mode, r in results[name].items():
+                print(fmt(name, mode, r), flush=True)
+        probot = next((r for n, r in results.items() if n.startswith("probot")), None)
+        if probot:
+            for name, r in results.items():
+                if name.startswith("omoi"):
+                    fr, mx = r["fixed rate"], r["max"]
+                    print(f"{name} / probot: max throughput x{mx['per_second'] / probot['max']['per_second']:.2f}, "
+                          f"fixed-rate p50 x{fr['p50_ms'] / probot['fixed rate']['p50_ms']:.2f}, "
+                          f"p99 x{fr['p99_ms'] / probot['fixed rate']['p99_ms']:.2f}")
+        if any(n.startswith("omoi postgresql") for n in results):
+            import psycopg
+            import redis
+
+            redis.Redis.from_url(REDIS_URL).flushdb()
+            with psycopg.connect(PG_URL, autocommit=True) as c:
+                c.execute("DROP DATABASE IF EXISTS omoi_bench_load WITH (FORCE)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
