@@ -171,6 +171,12 @@ def test_full_planning_flow(planning, fake_github, fake_anthropic):
         assert all(c.input_tokens > 0 and c.cost_usd > 0 for c in calls)
     check = [r for r in fake.check_runs(REPO) if r["name"] == "omoi / spec"]
     assert len(check) == 1 and check[0]["conclusion"] == "success"
+    # its details link is a signed status page that shows the spec
+    import urllib.request
+    assert "/status/octo/greeter/5?exp=" in check[0]["details_url"]
+    with urllib.request.urlopen(check[0]["details_url"].replace("http://127.0.0.1:8080", procs.url)) as resp:
+        page = resp.read().decode()
+    assert "requirements" in page.lower() and "alice" in page
     # the approved spec is committed as Markdown on the issue's branch, one commit per approval
     branches = [b for b in fake.branches(REPO) if b.startswith("omoi/issue-5-")]
     assert len(branches) == 1

@@ -21,6 +21,7 @@ from app.logging import get_logger
 from app.render import render
 from app.sanitize import sanitize_inline, sanitize_untrusted
 from app.spec import gates as g
+from app.status_links import spec_status_url
 from app.spec.digest import build_digest
 from app.spec.render import STAGES as DOC_TYPES
 from app.spec.render import COMMENT_BUDGET, diff_summary, doc_hash, render_spec_file, render_stage_comment
@@ -261,7 +262,7 @@ async def _publish_check(gh, settings: Settings, spec_id: int, view: dict) -> in
     return await upsert_check_run(
         gh, view["full_name"], check_run_id=view["check_id"], name=CHECK_NAME, head_sha=view["base_sha"],
         title=title, summary=summary, conclusion=conclusion,
-        details_url=f"{settings.github_web_url}/{view['full_name']}/issues/{view['issue_number']}",
+        details_url=spec_status_url(settings, view["full_name"], view["issue_number"]),
     )
 
 
