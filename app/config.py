@@ -167,10 +167,13 @@ class Settings(BaseSettings):
             queue_dir = Path(self.data_dir).resolve() / "broker"
             (queue_dir / "queue").mkdir(parents=True, exist_ok=True)
             (queue_dir / "processed").mkdir(parents=True, exist_ok=True)
+            (queue_dir / "control").mkdir(parents=True, exist_ok=True)
             return {
                 "data_folder_in": str(queue_dir / "queue"),
                 "data_folder_out": str(queue_dir / "queue"),
                 "processed_folder": str(queue_dir / "processed"),
+                # kombu writes broadcast/control state here; default is ./control in the cwd.
+                "control_folder": str(queue_dir / "control"),
                 "store_processed": False,
                 # The filesystem transport polls; 1 s default makes every reaction feel slow.
                 "polling_interval": 0.1,

@@ -61,6 +61,11 @@ class CeleryDispatcher:
 dispatcher: Dispatcher = CeleryDispatcher()
 
 
+def _update(model):
+    # Compare-and-set UPDATEs: the database decides; never evaluate the WHERE against loaded objects.
+    return update(model).execution_options(synchronize_session=False)
+
+
 def task_number(task_id: str) -> int:
     m = re.search(r"\d+", task_id)
     return int(m.group()) if m else 0
@@ -136,7 +141,7 @@ def cancel_run(settings: Settings, spec_id: int, user: str) -> str:
             return "not-running"
         spec.run_state, spec.run_finished_at = "cancelled", utc_now()
         spec.run_error = f"cancelled by @{user}"
-        s.execute(update(SpecTask).where(SpecTask.spec_id == spec_id, SpecTask.status.in_(("pending", "running")))
+        s.execute(_update(SpecTask).where(SpecTask.spec_id == spec_id, SpecTask.status.in_(("pending", "running")))
                   .values(status="cancelled", lease_owner=None, lease_expires_at=None, finished_at=utc_now()))
     log.info("run_cancelled", spec_id=spec_id, user=user)
     return "cancelled"
@@ -238,7 +243,7 @@ def _schedule_locked(settings: Settings, spec_id: int, installation: int | None,
             if (not files and (running or out.claimed)) or files & busy_files:
                 continue
             token = uuid.uuid4().hex
-            won = s.execute(update(SpecTask).where(
+            won = s.execute(_update(SpecTask).where(
                 SpecTask.id == t.id, SpecTask.status == "pending",
                 or_(SpecTask.lease_expires_at.is_(None), SpecTask.lease_expires_at < now),
             ).values(status="running", lease_owner=token, lease_expires_at=now + queued_lease, heartbeat_at=None,
@@ -283,7 +288,7 @@ def adopt(settings: Settings, spec_id: int, task_id: str, token: str) -> Lease |
         row = s.scalars(select(SpecTask).where(SpecTask.spec_id == spec_id, SpecTask.task_id == task_id)).first()
         if row is None:
             return None
-        won = s.execute(update(SpecTask).where(
+        won = s.execute(_update(SpecTask).where(
             SpecTask.id == row.id, SpecTask.status == "running", SpecTask.lease_owner == token,
         ).values(lease_owner=mine, heartbeat_at=now, lease_expires_at=now + timedelta(seconds=settings.task_lease_seconds),
                  attempts=SpecTask.attempts + 1, started_at=now, error=None)).rowcount
@@ -297,7 +302,7 @@ def heartbeat(settings: Settings, lease: Lease) -> bool:
     """Extend the lease; False when it is lost (cancelled, taken over, or the run stopped)."""
     now = utc_now()
     with session_scope(settings.database_url) as s:
-        kept = s.execute(update(SpecTask).where(
+        kept = s.execute(_update(SpecTask).where(
             SpecTask.id == lease.row_id, SpecTask.lease_owner == lease.owner, SpecTask.status == "running",
         ).values(heartbeat_at=now, lease_expires_at=now + timedelta(seconds=settings.task_lease_seconds))).rowcount
         state = s.scalar(select(Spec.run_state).where(Spec.id == lease.spec_id))
@@ -364,7 +369,7 @@ def recover(settings: Settings | None = None) -> list[int]:
             values = ({"status": "failed", "finished_at": now, "error": "its worker stopped responding "
                        f"(lease expired) on attempt {t.attempts}"} if give_up else
                       {"status": "pending", "error": "its worker stopped responding; re-queued"})
-            won = s.execute(update(SpecTask).where(
+            won = s.execute(_update(SpecTask).where(
                 SpecTask.id == t.id, SpecTask.status == "running", SpecTask.lease_owner == t.lease_owner,
                 SpecTask.lease_expires_at < now,
             ).values(lease_owner=None, lease_expires_at=None, heartbeat_at=None, **values)).rowcount

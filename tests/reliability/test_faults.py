@@ -7,7 +7,7 @@ nothing is done twice: comments are counted in the GitHub stand-in, rows in the 
 """
 from __future__ import annotations
 
-import os
+import contextlib
 import shutil
 import signal
 import subprocess
@@ -148,10 +148,13 @@ def send_sweep(env: dict) -> None:
     from app.config import Settings
     from tasks.celery_app import make_celery
 
-    celery = make_celery(Settings(broker_url=env["OMOI_BROKER_URL"], data_dir=env["OMOI_DATA_DIR"],
-                                  queue_name=env["OMOI_QUEUE_NAME"], database_url=env["OMOI_DATABASE_URL"]))
-    celery.send_task("omoi.sweep_deliveries")
-    celery.close()
+    # kombu's filesystem transport writes its control exchange relative to the working directory
+    Path(env["OMOI_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+    with contextlib.chdir(env["OMOI_DATA_DIR"]):
+        celery = make_celery(Settings(broker_url=env["OMOI_BROKER_URL"], data_dir=env["OMOI_DATA_DIR"],
+                                      queue_name=env["OMOI_QUEUE_NAME"], database_url=env["OMOI_DATABASE_URL"]))
+        celery.send_task("omoi.sweep_deliveries")
+        celery.close()
 
 
 # --- GitHub ---------------------------------------------------------------------------------
