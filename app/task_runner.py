@@ -189,11 +189,15 @@ async def _attempt(settings: Settings, lease: orchestrator.Lease, beat: Heartbea
     bound = log.bind(spec_id=lease.spec_id, task=lease.task_id, attempt=lease.attempt)
     try:
         head = await asyncio.to_thread(clone.clone)
+        # The sandbox clone runs while omoi looks for an earlier attempt's commit.
+        creating = asyncio.ensure_future(provider.create(repo_url=url_with_token(repo["clone_url"], token), ref=head,
+                                                         label=f"spec-{key}"))
         existing = await asyncio.to_thread(clone.find_task_commit, key, "HEAD")
+        sandbox = await creating
         if existing:  # an earlier attempt pushed and then died: verify that commit, commit nothing new
+            await sandbox.destroy()
             bound.info("task_commit_found", commit=existing)
             return await _verify_pushed(settings, provider, repo, token, ctx, existing, [], 0.0, key)
-        sandbox = await provider.create(repo_url=url_with_token(repo["clone_url"], token), ref=head, label=f"spec-{key}")
         try:
             prompt = render("execution/task_prompt.md.j2", workdir=sandbox.workdir, **ctx)
             result = await _watch(agent_runner(

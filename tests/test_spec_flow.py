@@ -290,3 +290,32 @@ def test_oversized_stage_links_the_full_file_on_the_branch(planning, fake_github
     full = fake.file_at(REPO, branch, ".omoi/specs/5/requirements.md")
     assert "R30.8" in full and "R30.8" not in req["body"]  # everything is in the file, not the comment
     assert fake.violations == []
+
+
+def test_repository_config_picks_models_and_approvers(fake_github, fake_anthropic, rsa_keypair, tmp_path,
+                                                     omoi_processes):
+    fake = fake_github
+    fake.add_installation(INSTALLATION, "octo")
+    fake.add_repo(REPO, installation_id=INSTALLATION, files={
+        **FILES, ".github/omoi.yml": "models:\n  planner: claude-custom-1\napprovers: [bob]\n"})
+    for login in ("alice", "bob"):
+        fake.set_permission(REPO, login, "write")
+    fake.add_issue(REPO, 5, title="Greet users", body="Print Hello when run.", user="alice")
+    fake_anthropic.on_tool("emit_requirements_draft", REQUIREMENTS, once=False)
+    fake_anthropic.on_tool("emit_review", {"findings": []}, once=False)
+    env = base_env(fake, rsa_keypair, f"sqlite:///{tmp_path}/omoi.db", "", tmp_path / "data", free_port())
+    env |= {"ANTHROPIC_BASE_URL": fake_anthropic.url, "ANTHROPIC_API_KEY": "sk-fake-test-key"}
+    procs = omoi_processes(env)
+    procs.start("web", "web")
+    procs.start("worker", "worker")
+    procs.wait_healthy()
+    procs.fake, procs.database_url = fake, env["OMOI_DATABASE_URL"]
+    comment(procs, "/omoi plan")
+    wait_stage(procs, fake, "requirements", 1, "waiting for approval")
+    planner = [r for r in fake_anthropic.message_requests()
+               if r.get("tool_choice", {}).get("name") == "emit_requirements_draft"]
+    assert planner and all(r["model"] == "claude-custom-1" for r in planner)
+    c = comment(procs, "/omoi approve", sender="alice")
+    assert "not among them" in wait_for(lambda: reply_to(fake, c), message="approver reply")
+    c = comment(procs, "/omoi approve", sender="bob")
+    wait_stage(procs, fake, "requirements", 1, "approved")

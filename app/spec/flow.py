@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from app import repo_config
 from app.config import Settings
 from app.db.models import Spec, SpecStage
 from app.db.session import session_scope
@@ -148,12 +149,14 @@ async def generate(gh, settings: Settings, spec_id: int, stage: str, user_feedba
         "previous": previous_doc.model_dump_json(indent=1) if (previous_doc and user_feedback) else "",
     }
     system = render("prompts/system.j2")
+    models = (await repo_config.load(gh, settings, full_name)).config.models  # per-repo model names
     gate_feedback: list[str] = []
     attempts = 0
     for attempts in range(1, settings.spec_gate_retries + 2):
         prompt = render(f"prompts/{stage}.j2", gate_feedback=gate_feedback, **prompt_ctx)
         draft = await structured_output(
-            prompt, DRAFTS[stage], system=system, context=digest, purpose=stage, spec_id=spec_id
+            prompt, DRAFTS[stage], system=system, context=digest, purpose=stage, spec_id=spec_id,
+            model=models.planner,
         )
         doc = _finalize(stage, draft)
         results = _run_gates(stage, doc, approved, repo_files)
@@ -162,7 +165,7 @@ async def generate(gh, settings: Settings, spec_id: int, stage: str, user_feedba
         gate_feedback = g.feedback(results)
         log.info("spec_gates_failed", spec_id=spec_id, stage=stage, attempt=attempts, failures=len(gate_feedback))
     ok = g.passed(results)
-    results = results + await _review(settings, spec_id, stage, doc, prompt_ctx)
+    results = results + await _review(settings, spec_id, stage, doc, prompt_ctx, models.reviewer)
 
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, spec_id)
@@ -191,13 +194,14 @@ async def generate(gh, settings: Settings, spec_id: int, stage: str, user_feedba
     return "waiting" if ok else "blocked"
 
 
-async def _review(settings: Settings, spec_id: int, stage: str, doc: BaseModel, ctx: dict) -> list[g.GateResult]:
+async def _review(settings: Settings, spec_id: int, stage: str, doc: BaseModel, ctx: dict,
+                  model: str | None) -> list[g.GateResult]:
     """Advisory findings from a second model; never blocks, never fails the phase."""
     try:
         review = await structured_output(
             render("prompts/review.j2", stage=stage, document=doc.model_dump_json(indent=1),
                    issue_number=ctx["issue_number"], title=ctx["title"]),
-            Review, model=settings.model_reviewer, purpose=f"{stage}:review", spec_id=spec_id,
+            Review, model=model or settings.model_reviewer, purpose=f"{stage}:review", spec_id=spec_id,
         )
     except Exception as exc:  # noqa: BLE001 - advisory only
         log.warning("spec_review_failed", spec_id=spec_id, stage=stage, error=exc.__class__.__name__)
