@@ -11,6 +11,7 @@ import asyncio
 import threading
 import time
 import traceback
+from contextlib import asynccontextmanager
 from typing import Awaitable, Callable
 
 from sqlalchemy import select
@@ -23,6 +24,7 @@ from app.db.session import session_scope
 from app.github import url_with_token
 from app.github.client import installation_client
 from app.gitwork import ApplyFailed, Clone, commit_and_push
+from app.locks import owner_id, release, try_acquire
 from app.logging import get_logger, redact
 from app.render import render
 from app.sandbox import make_sandbox
@@ -56,6 +58,12 @@ class Heartbeat(threading.Thread):
 
     def stop(self) -> None:
         self._stop.set()
+
+    def confirm(self) -> bool:
+        """Renew the lease now: False (and `lost` set) if the run was cancelled or taken over."""
+        if not self.lost.is_set() and not orchestrator.heartbeat(self.settings, self.lease):
+            self.lost.set()
+        return not self.lost.is_set()
 
 
 def run_task(spec_id: int, task_id: str, token: str) -> str:
@@ -227,12 +235,15 @@ async def _attempt(settings: Settings, lease: orchestrator.Lease, beat: Heartbea
             base = sandbox.base_sha
         finally:
             await sandbox.destroy()
-        if beat.lost.is_set():  # cancelled while verifying: push nothing
-            return orchestrator.Attempt(ok=False, lost=True, reason="the lease was lost")
         message = render("execution/commit_message.txt.j2", **ctx)
         try:
-            pushed = await asyncio.to_thread(commit_and_push, clone, base_sha=base, patch=patch, message=message,
-                                             task_key=key)
+            # One pusher per branch at a time: racing pushes only bounce off each other and retry.
+            async with _branch_lock(f"push:{ctx['full_name']}:{ctx['branch']}"):
+                # Ask the database, not the last heartbeat: a cancel may have landed a moment ago.
+                if not await asyncio.to_thread(beat.confirm):
+                    return orchestrator.Attempt(ok=False, lost=True, reason="the lease was lost")
+                pushed = await asyncio.to_thread(commit_and_push, clone, base_sha=base, patch=patch,
+                                                 message=message, task_key=key)
         except ApplyFailed as exc:
             return orchestrator.Attempt(ok=False, reason=str(exc)[:800], evidence=evidence, cost_usd=cost)
         bound.info("task_pushed", commit=pushed.sha, rebased=pushed.rebased, existing=pushed.existing)
@@ -241,6 +252,20 @@ async def _attempt(settings: Settings, lease: orchestrator.Lease, beat: Heartbea
         return orchestrator.Attempt(ok=True, commit_sha=pushed.sha, evidence=evidence, cost_usd=cost)
     finally:
         clone.cleanup()
+
+
+@asynccontextmanager
+async def _branch_lock(key: str, ttl: int = 120):
+    owner = owner_id()
+    deadline = time.monotonic() + ttl
+    while not await asyncio.to_thread(try_acquire, key, owner, ttl):
+        if time.monotonic() > deadline:
+            break  # a holder that died keeps it at most `ttl`; pushing unlocked is still safe (no force)
+        await asyncio.sleep(0.02)
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(release, key, owner)
 
 
 async def _verify_pushed(settings, provider, repo, token, ctx, sha, evidence, cost, key) -> orchestrator.Attempt:

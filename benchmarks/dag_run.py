@@ -138,6 +138,7 @@ def run_one(settings, spec_id: int, seconds: float) -> None:
         return AgentResult(ok=True, text="done", cost_usd=0.0, duration_s=seconds)
 
     task_runner.agent_runner = sleeping_agent
+    instrument()
     orchestrator.dispatcher = ThreadDispatcher()
     task_runner.start_run(spec_id)
     deadline = time.monotonic() + 600
@@ -146,6 +147,47 @@ def run_one(settings, spec_id: int, seconds: float) -> None:
             if s.get(Spec, spec_id).run_state != "running":
                 break
         time.sleep(0.05)
+
+
+TIMINGS: dict[str, list[float]] = {}
+
+
+def _timed(name, fn):
+    import functools
+    import inspect
+
+    if inspect.iscoroutinefunction(fn):
+        @functools.wraps(fn)
+        async def wrapper(*a, **kw):
+            t = time.monotonic()
+            try:
+                return await fn(*a, **kw)
+            finally:
+                TIMINGS.setdefault(name, []).append(time.monotonic() - t)
+    else:
+        @functools.wraps(fn)
+        def wrapper(*a, **kw):
+            t = time.monotonic()
+            try:
+                return fn(*a, **kw)
+            finally:
+                TIMINGS.setdefault(name, []).append(time.monotonic() - t)
+    return wrapper
+
+
+def instrument() -> None:
+    """Time omoi's phases (same code, wrapped) to show where the overhead goes."""
+    from app import gitwork, orchestrator, run_report, task_runner
+    from app.sandbox.local import LocalSandbox, LocalSandboxProvider
+
+    task_runner.commit_and_push = _timed("commit+push (incl. rebases)", gitwork.commit_and_push)
+    task_runner._verify = _timed("verify commands", task_runner._verify)
+    task_runner._verify_pushed = _timed("re-verify on pushed commit", task_runner._verify_pushed)
+    run_report.publish = _timed("publish (check run, comment, PR)", run_report.publish)
+    orchestrator.schedule = _timed("schedule (claims)", orchestrator.schedule)
+    gitwork.Clone.clone = _timed("host clone", gitwork.Clone.clone)
+    LocalSandboxProvider.create = _timed("sandbox create", LocalSandboxProvider.create)
+    LocalSandbox.diff = _timed("sandbox diff", LocalSandbox.diff)
 
 
 def report(settings, spec_id: int, seconds: float, levels: int) -> None:
@@ -172,7 +214,9 @@ def report(settings, spec_id: int, seconds: float, levels: int) -> None:
         print(f"omoi overhead per task (sandbox, diff, checks, verify, commit, push, rebase re-verify): "
               f"mean {sum(per_task) / len(per_task):.2f}s, median {per_task[len(per_task) // 2]:.2f}s, "
               f"max {per_task[-1]:.2f}s")
-        print(f"scheduling + publishing overhead on the critical path: {(makespan - critical) / levels:.2f}s per level")
+        print(f"overhead on the critical path: {(makespan - critical) / levels:.2f}s per level")
+    for name, values in TIMINGS.items():
+        print(f"  {name:40s} n={len(values):3d} mean {sum(values) / len(values):.3f}s max {max(values):.3f}s")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,12 @@ from __future__ import annotations
 
 from celery import Celery
 from celery.signals import worker_process_init
+from kombu.transport import TRANSPORT_ALIASES
 
 from app.config import Settings, get_settings
+
+# The embedded broker: kombu's filesystem transport, made safe against half-written messages.
+TRANSPORT_ALIASES["filesystem"] = "tasks.fs_transport:Transport"
 
 
 def make_celery(settings: Settings | None = None) -> Celery:

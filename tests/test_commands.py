@@ -395,7 +395,9 @@ def test_never_raises_and_results_are_well_formed(text):
 def test_nothing_inside_a_fence_is_a_command(inner, char, length, info):
     # Keep the inner text from closing the fence, and the info string valid.
     assume(char not in unicodedata.normalize("NFKC", inner))
-    info = re.sub(r"[\r\n`]", "", info)
+    # An info string starting with the fence character would only make the fence longer
+    # (then a closing fence of `length` is too short, correctly), so keep it out.
+    info = re.sub(r"[\r\n`]", "", info).lstrip(char)
     fence = char * length
     body = f"{fence}{info}\n{inner}\n{fence}\n/omoi status"
     result = parse_commands(body)

@@ -95,6 +95,8 @@ def running(fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes):
     # the spec files were committed to the branch when the stages were approved
     fake_github.push_human_commit(REPO, BRANCH, {".omoi/specs/5/tasks.md": "# tasks\n"},
                                   "omoi: approved tasks r1 for #5", author=("omoi[bot]", "4242+omoi[bot]@users.noreply.github.com"))
+    # The embedded broker (the README's default), with beat firing every second: this is what caught
+    # kombu's half-written message files (fixed in tasks/fs_transport.py).
     env = base_env(fake_github, rsa_keypair, f"sqlite:///{tmp_path}/omoi.db", "", tmp_path / "data", free_port())
     env |= {"ANTHROPIC_BASE_URL": fake_anthropic.url, "ANTHROPIC_API_KEY": "sk-fake-test-key",
             "OMOI_WORKER_CONCURRENCY": "3", "OMOI_TASK_LEASE_SECONDS": "3", "OMOI_TASK_HEARTBEAT_SECONDS": "0.5",
