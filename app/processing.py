@@ -22,6 +22,7 @@ from app.db.session import session_scope
 from app.events import router
 from app.events.context import EventContext
 from app.events.records import remember
+from app.delivery_keys import issue_key
 from app.locks import Busy, issue_lock
 from app.logging import get_logger, redact
 from app.metrics import EVENTS_PROCESSED
@@ -37,13 +38,13 @@ class Result:
     retry_in: float | None = None
 
 
-def _issue_key(payload: dict) -> str | None:
-    """Events on one issue or PR are serialised; installation events are not."""
-    repo = (payload.get("repository") or {}).get("full_name")
-    target = payload.get("issue") or payload.get("pull_request")
-    if repo and target and "number" in target:
-        return f"{repo}#{target['number']}"
-    return None
+def _older_unfinished(s, delivery_pk: int, key: str) -> bool:
+    """An earlier delivery about the same issue still waits: this one must wait behind it."""
+    return s.scalars(select(WebhookDelivery.id).where(
+        WebhookDelivery.issue_key == key, WebhookDelivery.id < delivery_pk,
+        WebhookDelivery.status.in_(("received", "queued", "processing")),
+        WebhookDelivery.attempts < MAX_ATTEMPTS,
+    ).limit(1)).first() is not None
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -60,6 +61,21 @@ def process_delivery(delivery_pk: int) -> Result:
             return Result("missing")
         if d.status in ("done", "ignored", "failed"):
             return Result("already-" + d.status)  # redelivered broker message: nothing twice
+        key = d.issue_key or issue_key(d.payload)
+        if key and _older_unfinished(s, delivery_pk, key):
+            return Result("waiting", retry_in=1.0)  # commands on one issue run in arrival order
+    try:
+        with issue_lock(key, settings.issue_lock_seconds):
+            return _process_locked(settings, delivery_pk)
+    except Busy:
+        return Result("busy", retry_in=1.0)  # queues behind the holder; never cancels it
+
+
+def _process_locked(settings, delivery_pk: int) -> Result:
+    with session_scope(settings.database_url) as s:
+        d = s.get(WebhookDelivery, delivery_pk)
+        if d.status in ("done", "ignored", "failed"):
+            return Result("already-" + d.status)
         d.status, d.attempts, d.started_at = "processing", d.attempts + 1, utc_now()
         event_name, payload, delivery_id, attempts = d.event, d.payload, d.delivery_id, d.attempts
         remember(s, payload)
@@ -68,11 +84,7 @@ def process_delivery(delivery_pk: int) -> Result:
     inst = payload.get("installation")
     installation_id = inst.get("id") if isinstance(inst, dict) else None  # signed but malformed: no crash
     try:
-        with issue_lock(_issue_key(payload), settings.issue_lock_seconds):
-            asyncio.run(_dispatch(event_name, payload, delivery_id, installation_id, bound))
-    except Busy:
-        _set_status(delivery_pk, "queued")
-        return Result("busy", retry_in=1.0)
+        asyncio.run(_dispatch(event_name, payload, delivery_id, installation_id, bound))
     except Exception as exc:  # noqa: BLE001 - every failure is recorded, then retried or ended
         error = redact("".join(traceback.format_exception_only(type(exc), exc)).strip())
         if is_transient(exc) and attempts < MAX_ATTEMPTS:

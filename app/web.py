@@ -19,6 +19,7 @@ from structlog.contextvars import bound_contextvars
 from app.config import Settings
 from app.db.models import WebhookDelivery
 from app.db.session import ping, session_scope
+from app.delivery_keys import issue_key
 from app.events import HANDLED_EVENTS
 from app.logging import get_logger
 from app.metrics import ACK_SECONDS, DELIVERIES, database_registry
@@ -73,6 +74,7 @@ def _store_and_enqueue(settings: Settings, celery, delivery_id: str, event: str,
                 event=event,
                 action=_column_str(payload.get("action")),
                 installation_id=_bigint(inst.get("id")),
+                issue_key=issue_key(payload),
                 payload=payload,
                 status="queued",
             )

@@ -298,9 +298,14 @@ def test_cancel_button_stops_the_run(running, fake_github, fake_anthropic):
     procs, fake = running, fake_github
     agent = Agent(fake_anthropic, {"T1": ("hello.py", CODE["hello.py"])})
     agent.slow["T1"] = 60
+    fake.set_permission(REPO, "rita", "read")
     approve_plan(procs, HAPPY[:1])
     comment(procs, "/omoi implement")
     wait_for(lambda: agent.seen and implement_check(fake), timeout=60, message="T1 in its slow session")
+    # someone with read access presses Cancel: refused, the run goes on
+    press_button(procs, implement_check(fake), "cancel", sender="rita")
+    wait_for(lambda: fake.calls_matching("GET", r"/collaborators/rita/permission$"), message="permission check")
+    assert tasks_in_db(procs)["T1"].status == "running"
     press_button(procs, implement_check(fake), "cancel")
     wait_run(procs, "cancelled", timeout=30)
     assert tasks_in_db(procs)["T1"].status == "cancelled"

@@ -319,3 +319,14 @@ def test_repository_config_picks_models_and_approvers(fake_github, fake_anthropi
     assert "not among them" in wait_for(lambda: reply_to(fake, c), message="approver reply")
     c = comment(procs, "/omoi approve", sender="bob")
     wait_stage(procs, fake, "requirements", 1, "approved")
+
+
+def test_commands_on_one_issue_run_in_arrival_order(planning, fake_github):
+    procs, fake = planning, fake_github
+    verbs = ["help", "status", "help", "status", "help", "status"]
+    ids = [comment(procs, f"/omoi {v}") for v in verbs]
+    wait_for(lambda: all(reply_to(fake, c) for c in ids), timeout=60, message="all replies")
+    replies = {int(re.search(r"omoi:reply to=(\d+)", c["body"]).group(1)): c["id"]
+               for c in fake.issue_comments(REPO, 5) if c["body"].startswith("<!-- omoi:reply")}
+    order = [replies[c] for c in ids]
+    assert order == sorted(order)  # each reply was written after the previous command's reply

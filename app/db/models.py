@@ -71,6 +71,8 @@ class WebhookDelivery(Base):
     event: Mapped[str] = mapped_column(String(64), index=True)
     action: Mapped[str | None] = mapped_column(String(64))
     installation_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    # "owner/repo#number" for events on one issue or PR: they are processed in arrival order.
+    issue_key: Mapped[str | None] = mapped_column(String(300), index=True)
     payload: Mapped[dict] = mapped_column(JSON)
     # received -> queued -> processing -> done | failed | ignored
     status: Mapped[str] = mapped_column(String(16), default="received", index=True)
@@ -115,6 +117,12 @@ class Spec(Base):
     tracking_comment_id: Mapped[int | None] = mapped_column(BigInteger)
     run_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     run_finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Budgets (app/budgets.py): this spec's own limit when raised by `/omoi budget` (None: the repo's
+    # budgets.spec_usd), dollars it may spend past the repo's monthly limit, and why the run paused.
+    budget_usd: Mapped[Decimal | None] = mapped_column(Numeric(12, 6))
+    budget_overage_usd: Mapped[Decimal] = mapped_column(Numeric(12, 6), default=Decimal(0))
+    budget_stop: Mapped[dict | None] = mapped_column(JSON)
+    stall_reported_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _ts()
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utc_now, onupdate=utc_now, nullable=False
@@ -223,6 +231,51 @@ class SpecTask(Base):
     duration_s: Mapped[float] = mapped_column(default=0.0)
     error: Mapped[str | None] = mapped_column(Text)
     evidence: Mapped[list] = mapped_column(JSON, default=list)  # [{command, exit_code, tail, at}]
+    # plan (from the approved tasks) | discovery (added by app/discovery.py); kind implement | explore
+    origin: Mapped[str] = mapped_column(String(16), default="plan")
+    kind: Mapped[str] = mapped_column(String(16), default="implement")
+    trajectory: Mapped[list] = mapped_column(JSON, default=list)  # the running agent's recent messages
+    trajectory_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    guidance: Mapped[str | None] = mapped_column(Text)  # from the guardian, for the next attempt
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _ts()
+
+
+class Discovery(Base):
+    """New work an agent reported during a task (app/discovery.py), and what omoi did with it."""
+
+    __tablename__ = "discoveries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    spec_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("specs.id"), index=True)
+    task_id: Mapped[str] = mapped_column(String(16))  # the reporting task
+    kind: Mapped[str] = mapped_column(String(32))     # missing_requirement | bug | refactor | investigation
+    title: Mapped[str] = mapped_column(Text, default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    evidence: Mapped[str] = mapped_column(Text, default="")
+    suggested_phase: Mapped[str] = mapped_column(String(16), default="tasks")
+    files: Mapped[list] = mapped_column(JSON, default=list)
+    # added | proposed | approved | duplicate | over_limit
+    status: Mapped[str] = mapped_column(String(16), default="added")
+    new_task_id: Mapped[str | None] = mapped_column(String(16))
+    duplicate_of: Mapped[str | None] = mapped_column(String(64))
+    comment_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = _ts()
+
+
+class Intervention(Base):
+    """A supervisor's judgement of a running task and what it did about it (app/monitoring.py)."""
+
+    __tablename__ = "interventions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    spec_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("specs.id"), index=True)
+    task_id: Mapped[str] = mapped_column(String(16))
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    source: Mapped[str] = mapped_column(String(16))   # guardian | conductor | monitor
+    verdict: Mapped[str] = mapped_column(String(16))  # on_track | drifting | stuck | looping | duplicate
+    action: Mapped[str] = mapped_column(String(32))   # retry_with_guidance | stop_and_report | pause
+    reason: Mapped[str] = mapped_column(Text, default="")
+    guidance: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _ts()
