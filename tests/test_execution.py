@@ -6,6 +6,7 @@ stand-in. People act by commenting in the stand-in or pressing check-run buttons
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from sqlalchemy import select
@@ -302,15 +303,17 @@ def test_cancel_button_stops_the_run(running, fake_github, fake_anthropic):
     approve_plan(procs, HAPPY[:1])
     comment(procs, "/omoi implement")
     wait_for(lambda: agent.seen and implement_check(fake), timeout=60, message="T1 in its slow session")
-    # someone with read access presses Cancel: refused, the run goes on
-    press_button(procs, implement_check(fake), "cancel", sender="rita")
-    wait_for(lambda: fake.calls_matching("GET", r"/collaborators/rita/permission$"), message="permission check")
-    assert tasks_in_db(procs)["T1"].status == "running"
     press_button(procs, implement_check(fake), "cancel")
     wait_run(procs, "cancelled", timeout=30)
     assert tasks_in_db(procs)["T1"].status == "cancelled"
     assert implement_check(fake)["conclusion"] == "cancelled"
     assert "cancelled" in tracking(fake) and "`/omoi retry`" in tracking(fake)
+    assert task_commits(fake) == {}
+    # someone with only read access presses Retry: refused, the run stays cancelled
+    press_button(procs, implement_check(fake), "retry", sender="rita")
+    wait_for(lambda: fake.calls_matching("GET", r"/collaborators/rita/permission$"), message="permission check")
+    time.sleep(2)
+    assert tasks_in_db(procs)["T1"].status == "cancelled" and implement_check(fake)["conclusion"] == "cancelled"
     assert task_commits(fake) == {}
     assert fake.violations == []
 
