@@ -237,6 +237,18 @@ def omoi_processes(tmp_path):
         procs.stop_all()
 
 
+def start_omoi(omoi_processes, fake_github, fake_anthropic, rsa_keypair, tmp_path, **extra_env) -> OmoiProcesses:
+    """The real web process and a real worker on the embedded defaults, wired to both stand-ins."""
+    env = base_env(fake_github, rsa_keypair, f"sqlite:///{tmp_path}/omoi.db", "", tmp_path / "data", free_port())
+    env |= {"ANTHROPIC_BASE_URL": fake_anthropic.url, "ANTHROPIC_API_KEY": "sk-fake-test-key", **extra_env}
+    procs = omoi_processes(env)
+    procs.start("web", "web")
+    procs.start("worker", "worker")
+    procs.wait_healthy()
+    procs.database_url, procs.fake = env["OMOI_DATABASE_URL"], fake_github
+    return procs
+
+
 def wait_for(predicate, timeout: float = 30, interval: float = 0.1, message: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -15,8 +15,6 @@ import aiohttp
 import gidgethub
 import gidgethub.apps
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from gidgethub.aiohttp import GitHubAPI
 
 from tests.fakes.git_backend import ZERO_SHA
@@ -29,15 +27,8 @@ REPO = "octo/hello"
 
 
 @pytest.fixture(scope="module")
-def app_keys() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
-    return private, public
+def app_keys(rsa_keypair) -> tuple[str, str]:
+    return rsa_keypair  # one key pair per test session (tests/conftest.py)
 
 
 @pytest.fixture

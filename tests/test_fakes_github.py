@@ -35,15 +35,8 @@ REPO = "octo/hello"
 
 
 @pytest.fixture(scope="module")
-def app_keys() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
-    return private, public
+def app_keys(rsa_keypair) -> tuple[str, str]:
+    return rsa_keypair  # one key pair per test session (tests/conftest.py)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from tests.conftest import WEBHOOK_SECRET, base_env, free_port, wait_for
+from tests.conftest import WEBHOOK_SECRET, start_omoi, wait_for
 from tests.fakes.anthropic import request_text
 from tests.fakes.webhooks import example, issues_labeled_payload, post_delivery, user_json
 
@@ -46,13 +46,7 @@ def pr_setup(fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes)
     fake.push_human_commit(REPO, BRANCH, {"greeter.py": "def main():\n    print('hello')\n"}, "omoi: T1")
     pr = fake.add_pull_request(REPO, head=BRANCH, title="Greet users", user="omoi[bot]", draft=True)
     fake.push_human_commit(REPO, BRANCH, {"NOTES.md": "human notes\n"}, "a human commit on the PR branch")
-    env = base_env(fake, rsa_keypair, f"sqlite:///{tmp_path}/omoi.db", "", tmp_path / "data", free_port())
-    env |= {"ANTHROPIC_BASE_URL": fake_anthropic.url, "ANTHROPIC_API_KEY": "sk-fake-test-key"}
-    procs = omoi_processes(env)
-    procs.start("web", "web")
-    procs.start("worker", "worker")
-    procs.wait_healthy()
-    return procs, pr
+    return start_omoi(omoi_processes, fake, fake_anthropic, rsa_keypair, tmp_path), pr
 
 
 def _review(procs, fake, pr_number, sender, state="changes_requested"):

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app.db.models import LLMCall, Spec, SpecStage, WebhookDelivery
 from app.db.session import session_scope
-from tests.conftest import WEBHOOK_SECRET, base_env, free_port, wait_for
+from tests.conftest import WEBHOOK_SECRET, start_omoi, wait_for
 from tests.fakes.anthropic import request_text
 from tests.fakes.webhooks import issue_comment_created_payload, issues_labeled_payload, post_delivery
 
@@ -71,15 +71,7 @@ def planning(fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes)
     fake_anthropic.on_tool("emit_tasks_draft", TASKS, once=False)
     fake_anthropic.on_tool("emit_review", {"findings": [{"severity": "info", "message": "consider a CLI flag"}]},
                            once=False)
-    env = base_env(fake_github, rsa_keypair, f"sqlite:///{tmp_path}/omoi.db", "", tmp_path / "data", free_port())
-    env |= {"ANTHROPIC_BASE_URL": fake_anthropic.url, "ANTHROPIC_API_KEY": "sk-fake-test-key"}
-    procs = omoi_processes(env)
-    procs.start("web", "web")
-    procs.start("worker", "worker")
-    procs.wait_healthy()
-    procs.database_url = env["OMOI_DATABASE_URL"]
-    procs.fake = fake_github
-    return procs
+    return start_omoi(omoi_processes, fake_github, fake_anthropic, rsa_keypair, tmp_path)
 
 
 def stage_comment(fake, stage):
@@ -303,13 +295,7 @@ def test_repository_config_picks_models_and_approvers(fake_github, fake_anthropi
     fake.add_issue(REPO, 5, title="Greet users", body="Print Hello when run.", user="alice")
     fake_anthropic.on_tool("emit_requirements_draft", REQUIREMENTS, once=False)
     fake_anthropic.on_tool("emit_review", {"findings": []}, once=False)
-    env = base_env(fake, rsa_keypair, f"sqlite:///{tmp_path}/omoi.db", "", tmp_path / "data", free_port())
-    env |= {"ANTHROPIC_BASE_URL": fake_anthropic.url, "ANTHROPIC_API_KEY": "sk-fake-test-key"}
-    procs = omoi_processes(env)
-    procs.start("web", "web")
-    procs.start("worker", "worker")
-    procs.wait_healthy()
-    procs.fake, procs.database_url = fake, env["OMOI_DATABASE_URL"]
+    procs = start_omoi(omoi_processes, fake, fake_anthropic, rsa_keypair, tmp_path)
     comment(procs, "/omoi plan")
     wait_stage(procs, fake, "requirements", 1, "waiting for approval")
     planner = [r for r in fake_anthropic.message_requests()
