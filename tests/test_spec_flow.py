@@ -316,3 +316,17 @@ def test_commands_on_one_issue_run_in_arrival_order(planning, fake_github):
                for c in fake.issue_comments(REPO, 5) if c["body"].startswith("<!-- omoi:reply")}
     order = [replies[c] for c in ids]
     assert order == sorted(order)  # each reply was written after the previous command's reply
+
+
+def test_reader_editing_a_comment_into_a_command_is_refused(planning, fake_github):
+    procs, fake = planning, fake_github
+    created = fake.add_issue_comment(REPO, 5, body="nice idea", user="rita")
+    payload = issue_comment_created_payload(installation_id=INSTALLATION, repo_full_name=REPO, issue_number=5,
+                                            body="/omoi plan", sender_login="rita", comment_id=created["id"])
+    payload["action"], payload["changes"] = "edited", {"body": {"from": "nice idea"}}
+    assert post_delivery(procs.url + "/webhooks/github", "issue_comment", payload, WEBHOOK_SECRET)[0] == 202
+    wait_for(lambda: any(c["body"].startswith("<!-- omoi:refused") for c in fake.issue_comments(REPO, 5)),
+             message="refusal reply")
+    with session_scope(procs.database_url) as s:
+        assert s.scalars(select(Spec)).all() == []
+    assert fake.reactions_on_comment(REPO, created["id"]) == []
