@@ -246,7 +246,10 @@ async def run_agent(
     allowed_commands: list[str] | None = None,
     model: str | None = None,
     system_prompt: str | None = None,
+    on_message: Any = None,
 ) -> AgentResult:
+    """`on_message(transcript)` (optional) is called with the transcript so far after every message,
+    so a supervisor can watch the trajectory while the session runs; it must be quick and not raise."""
     started = time.monotonic()
     transcript: list[dict] = []
     stderr_tail: deque[str] = deque(maxlen=_STDERR_LINES)
@@ -320,6 +323,11 @@ async def run_agent(
             try:
                 async for message in stream:
                     transcript.extend(_simplify(message))
+                    if on_message is not None:
+                        try:
+                            on_message(transcript)
+                        except Exception:  # noqa: BLE001 - observation must never break the session
+                            log.exception("agent_on_message_failed")
                     if isinstance(message, AssistantMessage):
                         texts = [b.text for b in message.content if isinstance(b, TextBlock) and b.text]
                         if texts:

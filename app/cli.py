@@ -59,8 +59,51 @@ def cmd_web(_args) -> int:
             " to register one from manifest.yml.",
             file=sys.stderr,
         )
-    log.info("web_listening", host=settings.host, port=settings.port, github=settings.github_api_url)
-    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+    log.info("web_listening", host=settings.host, port=settings.port, github=settings.github_api_url,
+             processes=settings.web_processes)
+    if settings.web_processes <= 1:
+        web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+        return 0
+    return _serve_web_processes(settings, setup)
+
+
+def _serve_web_processes(settings, setup: bool) -> int:
+    """`web_processes` copies of the web process on one port (SO_REUSEPORT: the kernel spreads
+    connections). Each builds its own app after the fork (broker and database connections are
+    per process); the parent serves too, and ends the others when it ends."""
+    from aiohttp import web
+
+    from app.db.session import dispose_engines
+    from app.web import create_app
+
+    dispose_engines()
+    children: list[int] = []
+    for _ in range(settings.web_processes - 1):
+        pid = os.fork()
+        if pid == 0:  # the child: serve until SIGTERM, never return into the parent's code
+            code = 0
+            try:
+                web.run_app(create_app(settings, setup=setup), host=settings.host, port=settings.port,
+                            reuse_port=True, print=None, access_log=None)
+            except BaseException:  # noqa: BLE001
+                code = 1
+            finally:
+                os._exit(code)
+        children.append(pid)
+    try:
+        web.run_app(create_app(settings, setup=setup), host=settings.host, port=settings.port,
+                    reuse_port=True, print=None, access_log=None)
+    finally:
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for pid in children:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
     return 0
 
 

@@ -12,6 +12,7 @@ from app.spec.flow import Outcome
 
 SPEC_VERBS = {"plan", "approve", "revise", "reject", "status"}
 RUN_VERBS = {"implement", "retry", "cancel"}
+BUDGET_VERBS = {"budget"}
 
 
 async def run(cmd: Command | InvalidCommand, *, gh, settings: Settings, full_name: str, issue: dict,
@@ -31,7 +32,7 @@ async def run(cmd: Command | InvalidCommand, *, gh, settings: Settings, full_nam
             return Outcome("replies/review_on_pr_only.md.j2")
         enqueue("omoi.address_review", installation_id, full_name, issue["number"], f"review-{request_key}")
         return Outcome("replies/reviewing.md.j2")
-    if verb not in SPEC_VERBS | RUN_VERBS:
+    if verb not in SPEC_VERBS | RUN_VERBS | BUDGET_VERBS:
         return Outcome("replies/unavailable.md.j2", {"verb": verb})
     if issue.get("pull_request"):
         return Outcome("replies/pr_only_spec.md.j2", {"verb": verb})
@@ -51,9 +52,18 @@ async def run(cmd: Command | InvalidCommand, *, gh, settings: Settings, full_nam
         return Outcome("replies/no_spec.md.j2", {"label": repo_cfg.trigger_label or settings.trigger_label})
     if verb == "status":
         return Outcome("replies/status.md.j2", flow.status_view(settings, spec_id))
+    if verb == "budget":
+        return _budget_command(cmd, settings, spec_id, repo_cfg, user)
     if verb == "approve":
         if repo_cfg.approvers and user.lower() not in {a.lower() for a in repo_cfg.approvers}:
             return Outcome("replies/not_an_approver.md.j2", {"user": user})
+        if flow.revisable_stage(settings, spec_id) is None and not cmd.args.get("stage"):
+            from app import discovery
+
+            proposal = discovery.approve_proposal(settings, spec_id, user)
+            if proposal is not None:  # a proposed spec revision from a discovery: revise the tasks stage
+                enqueue("omoi.run_stage", spec_id, "tasks", proposal["feedback"], f"{request_key}:discovery")
+                return Outcome("replies/discovery_approved.md.j2", proposal)
         outcome = flow.approve(settings, spec_id, user, cmd.args.get("stage"), cmd.args.get("revision"))
         if outcome.template == "replies/approved.md.j2":
             await flow.write_spec_file(gh, settings, spec_id, outcome.context["stage"])
@@ -103,3 +113,28 @@ def _run_command(verb: str, cmd: Command, settings: Settings, spec_id: int, user
         return Outcome("execution/reply_run_state.md.j2", {"state": state, "task": task})
     enqueue("omoi.start_run", spec_id, f"{request_key}:{verb}")
     return Outcome("execution/reply_retrying.md.j2", {"tasks": reset})
+
+
+def _budget_command(cmd: Command, settings: Settings, spec_id: int, repo_cfg: RepoConfig, user: str) -> Outcome:
+    """`/omoi budget` shows spend and limits; `+N` raises this spec's budget by N dollars, `N` sets it;
+    a run paused at a budget limit resumes."""
+    from app import budgets, orchestrator
+    from app.db.models import Spec
+
+    mode, amount = cmd.args.get("mode", "show"), cmd.args.get("amount")
+    with session_scope(settings.database_url) as s:
+        spec = s.get(Spec, spec_id)
+        if mode == "show":
+            st = budgets.status(s, settings, spec, repo_cfg.budgets)
+        else:
+            st = budgets.raise_budget(s, settings, spec, repo_cfg.budgets, mode, amount)
+        hit = st.hit()
+        run_state = spec.run_state
+    resumed = False
+    if mode != "show" and run_state == "paused_budget" and hit is None:
+        resumed = orchestrator.resume_after_budget(settings, spec_id)
+        if resumed:
+            enqueue("omoi.schedule", spec_id)
+    return Outcome("replies/budget.md.j2", {"mode": mode, "amount": f"{amount:.2f}" if amount is not None else None,
+                                            "b": st.view(), "hit": hit, "run_state": run_state, "resumed": resumed,
+                                            "user": user})

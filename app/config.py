@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     # Where GitHub should deliver webhooks when that is not public_url (a smee.io channel, a tunnel).
     webhook_proxy_url: str = ""
     max_webhook_bytes: int = 25 * 1024 * 1024
+    # `python -m app web` processes sharing the port (SO_REUSEPORT, Linux); 1: one process.
+    web_processes: int = Field(default=1, ge=1, le=64)
     worker_concurrency: int = 2
 
     # --- behaviour ---
@@ -118,6 +120,16 @@ class Settings(BaseSettings):
     verify_timeout_seconds: float = 600
     agent_max_turns: int = 40
     agent_timeout_seconds: float = 1800
+
+    # --- budgets, discovery, supervision (issue 6) ---
+    installation_monthly_usd_ceiling: float = 1000.0  # all repos of one installation per month; 0: none
+    max_discovered_tasks_per_spec: int = 3
+    discovery_similarity: float = 0.85     # difflib ratio of normalised titles that counts as a duplicate
+    stall_minutes: float = 30              # a running spec without progress this long is reported
+    guardian_enabled: bool = True
+    guardian_interval_seconds: float = 60  # LLM judgement of each running task's trajectory
+    guardian_min_tool_calls: int = 4       # judge a trajectory only once it has this many tool calls
+    conductor_interval_seconds: float = 300  # duplicate work across a spec's running tasks
 
     @field_validator("github_api_url", "github_web_url", "public_url", "webhook_proxy_url")
     @classmethod

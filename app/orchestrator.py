@@ -137,7 +137,7 @@ def cancel_run(settings: Settings, spec_id: int, user: str) -> str:
     next heartbeat and stop without pushing). Returns cancelled | not-running."""
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, spec_id)
-        if spec is None or spec.run_state != "running":
+        if spec is None or spec.run_state not in ("running", "paused_budget"):
             return "not-running"
         spec.run_state, spec.run_finished_at = "cancelled", utc_now()
         spec.run_error = f"cancelled by @{user}"
@@ -145,6 +145,17 @@ def cancel_run(settings: Settings, spec_id: int, user: str) -> str:
                   .values(status="cancelled", lease_owner=None, lease_expires_at=None, finished_at=utc_now()))
     log.info("run_cancelled", spec_id=spec_id, user=user)
     return "cancelled"
+
+
+def resume_after_budget(settings: Settings, spec_id: int) -> bool:
+    """Back to running after `/omoi budget` raised the limit (True if the run was paused)."""
+    with session_scope(settings.database_url) as s:
+        spec = s.get(Spec, spec_id)
+        if spec is None or spec.run_state != "paused_budget":
+            return False
+        spec.run_state, spec.run_error, spec.budget_stop, spec.run_finished_at = "running", None, None, None
+    log.info("run_resumed_budget", spec_id=spec_id)
+    return True
 
 
 def fail_run(settings: Settings, spec_id: int, reason: str) -> None:
@@ -185,8 +196,9 @@ def per_spec_limit(settings: Settings, repo_per_spec: int | None) -> int:
     return max(1, repo_per_spec or settings.max_parallel_tasks_per_spec)
 
 
-def schedule(settings: Settings, spec_id: int, repo_per_spec: int | None = None) -> Scheduled:
-    """Claim the tasks that may start now; finish the run when every task is done."""
+def schedule(settings: Settings, spec_id: int, repo_per_spec: int | None = None, budgets=None) -> Scheduled:
+    """Claim the tasks that may start now; finish the run when every task is done. With the repo's
+    `budgets`, a reached spend limit pauses the run (`paused_budget`) instead of claiming more."""
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, spec_id)
         if spec is None:
@@ -200,13 +212,13 @@ def schedule(settings: Settings, spec_id: int, repo_per_spec: int | None = None)
             return Scheduled(retry_in=1.0, state="running")
         time.sleep(0.02)
     try:
-        return _schedule_locked(settings, spec_id, installation, repo_per_spec)
+        return _schedule_locked(settings, spec_id, installation, repo_per_spec, budgets)
     finally:
         release(key, owner)
 
 
 def _schedule_locked(settings: Settings, spec_id: int, installation: int | None,
-                     repo_per_spec: int | None) -> Scheduled:
+                     repo_per_spec: int | None, budgets=None) -> Scheduled:
     now = utc_now()
     out = Scheduled()
     with session_scope(settings.database_url) as s:
@@ -235,6 +247,16 @@ def _schedule_locked(settings: Settings, spec_id: int, installation: int | None,
                  if t.not_before and as_utc(t.not_before) > now]
         ready = sorted((t for t in pending if not (t.not_before and as_utc(t.not_before) > now)),
                        key=lambda t: (-heights[t.task_id], task_number(t.task_id)))
+        if ready and budgets is not None:
+            from app import budgets as spend
+
+            hit = spend.status(s, settings, spec, budgets).hit()
+            if hit is not None:  # a checkpoint: running tasks finish, nothing new starts
+                spec.run_state, spec.budget_stop = "paused_budget", hit
+                spec.run_error = f"the {hit['label']} was reached: ${hit['spent_usd']} of ${hit['limit_usd']}"
+                out.state = "paused_budget"
+                log.warning("run_paused_budget", spec_id=spec_id, **hit)
+                return out
         queued_lease = timedelta(seconds=settings.task_lease_seconds * 5)  # waiting for a free worker
         for t in ready:
             if room <= 0 or exclusive:
@@ -291,7 +313,8 @@ def adopt(settings: Settings, spec_id: int, task_id: str, token: str) -> Lease |
         won = s.execute(_update(SpecTask).where(
             SpecTask.id == row.id, SpecTask.status == "running", SpecTask.lease_owner == token,
         ).values(lease_owner=mine, heartbeat_at=now, lease_expires_at=now + timedelta(seconds=settings.task_lease_seconds),
-                 attempts=SpecTask.attempts + 1, started_at=now, error=None)).rowcount
+                 attempts=SpecTask.attempts + 1, started_at=now, error=None,
+                 trajectory=[], trajectory_at=None)).rowcount  # the guardian judges this attempt only
         if won != 1:
             return None
         attempt = s.scalar(select(SpecTask.attempts).where(SpecTask.id == row.id))
@@ -306,7 +329,8 @@ def heartbeat(settings: Settings, lease: Lease) -> bool:
             SpecTask.id == lease.row_id, SpecTask.lease_owner == lease.owner, SpecTask.status == "running",
         ).values(heartbeat_at=now, lease_expires_at=now + timedelta(seconds=settings.task_lease_seconds))).rowcount
         state = s.scalar(select(Spec.run_state).where(Spec.id == lease.spec_id))
-    return kept == 1 and state in ("running", "failed")  # a failed run lets running tasks finish
+    # A failed run, or one paused at a budget limit, lets running tasks finish.
+    return kept == 1 and state in ("running", "failed", "paused_budget")
 
 
 @dataclass
@@ -321,6 +345,9 @@ class Attempt:
     cost_usd: float = 0.0
     duration_s: float = 0.0
     lost: bool = False  # the lease was lost mid-way: record nothing
+    budget_stop: bool = False  # not started: a spend limit was reached (the attempt is not counted)
+    discoveries: list = field(default_factory=list)  # app.discovery.Finding reported by the agent
+    notes: str | None = None  # an exploration task's report
 
 
 def finish_attempt(settings: Settings, lease: Lease, result: Attempt) -> str:
@@ -334,7 +361,14 @@ def finish_attempt(settings: Settings, lease: Lease, result: Attempt) -> str:
         row.duration_s = (row.duration_s or 0.0) + result.duration_s
         row.evidence = result.evidence or row.evidence
         row.lease_owner, row.lease_expires_at = None, None
-        if result.ok:
+        if result.discoveries:
+            from app import discovery
+
+            discovery.record(s, settings, lease.spec_id, row.task_id, result.discoveries)
+        if result.budget_stop:
+            row.status, row.error, row.attempts = "pending", result.reason, max(0, row.attempts - 1)
+            outcome = "budget"
+        elif result.ok:
             row.status, row.commit_sha, row.error, row.finished_at = "done", result.commit_sha, None, now
             outcome = "done"
         elif result.retryable and row.attempts < settings.task_max_attempts:

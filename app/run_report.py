@@ -25,7 +25,8 @@ from app.timeutil import as_utc, utc_now
 
 log = get_logger("omoi.run_report")
 CHECK_NAME = "omoi / implement"
-CONCLUSIONS = {"succeeded": "success", "failed": "failure", "cancelled": "cancelled"}
+CONCLUSIONS = {"succeeded": "success", "failed": "failure", "cancelled": "cancelled",
+               "paused_budget": "action_required"}
 CANCEL_ACTION = {"label": "Cancel", "description": "Stop this run", "identifier": "cancel"}
 RETRY_ACTION = {"label": "Retry", "description": "Retry the failed or cancelled tasks", "identifier": "retry"}
 
@@ -96,7 +97,25 @@ def run_view(settings: Settings, spec_id: int) -> dict:
             "issue_url": f"{web}/{spec.repo_full_name}/issues/{spec.issue_number}",
             "pr_url": f"{web}/{spec.repo_full_name}/pull/{spec.pr_number}" if spec.pr_number else None,
             "max_attempts": settings.task_max_attempts,
+            **_supervision_view(s, settings, spec),
         }
+
+
+def _supervision_view(s, settings: Settings, spec: Spec) -> dict:
+    """Budget stop, stall notice, discoveries and interventions (app/budgets.py, discovery.py, monitoring.py)."""
+    from app import discovery
+    from app.db.models import Intervention
+
+    interventions = [{"task": i.task_id, "attempt": i.attempt, "source": i.source, "verdict": i.verdict,
+                      "action": i.action, "reason": i.reason, "guidance": i.guidance}
+                     for i in s.scalars(select(Intervention).where(Intervention.spec_id == spec.id)
+                                        .order_by(Intervention.id))]
+    stalled = None
+    if spec.run_state == "running" and spec.stall_reported_at is not None:
+        stalled = _duration((utc_now() - as_utc(spec.stall_reported_at)).total_seconds() + settings.stall_minutes * 60)
+    return {"budget_stop": spec.budget_stop if spec.run_state == "paused_budget" else None, "stalled": stalled,
+            "discoveries": discovery.views(s, spec.id), "interventions": interventions,
+            "max_discovered": settings.max_discovered_tasks_per_spec}
 
 
 # --- set-up ---------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Awaitable, Callable
 
 from sqlalchemy import select
 
-from app import orchestrator, policy, repo_config, run_report
+from app import budgets, discovery, orchestrator, policy, repo_config, run_report
 from app.agent import AgentResult, run_agent
 from app.config import Settings, get_settings
 from app.db.models import Spec, SpecStage, SpecTask
@@ -32,6 +32,7 @@ from app.spec.schemas import Requirements
 
 log = get_logger("omoi.task_runner")
 EVIDENCE_TAIL = 1500
+TRAJECTORY_KEEP = 40  # the agent's most recent messages kept on the task row for the guardian
 
 # The agent session; benchmarks/dag_run.py swaps in a stand-in of fixed duration.
 AgentRunner = Callable[..., Awaitable[AgentResult]]
@@ -46,10 +47,26 @@ class Heartbeat(threading.Thread):
         self.settings, self.lease = settings, lease
         self.lost = threading.Event()
         self._stop = threading.Event()
+        self.transcript: list[dict] = []  # the running agent's messages (app/agent.py on_message)
+        self._flushed = 0
+
+    def flush_trajectory(self) -> None:
+        """Copy the agent's recent messages to the task row (the guardian reads them from there)."""
+        size = len(self.transcript)
+        if size == self._flushed:
+            return
+        from app.db.models import SpecTask as Row
+        from app.timeutil import utc_now
+
+        with session_scope(self.settings.database_url) as s:
+            s.execute(orchestrator._update(Row).where(Row.id == self.lease.row_id, Row.lease_owner == self.lease.owner)
+                      .values(trajectory=list(self.transcript[-TRAJECTORY_KEEP:]), trajectory_at=utc_now()))
+        self._flushed = size
 
     def run(self) -> None:
         while not self._stop.wait(self.settings.task_heartbeat_seconds):
             try:
+                self.flush_trajectory()
                 if not orchestrator.heartbeat(self.settings, self.lease):
                     self.lost.set()
                     return
@@ -99,8 +116,9 @@ def advance(settings: Settings, spec_id: int) -> orchestrator.Scheduled:
         async with installation_client(settings, installation) as gh:
             cfg = (await repo_config.load(gh, settings, full_name)).config
             scheduled = orchestrator.schedule(settings, spec_id, cfg.concurrency.per_spec
-                                              if "concurrency" in cfg.model_fields_set else None)
+                                              if "concurrency" in cfg.model_fields_set else None, cfg.budgets)
             await run_report.publish(gh, settings, spec_id)
+            await discovery.post_proposals(gh, settings, spec_id)
             return scheduled
 
     return asyncio.run(go())
@@ -143,7 +161,9 @@ def _task_context(settings: Settings, lease: orchestrator.Lease) -> dict:
             "spec_id": spec.id, "issue_number": spec.issue_number, "title": spec.title, "branch": spec.branch,
             "full_name": spec.repo_full_name, "installation_id": spec.installation_id,
             "task": {"id": task.task_id, "title": task.title, "description": task.description,
-                     "covers": list(task.covers), "verify": list(task.verify), "files": list(task.files)},
+                     "covers": list(task.covers), "verify": list(task.verify), "files": list(task.files),
+                     "kind": task.kind or "implement", "origin": task.origin or "plan"},
+            "guidance": task.guidance, "discoveries_file": discovery.RESULT_FILE,
             "criteria": criteria, "files": list(task.files), "verify": list(task.verify),
             "design": design.get("overview", ""),
         }
@@ -192,6 +212,12 @@ async def _attempt(settings: Settings, lease: orchestrator.Lease, beat: Heartbea
         cfg = (await repo_config.load(gh, settings, ctx["full_name"])).config
         token = gh.oauth_token
     blocked = cfg.blocked_paths if "blocked_paths" in cfg.model_fields_set else settings.blocked_paths
+    with session_scope(settings.database_url) as s:  # the checkpoint before every attempt
+        hit = budgets.status(s, settings, s.get(Spec, lease.spec_id), cfg.budgets).hit()
+    if hit is not None:
+        return orchestrator.Attempt(ok=False, budget_stop=True,
+                                    reason=f"not started: the {hit['label']} was reached")
+    explore = ctx["task"]["kind"] == "explore"
     provider = make_sandbox(settings)
     clone = Clone(url=repo["clone_url"], token=token, branch=ctx["branch"], author=_bot_identity(settings))
     bound = log.bind(spec_id=lease.spec_id, task=lease.task_id, attempt=lease.attempt)
@@ -209,19 +235,30 @@ async def _attempt(settings: Settings, lease: orchestrator.Lease, beat: Heartbea
         try:
             prompt = render("execution/task_prompt.md.j2", workdir=sandbox.workdir, **ctx)
             result = await _watch(agent_runner(
-                mode="implement", prompt=prompt, workdir=sandbox.workdir, settings=settings,
-                max_turns=settings.agent_max_turns, max_budget_usd=cfg.budgets.task_usd,
+                mode="explore" if explore else "implement", prompt=prompt, workdir=sandbox.workdir,
+                settings=settings, max_turns=settings.agent_max_turns, max_budget_usd=cfg.budgets.task_usd,
                 timeout_s=min(settings.agent_timeout_seconds, cfg.budgets.task_minutes * 60),
+                on_message=_observer(beat),
             ), beat.lost)
             if result is None:
                 return orchestrator.Attempt(ok=False, lost=True, reason="the lease was lost")
             cost = result.cost_usd
+            found = [] if explore else await _read_discoveries(sandbox)
             if not result.ok:
-                return orchestrator.Attempt(ok=False, reason=f"the agent failed: {result.error}", cost_usd=cost)
+                why = result.error
+                if result.subtype == "error_max_budget_usd":
+                    why = f"it reached the task budget (${cfg.budgets.task_usd:g}, budgets.task_usd in .github/omoi.yml)"
+                return orchestrator.Attempt(ok=False, reason=f"the agent failed: {why}", cost_usd=cost,
+                                            discoveries=found, retryable=result.subtype != "error_max_budget_usd")
+            if explore:
+                report = (result.text or "").strip() or "(the exploration reported nothing)"
+                return orchestrator.Attempt(ok=True, cost_usd=cost, notes=report, evidence=[{
+                    "command": "exploration report", "exit_code": 0, "timed_out": False,
+                    "tail": report[-EVIDENCE_TAIL:], "seconds": round(result.duration_s, 2), "rerun": False}])
             patch = await sandbox.diff()
             if not patch.strip():
                 return orchestrator.Attempt(ok=False, reason="the agent finished without changing any file",
-                                            cost_usd=cost)
+                                            cost_usd=cost, discoveries=found)
             refusal = policy.check_diff(patch, blocked)
             if refusal:
                 bound.warning("task_diff_refused", reason=refusal.reason)
@@ -248,10 +285,30 @@ async def _attempt(settings: Settings, lease: orchestrator.Lease, beat: Heartbea
             return orchestrator.Attempt(ok=False, reason=str(exc)[:800], evidence=evidence, cost_usd=cost)
         bound.info("task_pushed", commit=pushed.sha, rebased=pushed.rebased, existing=pushed.existing)
         if pushed.rebased or pushed.existing:
-            return await _verify_pushed(settings, provider, repo, token, ctx, pushed.sha, evidence, cost, key)
-        return orchestrator.Attempt(ok=True, commit_sha=pushed.sha, evidence=evidence, cost_usd=cost)
+            done = await _verify_pushed(settings, provider, repo, token, ctx, pushed.sha, evidence, cost, key)
+            done.discoveries = found
+            return done
+        return orchestrator.Attempt(ok=True, commit_sha=pushed.sha, evidence=evidence, cost_usd=cost,
+                                    discoveries=found)
     finally:
         clone.cleanup()
+
+
+def _observer(beat: Heartbeat):
+    def seen(transcript: list[dict]) -> None:
+        beat.transcript = transcript  # flushed to the task row by the heartbeat thread
+    return seen
+
+
+async def _read_discoveries(sandbox) -> list:
+    """The agent's `.omoi-discoveries.json`, removed from the work tree so it is never committed."""
+    try:
+        raw = await sandbox.download(discovery.RESULT_FILE)
+    except Exception:  # noqa: BLE001 - no file is the normal case
+        return []
+    finally:
+        await sandbox.exec(["rm", "-f", discovery.RESULT_FILE], timeout=10)
+    return discovery.parse(raw)
 
 
 @asynccontextmanager

@@ -3,7 +3,9 @@
 Starts the real web process (`python -m app web`) against each backend, sends signed
 `issues.labeled` deliveries from this process over loopback, and prints the figures.
 
-    .venv/bin/python benchmarks/webhook_ingest.py [--count 2000] [--concurrency 16]
+    .venv/bin/python benchmarks/webhook_ingest.py [--count 2000] [--concurrency 16] [--web-processes 1]
+
+Each request has a 10 s limit (GitHub's); a timeout or a refused connection counts as an error.
 """
 from __future__ import annotations
 
@@ -46,12 +48,14 @@ def payload(i: int) -> bytes:
     }).encode()
 
 
-def start_web(env: dict, workdir: Path) -> tuple[subprocess.Popen, str]:
+def start_web(env: dict, workdir: Path, web_processes: int = 1) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "app", "web"], cwd=workdir,
         env={**os.environ, **env, "OMOI_PORT": str(port), "OMOI_WEBHOOK_SECRET": SECRET,
-             "OMOI_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)},
+             "OMOI_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT), "OMOI_WEB_PROCESSES": str(web_processes),
+             # a queue of this run only: a worker of someone else sharing the Redis never sees it
+             "OMOI_QUEUE_NAME": f"omoi-bench-{uuid.uuid4().hex[:8]}"},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
@@ -84,13 +88,17 @@ async def drive(url: str, count: int, concurrency: int) -> dict:
                 "X-Hub-Signature-256": "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest(),
             }
             t0 = time.perf_counter()
-            async with session.post(url + "/webhooks/github", data=body, headers=headers) as resp:
-                await resp.read()
-                if resp.status != 202:
-                    errors += 1
+            try:
+                async with session.post(url + "/webhooks/github", data=body, headers=headers) as resp:
+                    await resp.read()
+                    if resp.status != 202:
+                        errors += 1
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                errors += 1
             latencies.append(time.perf_counter() - t0)
 
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency), timeout=timeout) as session:
         t0 = time.perf_counter()
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
         elapsed = time.perf_counter() - t0
@@ -128,18 +136,19 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--web-processes", type=int, default=1)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         configured = backends(tmp)
         for name, env in configured:
-            proc, url = start_web(env, tmp)
+            proc, url = start_web(env, tmp, args.web_processes)
             try:
                 asyncio.run(drive(url, 50, 4))  # warm-up
                 r = asyncio.run(drive(url, args.count, args.concurrency))
             finally:
-                proc.terminate()
-                proc.wait(timeout=10)
+                proc.terminate()  # with several web processes, the first ends the others
+                proc.wait(timeout=30)
             print(f"{name:26s} {r['per_second']:7.0f} deliveries/s  p50 {r['p50_ms']:6.1f} ms  "
                   f"p99 {r['p99_ms']:6.1f} ms  errors {r['errors']}  ({r['deliveries']} deliveries, "
                   f"concurrency {args.concurrency})")

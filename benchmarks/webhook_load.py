@@ -15,7 +15,11 @@ It prints throughput, p50/p99 time to 2xx and errors (non-2xx, timeouts, refused
 and omoi/Probot ratios.
 
     .venv/bin/python benchmarks/webhook_load.py [--rate 200] [--duration 20] [--max-duration 10]
-        [--concurrency 64] [--no-probot] [--no-postgres]
+        [--concurrency 64] [--repeat 1] [--web-processes 1] [--no-probot] [--no-postgres]
+
+With `--repeat N` every target is measured N times (interleaved, so a noisy neighbour hurts
+all of them alike) and the summary gives the median and the range. Every step has a time
+limit (start-up 60 s, each measurement its duration + 120 s, npm install 600 s).
 
 What the comparison is and is not: both answer only after verifying the HMAC; omoi also commits
 the delivery to its database and enqueues a task before it answers (so nothing acknowledged is
@@ -127,11 +131,12 @@ def stop(proc: subprocess.Popen) -> None:
 # targets
 
 
-def start_omoi(env: dict, workdir: Path) -> tuple[subprocess.Popen, str]:
+def start_omoi(env: dict, workdir: Path, web_processes: int = 1) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "app", "web"], cwd=workdir, start_new_session=True,
         env={**os.environ, **env, "OMOI_PORT": str(port), "OMOI_WEBHOOK_SECRET": SECRET, "OMOI_LOG_LEVEL": "WARNING",
+             "OMOI_WEB_PROCESSES": str(web_processes),
              "OMOI_QUEUE_NAME": f"omoi-bench-{uuid.uuid4().hex[:8]}", "PYTHONPATH": str(ROOT)},
         stdout=subprocess.DEVNULL, stderr=open(workdir / f"web-{port}.log", "wb"),
     )
@@ -293,6 +298,15 @@ def omoi_backends(tmp: Path, with_postgres: bool) -> list[tuple[str, dict]]:
     return out
 
 
+def _aggregate(rs: list[dict]) -> dict:
+    """The median round of each figure (errors: the total), with the throughput and p99 range."""
+    out = {k: statistics.median(r[k] for r in rs) for k in ("per_second", "p50_ms", "p99_ms", "max_ms", "elapsed_s")}
+    out.update(errors=sum(r["errors"] for r in rs), ok=sum(r["ok"] for r in rs), sent=sum(r["sent"] for r in rs),
+               per_second_min=min(r["per_second"] for r in rs), per_second_max=max(r["per_second"] for r in rs),
+               p99_ms_min=min(r["p99_ms"] for r in rs), p99_ms_max=max(r["p99_ms"] for r in rs), rounds=len(rs))
+    return out
+
+
 def fmt(name: str, mode: str, r: dict) -> str:
     return (f"{name:24s} {mode:14s} {r['per_second']:8.0f}/s  p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  "
             f"max {r['max_ms']:7.1f} ms  errors {r['errors']:4d}  ({r['ok']}/{r['sent']} 2xx)")
@@ -304,6 +318,8 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=20)
     parser.add_argument("--max-duration", type=float, default=10)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--repeat", type=int, default=1, help="rounds per target; the summary is the median")
+    parser.add_argument("--web-processes", type=int, default=1, help="OMOI_WEB_PROCESSES for omoi's web process")
     parser.add_argument("--no-probot", action="store_true")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--json", help="also write the results to this file")
@@ -313,11 +329,12 @@ def main() -> int:
         drive_main(json.loads(args.drive))
         return 0
 
-    results: dict[str, dict[str, dict]] = {}
+    runs: dict[str, dict[str, list[dict]]] = {}
     with tempfile.TemporaryDirectory(prefix="omoi-load-") as d:
         tmp = Path(d)
         targets: list[tuple[str, callable]] = [
-            (name, (lambda env=env: start_omoi(env, tmp))) for name, env in omoi_backends(tmp, not args.no_postgres)
+            (name, (lambda env=env: start_omoi(env, tmp, args.web_processes)))
+            for name, env in omoi_backends(tmp, not args.no_postgres)
         ]
         if not args.no_probot:
             try:
@@ -326,27 +343,44 @@ def main() -> int:
             except Exception as exc:  # noqa: BLE001
                 print(f"(probot skipped: {exc})")
         print(f"fixed rate: {args.rate:.0f}/s for {args.duration:.0f} s; max: {args.concurrency} connections for "
-              f"{args.max_duration:.0f} s; {os.cpu_count()} CPUs shared by server and load generator")
-        for name, start in targets:
-            proc, url = start()
-            try:
-                results[name] = {
-                    "fixed rate": drive({"url": url, "mode": "rate", "rate": args.rate, "duration": args.duration}),
-                    "max": drive({"url": url, "mode": "max", "concurrency": args.concurrency,
-                                  "duration": args.max_duration}),
-                }
-            finally:
-                stop(proc)
-            for mode, r in results[name].items():
-                print(fmt(name, mode, r), flush=True)
+              f"{args.max_duration:.0f} s; {args.repeat} round(s); omoi web processes: {args.web_processes}; "
+              f"{os.cpu_count()} CPUs shared by server and load generator", flush=True)
+        for round_no in range(1, args.repeat + 1):
+            for name, start in targets:
+                proc, url = start()
+                try:
+                    got = {
+                        "fixed rate": drive({"url": url, "mode": "rate", "rate": args.rate, "duration": args.duration}),
+                        "max": drive({"url": url, "mode": "max", "concurrency": args.concurrency,
+                                      "duration": args.max_duration}),
+                    }
+                finally:
+                    stop(proc)
+                for mode, r in got.items():
+                    runs.setdefault(name, {}).setdefault(mode, []).append(r)
+                    print(f"[{round_no}] " + fmt(name, mode, r), flush=True)
+        results = {name: {mode: _aggregate(rs) for mode, rs in modes.items()} for name, modes in runs.items()}
+        if args.repeat > 1:
+            print(f"median of {args.repeat} rounds (range):")
+            for name, modes in results.items():
+                for mode, r in modes.items():
+                    print(fmt(name, mode, r) + f"  [{r['per_second_min']:.0f}-{r['per_second_max']:.0f}/s, "
+                          f"p99 {r['p99_ms_min']:.1f}-{r['p99_ms_max']:.1f} ms]")
         probot = next((r for n, r in results.items() if n.startswith("probot")), None)
-        if probot:
-            for name, r in results.items():
-                if name.startswith("omoi"):
-                    fr, mx = r["fixed rate"], r["max"]
-                    print(f"{name} / probot: max throughput x{mx['per_second'] / probot['max']['per_second']:.2f}, "
-                          f"fixed-rate p50 x{fr['p50_ms'] / probot['fixed rate']['p50_ms']:.2f}, "
-                          f"p99 x{fr['p99_ms'] / probot['fixed rate']['p99_ms']:.2f}")
+        for name, r in results.items():
+            if not name.startswith("omoi"):
+                continue
+            fr, mx = r["fixed rate"], r["max"]
+            verdict = (f"p99 at {args.rate:.0f}/s {'<' if fr['p99_ms'] < 50 else '>='} 50 ms, "
+                       f"errors {fr['errors'] + mx['errors']}")
+            if probot:
+                ratio = mx["per_second"] / probot["max"]["per_second"]
+                print(f"{name} / probot: max throughput x{ratio:.2f} "
+                      f"({mx['per_second']:.0f}/s vs {probot['max']['per_second']:.0f}/s), "
+                      f"fixed-rate p50 x{fr['p50_ms'] / probot['fixed rate']['p50_ms']:.2f}, "
+                      f"p99 x{fr['p99_ms'] / probot['fixed rate']['p99_ms']:.2f}; {verdict}")
+            else:
+                print(f"{name}: {verdict}")
         if any(n.startswith("omoi postgresql") for n in results):
             import psycopg
             import redis
@@ -355,7 +389,7 @@ def main() -> int:
             with psycopg.connect(PG_URL, autocommit=True) as c:
                 c.execute("DROP DATABASE IF EXISTS omoi_bench_load WITH (FORCE)")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        Path(args.json).write_text(json.dumps({"median": results, "runs": runs}, indent=1))
     return 0
 
 

@@ -32,6 +32,8 @@ def make_celery(settings: Settings | None = None) -> Celery:
             "sweep-deliveries": {"task": "omoi.sweep_deliveries", "schedule": 60.0},
             "execution-health": {"task": "omoi.execution_health",
                                  "schedule": float(settings.health_interval_seconds)},
+            "guardian": {"task": "omoi.guardian", "schedule": float(settings.guardian_interval_seconds)},
+            "conductor": {"task": "omoi.conductor", "schedule": float(settings.conductor_interval_seconds)},
         },
     )
     return app

@@ -27,10 +27,35 @@ def run_task(spec_id: int, task_id: str, token: str) -> str:
 @celery_app.task(name="omoi.execution_health")
 def execution_health() -> int:
     """Re-queue tasks of dead workers and nudge every running spec (Celery beat; worker start)."""
+    from app import monitoring
+
     running = orchestrator.recover()
+    try:
+        monitoring.stalls()
+        monitoring.orphan_sandboxes()
+    except Exception:  # noqa: BLE001 - supervision must never stop recovery
+        pass
     for spec_id in running:
         schedule.delay(spec_id)
     return len(running)
+
+
+@celery_app.task(name="omoi.guardian")
+def guardian() -> int:
+    """LLM judgement of every running task's trajectory; interventions (Celery beat)."""
+    from app import monitoring
+
+    if not get_settings().guardian_enabled:
+        return 0
+    return len(monitoring.guardian())
+
+
+@celery_app.task(name="omoi.conductor")
+def conductor() -> int:
+    """Duplicate or conflicting work across a spec's running tasks (Celery beat)."""
+    from app import monitoring
+
+    return len(monitoring.conductor())
 
 
 @worker_ready.connect

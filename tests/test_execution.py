@@ -68,7 +68,7 @@ class Agent:
 
     def __init__(self, fake, writes: dict[str, tuple[str, str]]):
         self.writes = writes  # task id -> (path, content)
-        self.slow: dict[str, float] = {}  # task id -> seconds of `sleep` (Bash) before finishing, once
+        self.slow: dict[str, float] = {}  # task id -> seconds the first Bash call blocks before finishing, once
         self.seen: set[str] = set()
         fake.script = self
 
@@ -83,7 +83,9 @@ class Agent:
             return Reply.tool("Write", {"file_path": f"{wd.group(1)}/{path}", "content": content})
         if len(results) == 1 and tid in self.slow and tid not in self.seen:
             self.seen.add(tid)
-            return Reply.tool("Bash", {"command": f"sleep {self.slow[tid]}", "description": "think"})
+            # Not a bare `sleep`: Claude Code cuts those short, which made the session race the test.
+            return Reply.tool("Bash", {"command": f"timeout {self.slow[tid]} tail -f /dev/null || true",
+                                       "description": "think"})
         return Reply.text(f"{tid} is done.")
 
 
