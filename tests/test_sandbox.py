@@ -303,7 +303,8 @@ async def test_no_network_inside_bwrap(tmp_path, source_repo):
             assert "Connection refused" in res.stderr or "unreachable" in res.stderr.lower()
             assert listener.accepted == 0
             # The host filesystem is read-only inside, except the sandbox's own dirs; /tmp is private.
-            host_file = Path(__file__).resolve().parent / f".sandbox-write-probe-{os.getpid()}"
+            # (not under /tmp: that is the sandbox's private tmpfs, and a checkout may live there)
+            host_file = Path("/var/tmp") / f".sandbox-write-probe-{os.getpid()}"
             try:
                 res = await sb.exec(["sh", "-c", f"echo x > {host_file}"], timeout=10)
                 assert res.exit_code != 0 and "Read-only file system" in res.stderr
