@@ -37,6 +37,8 @@ from typing import Any, Callable, Mapping
 
 from aiohttp import web
 
+from ._server import ThreadedServer
+
 log = logging.getLogger("tests.fakes.anthropic")
 
 ERROR_TYPES = {
@@ -202,56 +204,21 @@ class FakeAnthropic:
         self._faults: list[_Fault] = []
         self._cache: set[str] = set()
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
+        self._server = ThreadedServer(self._sock, self._build_app, "FakeAnthropic")
 
     # -- lifecycle ----------------------------------------------------------------------------
 
+    def _build_app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        return app
+
     def start(self) -> "FakeAnthropic":
-        if self._thread is not None:
-            return self
-        ready = threading.Event()
-        error: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)
-            self._loop = loop
-            try:
-                app = web.Application(client_max_size=64 * 1024 * 1024)
-                app.router.add_route("*", "/{tail:.*}", self._dispatch)
-                self._runner = web.AppRunner(app, access_log=None)
-                loop.run_until_complete(self._runner.setup())
-                loop.run_until_complete(web.SockSite(self._runner, self._sock).start())
-            except BaseException as exc:  # surface startup errors in start()
-                error.append(exc)
-                ready.set()
-                return
-            ready.set()
-            try:
-                loop.run_forever()
-            finally:
-                loop.run_until_complete(self._runner.cleanup())
-                loop.close()
-
-        self._thread = threading.Thread(target=run, name="FakeAnthropic", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        if error:
-            raise error[0]
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        if self._thread is None or self._loop is None:
-            return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._thread = None
-        try:
-            self._sock.close()
-        except OSError:
-            pass
+        self._server.stop()
 
     def __enter__(self) -> "FakeAnthropic":
         return self.start()

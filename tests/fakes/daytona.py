@@ -33,7 +33,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -41,6 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+
+from ._server import ThreadedServer
 
 log = logging.getLogger("tests.fakes.daytona")
 
@@ -102,67 +103,33 @@ class FakeDaytona:
         self.repo_map: dict[str, str] = {}
         self.requests: list[RecordedRequest] = []
         self.unhandled: list[RecordedRequest] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
+        self._server = ThreadedServer(self._sock, self._build_app, "FakeDaytona")
 
     # -- lifecycle ----------------------------------------------------------------------------
 
+    def _build_app(self) -> web.Application:
+        app = web.Application(client_max_size=256 * 1024 * 1024, middlewares=[self._record])
+        r = app.router
+        r.add_post("/api/sandbox", self._create)
+        r.add_get("/api/sandbox", self._list)
+        r.add_get("/api/sandbox/{id}", self._get)
+        r.add_delete("/api/sandbox/{id}", self._delete)
+        r.add_get("/api/sandbox/{id}/toolbox-proxy-url", self._proxy_url)
+        r.add_post("/toolbox/{id}/process/execute", self._execute)
+        r.add_post("/toolbox/{id}/files/bulk-upload", self._bulk_upload)
+        r.add_post("/toolbox/{id}/files/bulk-download", self._bulk_download)
+        r.add_get("/toolbox/{id}/work-dir", self._work_dir)
+        r.add_get("/toolbox/{id}/user-home-dir", self._home_dir)
+        r.add_post("/toolbox/{id}/git/clone", self._git_clone)
+        r.add_route("*", "/{tail:.*}", self._unhandled)
+        return app
+
     def start(self) -> "FakeDaytona":
-        if self._thread is not None:
-            return self
-        ready = threading.Event()
-        error: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)
-            self._loop = loop
-            try:
-                app = web.Application(client_max_size=256 * 1024 * 1024, middlewares=[self._record])
-                r = app.router
-                r.add_post("/api/sandbox", self._create)
-                r.add_get("/api/sandbox", self._list)
-                r.add_get("/api/sandbox/{id}", self._get)
-                r.add_delete("/api/sandbox/{id}", self._delete)
-                r.add_get("/api/sandbox/{id}/toolbox-proxy-url", self._proxy_url)
-                r.add_post("/toolbox/{id}/process/execute", self._execute)
-                r.add_post("/toolbox/{id}/files/bulk-upload", self._bulk_upload)
-                r.add_post("/toolbox/{id}/files/bulk-download", self._bulk_download)
-                r.add_get("/toolbox/{id}/work-dir", self._work_dir)
-                r.add_get("/toolbox/{id}/user-home-dir", self._home_dir)
-                r.add_post("/toolbox/{id}/git/clone", self._git_clone)
-                r.add_route("*", "/{tail:.*}", self._unhandled)
-                self._runner = web.AppRunner(app, access_log=None)
-                loop.run_until_complete(self._runner.setup())
-                loop.run_until_complete(web.SockSite(self._runner, self._sock).start())
-            except BaseException as exc:  # surface startup errors in start()
-                error.append(exc)
-                ready.set()
-                return
-            ready.set()
-            try:
-                loop.run_forever()
-            finally:
-                loop.run_until_complete(self._runner.cleanup())
-                loop.close()
-
-        self._thread = threading.Thread(target=run, name="FakeDaytona", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        if error:
-            raise error[0]
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        if self._thread is not None and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-            self._thread = None
-        try:
-            self._sock.close()
-        except OSError:
-            pass
+        self._server.stop()
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
 

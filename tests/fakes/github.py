@@ -38,7 +38,6 @@ live further down; see the "git" and "pull request" helpers on FakeGitHub.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import copy
 import gzip
@@ -64,6 +63,7 @@ import jwt
 from aiohttp import web
 from multidict import CIMultiDict
 
+from ._server import ThreadedServer
 from .git_backend import ZERO_SHA, BareRepo, CommitInfo, FileChange, GitError, parse_receive_pack_commands, run_http_backend
 from .openapi import OpenAPIValidator, PathTemplate, compile_template
 from .webhooks import node_id, stable_id, user_json
@@ -2338,56 +2338,21 @@ class FakeGitHub:
         self._calls: list[Call] = []
         self._violations: list[str] = self.state.violations  # handlers append through the state
         self._faults: list[_Fault] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
+        self._server = ThreadedServer(self._sock, self._build_app, "FakeGitHub")
 
     # -- lifecycle ----------------------------------------------------------
 
+    def _build_app(self) -> web.Application:
+        app = web.Application(client_max_size=50 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        return app
+
     def start(self) -> "FakeGitHub":
-        if self._thread is not None:
-            return self
-        ready = threading.Event()
-        error: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)
-            self._loop = loop
-            try:
-                app = web.Application(client_max_size=50 * 1024 * 1024)
-                app.router.add_route("*", "/{tail:.*}", self._dispatch)
-                self._runner = web.AppRunner(app, access_log=None)
-                loop.run_until_complete(self._runner.setup())
-                loop.run_until_complete(web.SockSite(self._runner, self._sock).start())
-            except BaseException as exc:  # surface startup errors in start()
-                error.append(exc)
-                ready.set()
-                return
-            ready.set()
-            try:
-                loop.run_forever()
-            finally:
-                loop.run_until_complete(self._runner.cleanup())
-                loop.close()
-
-        self._thread = threading.Thread(target=run, name="FakeGitHub", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        if error:
-            raise error[0]
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        if self._thread is not None and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-            self._thread = None
-        try:
-            self._sock.close()
-        except OSError:
-            pass
-        shutil.rmtree(self.state.git_root, ignore_errors=True)
+        self._server.stop()
 
     def __enter__(self) -> "FakeGitHub":
         return self.start()
