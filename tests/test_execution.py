@@ -70,6 +70,8 @@ class Agent:
         self.writes = writes  # task id -> (path, content)
         self.slow: dict[str, float] = {}  # task id -> seconds the first Bash call blocks before finishing, once
         self.seen: set[str] = set()
+        # Claude Code cuts a bare `sleep` short; `timeout N tail -f /dev/null` really blocks N seconds.
+        self.slow_command = "timeout {seconds} tail -f /dev/null || true"
         fake.script = self
 
     def __call__(self, req):
@@ -83,8 +85,7 @@ class Agent:
             return Reply.tool("Write", {"file_path": f"{wd.group(1)}/{path}", "content": content})
         if len(results) == 1 and tid in self.slow and tid not in self.seen:
             self.seen.add(tid)
-            # Not a bare `sleep`: Claude Code cuts those short, which made the session race the test.
-            return Reply.tool("Bash", {"command": f"timeout {self.slow[tid]} tail -f /dev/null || true",
+            return Reply.tool("Bash", {"command": self.slow_command.format(seconds=self.slow[tid]),
                                        "description": "think"})
         return Reply.text(f"{tid} is done.")
 
@@ -269,7 +270,8 @@ def test_failing_verify_is_retried_reported_and_resumed(running, fake_github, fa
 def test_killed_worker_is_recovered_without_duplicate_commits(running, fake_github, fake_anthropic):
     procs, fake = running, fake_github
     agent = Agent(fake_anthropic, {"T1": ("hello.py", CODE["hello.py"])})
-    agent.slow["T1"] = 30  # the first session hangs in `sleep` until its worker is killed
+    agent.slow["T1"] = 30  # the first session is busy in `sleep` when its worker is killed
+    agent.slow_command = "sleep {seconds}"
     spec_id = approve_plan(procs, HAPPY[:1])
     comment(procs, "/omoi implement")
     wait_for(lambda: (tasks_in_db(procs).get("T1") and tasks_in_db(procs)["T1"].heartbeat_at is not None
