@@ -29,6 +29,16 @@ a temporary HOME, ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL from settings (the mode
 needs), CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 and the SDK's own protocol variables. No
 OMOI_* value, GitHub token or private key reaches the CLI.
 
+Supervision hooks (all optional, used by app/task_runner.py):
+- `on_message(transcript)` after every message (the guardian reads the trajectory);
+- `on_cost(dollars)` with the session's running cost, estimated from each assistant message's
+  usage, so a session that is stopped before its result message is still paid for;
+- `redirects()` returning a pending supervisor message (or None): it is delivered into the running
+  session through a PostToolUse hook (`additionalContext`), i.e. the model reads it with the next
+  tool result, without stopping the session;
+- `extra_tools`: in-process MCP tools (claude_agent_sdk `@tool`) offered as `mcp__omoi__<name>`,
+  e.g. app/discovery.py's `report_discovery`, available in every mode.
+
 Never raises for an agent failure: the result says ok=False and why.
 """
 from __future__ import annotations
@@ -247,20 +257,23 @@ async def run_agent(
     model: str | None = None,
     system_prompt: str | None = None,
     on_message: Any = None,
+    on_cost: Any = None,
+    redirects: Any = None,
+    extra_tools: list | None = None,
 ) -> AgentResult:
-    """`on_message(transcript)` (optional) is called with the transcript so far after every message,
-    so a supervisor can watch the trajectory while the session runs; it must be quick and not raise."""
+    """The callbacks (see the module docstring) must be quick and must not raise."""
     started = time.monotonic()
     transcript: list[dict] = []
     stderr_tail: deque[str] = deque(maxlen=_STDERR_LINES)
     state: dict[str, Any] = {"result": None, "last_text": ""}
+    meter = CostMeter()
 
     def fail(error: str) -> AgentResult:
         res = state["result"]
         return AgentResult(
             ok=False, text=(res.result if res is not None and res.result else state["last_text"]),
             num_turns=res.num_turns if res is not None else sum(1 for t in transcript if t.get("type") == "tool_use"),
-            cost_usd=float(res.total_cost_usd or 0) if res is not None else 0.0,
+            cost_usd=float(res.total_cost_usd or 0) if res is not None else meter.total,
             duration_s=time.monotonic() - started, error=redact(error)[:4000], transcript=transcript,
             session_id=res.session_id if res is not None else None, subtype=res.subtype if res is not None else None,
             permission_denials=list(getattr(res, "permission_denials", None) or []) if res is not None else [],
@@ -285,6 +298,16 @@ async def run_agent(
         if "Bash" in tools:
             allowed += bash_rules(allowed_commands)
         denied = list(ALWAYS_DENIED) + [t for t in ("Write", "Edit", "Bash") if t not in tools]
+        mcp_servers, hooks = {}, None
+        if extra_tools:
+            from claude_agent_sdk import create_sdk_mcp_server
+
+            mcp_servers["omoi"] = create_sdk_mcp_server("omoi", tools=list(extra_tools))
+            allowed += [f"mcp__omoi__{t.name}" for t in extra_tools]
+        if redirects is not None:
+            from claude_agent_sdk import HookMatcher
+
+            hooks = {"PostToolUse": [HookMatcher(hooks=[_redirect_hook(redirects)])]}
         sandboxed = "Bash" in tools and claude_sandbox_available()
         if "Bash" in tools and not sandboxed:
             log.warning("agent_bash_unsandboxed", mode=mode,
@@ -316,6 +339,8 @@ async def run_agent(
             sandbox=({"enabled": True, "autoAllowBashIfSandboxed": allowed_commands is None,
                       "allowUnsandboxedCommands": False} if sandboxed else None),
             stderr=lambda line: stderr_tail.append(line),
+            mcp_servers=mcp_servers,
+            hooks=hooks,
         )
 
         async def consume() -> None:
@@ -329,6 +354,11 @@ async def run_agent(
                         except Exception:  # noqa: BLE001 - observation must never break the session
                             log.exception("agent_on_message_failed")
                     if isinstance(message, AssistantMessage):
+                        if meter.add(message) and on_cost is not None:
+                            try:
+                                on_cost(meter.total)
+                            except Exception:  # noqa: BLE001
+                                log.exception("agent_on_cost_failed")
                         texts = [b.text for b in message.content if isinstance(b, TextBlock) and b.text]
                         if texts:
                             state["last_text"] = "\n".join(texts)
@@ -339,9 +369,22 @@ async def run_agent(
 
         log.info("agent_started", mode=mode, workdir=workdir, model=options.model, max_turns=max_turns,
                  max_budget_usd=max_budget_usd, timeout_s=timeout_s, sandboxed=sandboxed)
+        session = asyncio.ensure_future(consume())
         try:
-            await asyncio.wait_for(consume(), timeout_s)
-        except asyncio.TimeoutError:
+            # shield: a timeout or a cancel from outside (cancel, guardian, conductor) must reach us
+            # before the SDK, whose own close gives the CLI up to 10 s in which it could still act.
+            await asyncio.wait_for(asyncio.shield(session), timeout_s)
+        except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
+            killed = kill_processes_in(workdir)
+            session.cancel()
+            try:
+                await session
+            except BaseException:  # noqa: BLE001 - the session is being ended
+                pass
+            log.info("agent_session_ended", workdir=workdir, processes_killed=killed,
+                     reason="timeout" if isinstance(exc, asyncio.TimeoutError) else "cancelled")
+            if isinstance(exc, asyncio.CancelledError):
+                raise
             return _logged(fail(f"agent timed out after {timeout_s:g}s"), mode)
         except Exception as exc:  # noqa: BLE001 - any SDK/CLI failure is a failed run, not a crash
             detail = f"{type(exc).__name__}: {exc}"
@@ -372,6 +415,77 @@ async def run_agent(
                 log.debug("agent_stubs_removed", workdir=workdir, removed=removed)
         except Exception:  # noqa: BLE001 - hygiene only
             log.exception("agent_stub_cleanup_failed", workdir=workdir)
+
+
+def kill_processes_in(workdir: str) -> int:
+    """SIGKILL every process of ours whose working directory is `workdir` or below it (the CLI runs
+    with cwd=workdir; its commands start there). Linux /proc; returns how many were signalled."""
+    import signal
+
+    root = os.path.realpath(workdir).rstrip("/")
+    me, count = os.getpid(), 0
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return 0
+    for pid in pids:
+        if pid == me:
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+        if cwd == root or cwd.startswith(root + "/"):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                count += 1
+            except OSError:
+                pass
+    return count
+
+
+class CostMeter:
+    """The session's cost so far from the assistant messages' usage (one API response can arrive as
+    several messages sharing a message id and its usage: counted once)."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self._seen: set[str] = set()
+
+    def add(self, message: Any) -> bool:
+        usage, mid = getattr(message, "usage", None), getattr(message, "message_id", None)
+        if not usage or (mid and mid in self._seen):
+            return False
+        if mid:
+            self._seen.add(mid)
+        from app.llm import Usage, cost_usd
+
+        counted = Usage(**{k: int(usage.get(k) or 0) for k in (
+            "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")})
+        self.total += float(cost_usd(getattr(message, "model", "") or "", counted))
+        return True
+
+
+REDIRECT_PREFIX = "omoi-redirect:"
+
+
+def _redirect_hook(redirects: Any):
+    """A PostToolUse hook that hands the model a pending supervisor message with the tool result."""
+
+    async def hook(hook_input: Any, tool_use_id: Any, context: Any) -> dict:
+        try:
+            message = redirects()
+        except Exception:  # noqa: BLE001 - supervision must never break the session
+            log.exception("agent_redirect_failed")
+            return {}
+        if not message:
+            return {}
+        log.info("agent_redirected")
+        return {"hookSpecificOutput": {"hookEventName": "PostToolUse", "additionalContext": (
+            f"{REDIRECT_PREFIX} A message from omoi's supervisor, who watches this session against the task "
+            f"and its approved requirements: {message}")}}
+
+    return hook
 
 
 def _snapshot(workdir: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Command line: `python -m app serve | web | worker | beat | migrate | replay`."""
+"""Command line: `python -m app serve | web | worker | beat | migrate | replay | redeliver`."""
 from __future__ import annotations
 
 import argparse
@@ -225,6 +225,23 @@ def cmd_replay(args) -> int:
         return 1
 
 
+def cmd_redeliver(args) -> int:
+    """One sweep of GitHub's delivery log (app/redelivery.py): redeliver what never reached omoi."""
+    import json
+
+    from app.redelivery import sweep_github_deliveries
+
+    _setup()
+    settings = get_settings()
+    if not settings.has_app_credentials():
+        print("omoi: OMOI_GITHUB_APP_ID and OMOI_GITHUB_PRIVATE_KEY (or _PATH) must be set", file=sys.stderr)
+        return 2
+    _migrate()
+    report = sweep_github_deliveries(settings, dry_run=args.dry_run)
+    print(json.dumps(report.as_dict(), indent=2))
+    return 1 if report.error else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app", description="omoi GitHub App")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -244,5 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--delivery")
     r.add_argument("--url")
     r.set_defaults(func=cmd_replay)
+    rd = sub.add_parser("redeliver", help="ask GitHub to redeliver recent deliveries that never reached omoi")
+    rd.add_argument("--dry-run", action="store_true", help="only list what would be redelivered")
+    rd.set_defaults(func=cmd_redeliver)
     args = parser.parse_args(argv)
     return args.func(args)

@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     github_retry_max_wait_seconds: float = 60
     delivery_stale_seconds: int = 120
     issue_lock_seconds: int = 600
+    # Recovery sweep of GitHub's own delivery log (app/redelivery.py, Celery beat): deliveries GitHub
+    # could not hand over (connection refused, timeout, 5xx) and omoi never stored are redelivered.
+    github_redelivery_interval_seconds: float = 300  # 0: no sweep
+    github_redelivery_lookback_minutes: float = 60
+    github_redelivery_max_attempts: int = 3     # redelivery requests per delivery, then omoi gives up
+    github_redelivery_max_pages: int = 10       # pages of 100 deliveries read per sweep, newest first
 
     log_level: str = "INFO"
     log_json: bool = True
@@ -101,6 +107,7 @@ class Settings(BaseSettings):
     sandbox_provider: Literal["local", "daytona"] = "local"
     sandbox_network: bool = False
     sandbox_timeout_seconds: float = 3600
+    sandbox_dir: str = ""  # where local sandboxes are created (empty: the system temp dir)
     daytona_api_url: str = ""  # empty: the daytona SDK's default (Daytona cloud)
     daytona_api_key: SecretStr | None = None
 
@@ -129,6 +136,7 @@ class Settings(BaseSettings):
     guardian_enabled: bool = True
     guardian_interval_seconds: float = 60  # LLM judgement of each running task's trajectory
     guardian_min_tool_calls: int = 4       # judge a trajectory only once it has this many tool calls
+    guardian_redirect: bool = True         # first drifting/stuck verdict: a message into the running session
     conductor_interval_seconds: float = 300  # duplicate work across a spec's running tasks
 
     @field_validator("github_api_url", "github_web_url", "public_url", "webhook_proxy_url")

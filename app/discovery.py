@@ -1,8 +1,9 @@
 """New work found by agents during a task.
 
-The task prompt asks the agent to write `.omoi-discoveries.json` (a list of findings, schema
-`Finding`); app/task_runner.py downloads it from the sandbox and deletes it before the diff is
-taken. `record` (inside the transaction that records the attempt, so a run cannot be declared
+An agent reports a finding (schema `Finding`) through the `report_discovery` tool (an in-process
+MCP tool, `report_tool`, offered in every mode, so read-only exploration tasks can report too), or
+by writing `.omoi-discoveries.json` (a list of findings) in its work dir, which
+app/task_runner.py downloads and deletes before the diff is taken. `record` (inside the transaction that records the attempt, so a run cannot be declared
 finished between the two) stores every finding and decides:
 
 - a duplicate of an existing task or an earlier discovery (normalised title similarity at least
@@ -65,6 +66,32 @@ def parse(raw: bytes | str | None) -> list[Finding]:
                    if isinstance(p, str) and p.strip() and ".." not in p.split("/") and not p.startswith("/")]
         out.append(f)
     return out[:MAX_FINDINGS]
+
+
+def report_tool(sink: list[Finding]):
+    """The `report_discovery` tool for one agent session; valid findings are appended to `sink`."""
+    from claude_agent_sdk import tool
+
+    schema = Finding.model_json_schema()
+
+    @tool("report_discovery", "Report work you found that is needed but outside your task (a bug elsewhere, a "
+          "missing requirement, a refactor, something to investigate). omoi deduplicates it and either adds a "
+          "task to the plan or proposes a spec revision to the people who approved it. Do not do that work "
+          "yourself.", schema)
+    async def report_discovery(args: dict) -> dict:
+        try:
+            finding = parse(json.dumps([args]))
+            if not finding:
+                Finding.model_validate(args)  # raises with the reason
+            if len(sink) >= MAX_FINDINGS:
+                return {"content": [{"type": "text", "text": f"Not recorded: at most {MAX_FINDINGS} findings per "
+                                     "task."}], "is_error": True}
+        except ValidationError as exc:
+            return {"content": [{"type": "text", "text": f"Not recorded, invalid finding: {exc}"}], "is_error": True}
+        sink.extend(finding)
+        return {"content": [{"type": "text", "text": "Recorded. omoi will plan it; continue with your own task."}]}
+
+    return report_discovery
 
 
 def normalise(title: str) -> str:

@@ -17,6 +17,11 @@ GITHUB_REQUESTS = Counter(
 )
 LLM_TOKENS = Counter("omoi_llm_tokens_total", "Model tokens", ["model", "kind"])
 LLM_COST = Counter("omoi_llm_cost_usd_total", "Model cost in dollars", ["model"])
+GITHUB_REDELIVERIES = Counter(
+    "omoi_github_redeliveries_total",
+    "Failed GitHub deliveries the redelivery sweep acted on (app/redelivery.py), by outcome",
+    ["outcome"],  # requested (GitHub said 202) | refused (4xx: too old, unknown) | error (sweep failed)
+)
 
 # --- computed from the database at scrape time (cluster-wide: right whichever process serves them) ---
 ACTIVE_STATES = ("acknowledged", "planning", "running")  # omoi is working, nobody is waiting on people

@@ -7,9 +7,12 @@
 - `guardian` (every `guardian_interval_seconds`): each running task's recent trajectory (the agent's
   messages, flushed to `spec_tasks.trajectory` by the heartbeat) is judged by the model through
   `structured_output` against its task and the approved criteria: on_track, drifting, stuck or
-  looping. Anything but on_track is an intervention: the attempt is stopped (its lease is taken
-  away, so the worker cancels the session and pushes nothing) and retried with the guardian's
-  guidance in the next prompt, or, on the last attempt, stopped and reported (the run fails).
+  looping. Anything but on_track is an intervention. The first drifting/stuck verdict of an
+  attempt redirects it: the guidance is sent into the running session (app/task_runner.py hands it
+  to the agent's PostToolUse hook) and the session goes on. A looping verdict, or another bad
+  verdict after a redirect, stops the attempt (its lease is taken away, so the worker cancels the
+  session and pushes nothing) and retries it with the guidance in the next prompt, or, on the last
+  attempt, stops and reports it (the run fails).
 - `conductor` (every `conductor_interval_seconds`): two running tasks of one spec doing the same
   work (similar intent, or writing the same files) -> the later one is paused: back to pending,
   depending on the other, so it starts again once the first finished.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import tempfile
 import time
@@ -61,24 +65,46 @@ def stalls(settings: Settings | None = None) -> list[int]:
             elif idle < settings.stall_minutes * 60 and spec.stall_reported_at is not None:
                 spec.stall_reported_at = None
                 changed.append(spec.id)
+                log.info("run_progress_resumed", spec_id=spec.id)
+        # A run that ended while stalled must not show the old notice when it is retried or resumed.
+        for spec in s.scalars(select(Spec).where(Spec.run_state != "running", Spec.stall_reported_at.is_not(None))):
+            spec.stall_reported_at = None
+            changed.append(spec.id)
     return changed
 
 
 def orphan_sandboxes(settings: Settings | None = None, base_dir: str | Path | None = None) -> list[str]:
-    """Delete local sandbox directories no attempt can still own (older than an attempt can last)."""
+    """Delete local sandbox directories no attempt can still own (older than an attempt can last).
+
+    An attempt with several verify commands can outlive that bound, so the sandboxes of tasks that
+    are running now (app/task_runner.py labels them `spec-<spec>/<task>` and `verify-<spec>/<task>`)
+    are never removed, however old."""
     settings = settings or get_settings()
     if settings.sandbox_provider != "local":
         return []
+    from app.sandbox.base import label_slug
+
     base = Path(base_dir or getattr(settings, "sandbox_dir", None) or tempfile.gettempdir())
     max_age = settings.agent_timeout_seconds + settings.verify_timeout_seconds + 300
-    removed = []
+    old = []
     for path in base.glob("omoi-sb-*"):
         try:
             if path.is_dir() and time.time() - path.stat().st_mtime > max_age:
-                shutil.rmtree(path, ignore_errors=True)
-                removed.append(str(path))
+                old.append(path)
         except OSError:
             continue
+    if not old:
+        return []
+    with session_scope(settings.database_url) as s:
+        live = s.execute(select(SpecTask.spec_id, SpecTask.task_id).where(SpecTask.status == "running")).all()
+    prefixes = tuple(f"omoi-sb-{label_slug(f'{kind}-{spec_id}/{task_id}')}-"
+                     for spec_id, task_id in live for kind in ("spec", "verify"))
+    removed = []
+    for path in old:
+        if prefixes and path.name.startswith(prefixes):
+            continue  # its task is running: the attempt is still using it
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(str(path))
     if removed:
         log.warning("orphan_sandboxes_removed", count=len(removed))
     return removed
@@ -166,7 +192,10 @@ def guardian(settings: Settings | None = None) -> list[dict]:
             tool_calls = sum(1 for e in traj if e.get("type") == "tool_use")
             if tool_calls < settings.guardian_min_tool_calls or _judged.get((t.id, t.attempts)) == len(traj):
                 continue
-            todo.append({"row": t.id, "spec_id": t.spec_id, "id": t.task_id, "title": t.title,
+            redirected = s.scalar(select(Intervention.id).where(
+                Intervention.spec_id == t.spec_id, Intervention.task_id == t.task_id,
+                Intervention.attempt == t.attempts, Intervention.action == "redirect").limit(1)) is not None
+            todo.append({"row": t.id, "spec_id": t.spec_id, "id": t.task_id, "title": t.title, "redirected": redirected,
                          "description": t.description, "attempt": t.attempts, "owner": t.lease_owner,
                          "criteria": _criteria(s, t.spec_id, list(t.covers or [])),
                          "trajectory": _render_trajectory(traj), "repeats": repeats(traj), "length": len(traj)})
@@ -192,7 +221,16 @@ def guardian(settings: Settings | None = None) -> list[dict]:
 
 
 def intervene(settings: Settings, task: dict, verdict: GuardianVerdict) -> str | None:
-    """Stop the attempt (take its lease) and retry with guidance, or stop and report on the last one."""
+    """Redirect the running session once (drifting/stuck), else stop the attempt (take its lease) and
+    retry with guidance, or stop and report on the last one."""
+    if verdict.verdict in ("drifting", "stuck") and not task.get("redirected") and settings.guardian_redirect:
+        message = verdict.guidance or f"You seem to be {verdict.verdict}: {verdict.reason}. Get back to your task."
+        with session_scope(settings.database_url) as s:
+            s.add(Intervention(spec_id=task["spec_id"], task_id=task["id"], attempt=task["attempt"],
+                               source="guardian", verdict=verdict.verdict, action="redirect",
+                               reason=verdict.reason[:600], guidance=message))
+        log.warning("guardian_redirected", spec_id=task["spec_id"], task=task["id"], verdict=verdict.verdict)
+        return "redirect"
     retry = task["attempt"] < settings.task_max_attempts
     guidance = verdict.guidance or f"The previous attempt was judged {verdict.verdict}: {verdict.reason}"
     reason = f"stopped by the guardian ({verdict.verdict}): {verdict.reason}"
@@ -220,17 +258,29 @@ def intervene(settings: Settings, task: dict, verdict: GuardianVerdict) -> str |
 # --- conductor ------------------------------------------------------------------------------
 
 
+_PATH_FIELD = re.compile(r'"(?:file_path|notebook_path)":\s*"((?:[^"\\]|\\.)*)"')
+_LOCAL_WORKDIR = re.compile(r"^.*/omoi-sb-[^/]+/work/")  # app/sandbox/local.py: <base>/omoi-sb-<label>-XXXX/work
+
+
 def _written(trajectory: list[dict]) -> set[str]:
+    """The files a trajectory's Write/Edit calls wrote, relative to the sandbox's work dir.
+
+    A tool call's input is kept as JSON clipped to a few KB (app/agent.py), so a Write of a larger
+    file is not valid JSON any more: its path (the first field) is read from the text instead."""
     paths = set()
     for e in trajectory:
-        if e.get("type") == "tool_use" and e.get("name") in ("Write", "Edit"):
-            try:
-                data = json.loads(e.get("input") or "{}")
-            except (TypeError, ValueError):
-                continue
-            if isinstance(data, dict) and data.get("file_path"):
-                paths.add(Path(str(data["file_path"])).name + "|" + str(data["file_path"]).split("/work/", 1)[-1])
-    return {p.split("|", 1)[1] for p in paths}
+        if e.get("type") != "tool_use" or e.get("name") not in ("Write", "Edit", "MultiEdit", "NotebookEdit"):
+            continue
+        m = _PATH_FIELD.search(str(e.get("input") or ""))
+        if not m:
+            continue
+        try:
+            path = json.loads(f'"{m.group(1)}"')
+        except ValueError:
+            continue
+        # Local sandboxes differ per attempt (the work dir's parent is unique); Daytona's are all alike.
+        paths.add(_LOCAL_WORKDIR.sub("", path))
+    return paths
 
 
 def conductor(settings: Settings | None = None) -> list[dict]:

@@ -82,15 +82,22 @@ def _approved_tasks(s, spec_id: int) -> Tasks | None:
 
 
 def prepare_run(settings: Settings, spec_id: int) -> str:
-    """Create the task rows and mark the run running (first start only). Returns what happened:
-    started | running | succeeded | failed | cancelled | not-approved."""
+    """Create the task rows and mark the run running (first start), or merge a newer approved tasks
+    revision into a run that already started (`merge_revision`). Returns what happened:
+    started | merged | running | succeeded | paused_budget | failed | cancelled | not-approved."""
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, spec_id)
         if spec is None or spec.state != "approved":
             return "not-approved"
-        if spec.run_state is not None:
-            return spec.run_state
         doc = _approved_tasks(s, spec_id)
+        if spec.run_state is not None:
+            added = merge_revision(s, settings, spec, doc) if doc is not None else []
+            if not added:
+                return spec.run_state
+            if spec.run_state == "succeeded":  # new work re-opens a finished run (same branch and PR)
+                spec.run_state, spec.run_finished_at = "running", None
+            log.info("run_revision_merged", spec_id=spec_id, added=added, state=spec.run_state)
+            return "merged"
         if doc is None:
             return "not-approved"
         for t in doc.tasks:
@@ -101,6 +108,37 @@ def prepare_run(settings: Settings, spec_id: int) -> str:
         spec.run_started_at, spec.run_finished_at = utc_now(), None
     log.info("run_started", spec_id=spec_id)
     return "started"
+
+
+def merge_revision(s, settings: Settings, spec: Spec, doc: Tasks) -> list[str]:
+    """Add the tasks of an approved revision that the started run does not have yet (e.g. after an
+    approved discovery proposal). A revision task is the same as an existing row when their titles
+    are similar; the others get fresh ids after the highest (a revision's own ids restart at T1 and
+    would collide with tasks added by discoveries), and their dependencies are mapped to the run's
+    ids. Existing rows are never changed or removed: finished work stays, running work goes on.
+    Idempotent: merging the same revision twice adds nothing."""
+    from app.discovery import similar
+
+    rows = s.scalars(select(SpecTask).where(SpecTask.spec_id == spec.id)).all()
+    ids: dict[str, str] = {}
+    taken: set[str] = set()
+    for t in doc.tasks:
+        same = next((r for r in rows if r.task_id not in taken and
+                     (r.title == t.title or similar(r.title, t.title, settings.discovery_similarity))), None)
+        if same is not None:
+            ids[t.id] = same.task_id
+            taken.add(same.task_id)
+    number = max((task_number(r.task_id) for r in rows), default=0)
+    new = [t for t in doc.tasks if t.id not in ids]
+    for t in new:
+        number += 1
+        ids[t.id] = f"T{number}"
+    for t in new:
+        s.add(SpecTask(spec_id=spec.id, task_id=ids[t.id], title=t.title, description=t.description,
+                       covers=list(t.covers), depends_on=[ids[d] for d in t.depends_on if d in ids],
+                       files=[f.path for f in t.files], verify=list(t.verify), origin="revision"))
+    s.flush()
+    return [ids[t.id] for t in new]
 
 
 def request_retry(settings: Settings, spec_id: int, task_id: str | None = None) -> tuple[str, list[str]]:
@@ -385,6 +423,19 @@ def finish_attempt(settings: Settings, lease: Lease, result: Attempt) -> str:
         tries = f" after {attempts} attempt{'s' if attempts != 1 else ''}" if result.retryable else ""
         fail_run(settings, lease.spec_id, f"task {task_id} failed{tries}: {result.reason}")
     return outcome
+
+
+def record_lost_attempt(settings: Settings, lease: Lease, result: Attempt) -> None:
+    """An attempt stopped from outside (cancel, guardian, conductor): whoever took the lease decided
+    the task's status, but the session's cost and time were spent and count against the budgets."""
+    if not result.cost_usd and not result.duration_s:
+        return
+    with session_scope(settings.database_url) as s:
+        s.execute(_update(SpecTask).where(SpecTask.id == lease.row_id).values(
+            cost_usd=func.coalesce(SpecTask.cost_usd, 0) + Decimal(str(round(result.cost_usd, 6))),
+            duration_s=func.coalesce(SpecTask.duration_s, 0.0) + result.duration_s))
+    log.info("task_attempt_lost", spec_id=lease.spec_id, task=lease.task_id, attempt=lease.attempt,
+             cost_usd=round(result.cost_usd, 6))
 
 
 # --- recovery -----------------------------------------------------------------------------

@@ -107,7 +107,8 @@ def _supervision_view(s, settings: Settings, spec: Spec) -> dict:
     from app.db.models import Intervention
 
     interventions = [{"task": i.task_id, "attempt": i.attempt, "source": i.source, "verdict": i.verdict,
-                      "action": i.action, "reason": i.reason, "guidance": i.guidance}
+                      "action": i.action, "reason": i.reason, "guidance": i.guidance,
+                      "delivered": i.delivered_at is not None}
                      for i in s.scalars(select(Intervention).where(Intervention.spec_id == spec.id)
                                         .order_by(Intervention.id))]
     stalled = None

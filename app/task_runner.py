@@ -49,6 +49,42 @@ class Heartbeat(threading.Thread):
         self._stop = threading.Event()
         self.transcript: list[dict] = []  # the running agent's messages (app/agent.py on_message)
         self._flushed = 0
+        self.spent_usd = 0.0  # the running session's cost so far (app/agent.py on_cost)
+        # Supervisor messages for the running session (interventions with action "redirect"):
+        # fetched here, handed to the agent's hook by `next_redirect`, marked delivered here.
+        self._redirects: list[tuple[int, str]] = []
+        self._handed: list[int] = []
+        self._known: set[int] = set()
+        self._lock = threading.Lock()
+
+    def poll_redirects(self) -> None:
+        from app.db.models import Intervention
+        from app.timeutil import utc_now
+
+        with self._lock:
+            handed, self._handed = self._handed, []
+        with session_scope(self.settings.database_url) as s:
+            if handed:
+                s.execute(orchestrator._update(Intervention).where(Intervention.id.in_(handed))
+                          .values(delivered_at=utc_now()))
+            rows = s.execute(select(Intervention.id, Intervention.guidance).where(
+                Intervention.spec_id == self.lease.spec_id, Intervention.task_id == self.lease.task_id,
+                Intervention.attempt == self.lease.attempt, Intervention.action == "redirect",
+                Intervention.delivered_at.is_(None))).all()
+        with self._lock:
+            for rid, text in rows:
+                if rid not in self._known:
+                    self._known.add(rid)
+                    self._redirects.append((rid, text or ""))
+
+    def next_redirect(self) -> str | None:
+        """Called from the agent's PostToolUse hook: the oldest undelivered supervisor message."""
+        with self._lock:
+            if not self._redirects:
+                return None
+            rid, text = self._redirects.pop(0)
+            self._handed.append(rid)
+        return text
 
     def flush_trajectory(self) -> None:
         """Copy the agent's recent messages to the task row (the guardian reads them from there)."""
@@ -67,6 +103,7 @@ class Heartbeat(threading.Thread):
         while not self._stop.wait(self.settings.task_heartbeat_seconds):
             try:
                 self.flush_trajectory()
+                self.poll_redirects()
                 if not orchestrator.heartbeat(self.settings, self.lease):
                     self.lost.set()
                     return
@@ -75,6 +112,10 @@ class Heartbeat(threading.Thread):
 
     def stop(self) -> None:
         self._stop.set()
+        try:
+            self.poll_redirects()  # record the last delivered message
+        except Exception:  # noqa: BLE001
+            pass
 
     def confirm(self) -> bool:
         """Renew the lease now: False (and `lost` set) if the run was cancelled or taken over."""
@@ -101,7 +142,12 @@ def run_task(spec_id: int, task_id: str, token: str) -> str:
     finally:
         beat.stop()
     result.duration_s = time.monotonic() - started
-    outcome = "lost" if result.lost else orchestrator.finish_attempt(settings, lease, result)
+    result.cost_usd = result.cost_usd or beat.spent_usd  # a session stopped before its result still cost money
+    if result.lost:
+        orchestrator.record_lost_attempt(settings, lease, result)
+        outcome = "lost"
+    else:
+        outcome = orchestrator.finish_attempt(settings, lease, result)
     advance(settings, spec_id)
     return outcome
 
@@ -234,16 +280,19 @@ async def _attempt(settings: Settings, lease: orchestrator.Lease, beat: Heartbea
             return await _verify_pushed(settings, provider, repo, token, ctx, existing, [], 0.0, key)
         try:
             prompt = render("execution/task_prompt.md.j2", workdir=sandbox.workdir, **ctx)
+            reported: list[discovery.Finding] = []
             result = await _watch(agent_runner(
                 mode="explore" if explore else "implement", prompt=prompt, workdir=sandbox.workdir,
                 settings=settings, max_turns=settings.agent_max_turns, max_budget_usd=cfg.budgets.task_usd,
                 timeout_s=min(settings.agent_timeout_seconds, cfg.budgets.task_minutes * 60),
-                on_message=_observer(beat),
+                on_message=_observer(beat), on_cost=_cost_observer(beat), redirects=beat.next_redirect,
+                extra_tools=[discovery.report_tool(reported)],
             ), beat.lost)
             if result is None:
-                return orchestrator.Attempt(ok=False, lost=True, reason="the lease was lost")
+                return orchestrator.Attempt(ok=False, lost=True, reason="the lease was lost",
+                                            cost_usd=beat.spent_usd)
             cost = result.cost_usd
-            found = [] if explore else await _read_discoveries(sandbox)
+            found = (reported + ([] if explore else await _read_discoveries(sandbox)))[:discovery.MAX_FINDINGS]
             if not result.ok:
                 why = result.error
                 if result.subtype == "error_max_budget_usd":
@@ -252,7 +301,7 @@ async def _attempt(settings: Settings, lease: orchestrator.Lease, beat: Heartbea
                                             discoveries=found, retryable=result.subtype != "error_max_budget_usd")
             if explore:
                 report = (result.text or "").strip() or "(the exploration reported nothing)"
-                return orchestrator.Attempt(ok=True, cost_usd=cost, notes=report, evidence=[{
+                return orchestrator.Attempt(ok=True, cost_usd=cost, notes=report, discoveries=found, evidence=[{
                     "command": "exploration report", "exit_code": 0, "timed_out": False,
                     "tail": report[-EVIDENCE_TAIL:], "seconds": round(result.duration_s, 2), "rerun": False}])
             patch = await sandbox.diff()
@@ -266,7 +315,7 @@ async def _attempt(settings: Settings, lease: orchestrator.Lease, beat: Heartbea
                                             cost_usd=cost)
             evidence, failure = await _watch(_verify(sandbox, ctx["verify"], settings), beat.lost) or ([], "lost")
             if beat.lost.is_set():
-                return orchestrator.Attempt(ok=False, lost=True, reason="the lease was lost")
+                return orchestrator.Attempt(ok=False, lost=True, reason="the lease was lost", cost_usd=cost)
             if failure:
                 return orchestrator.Attempt(ok=False, reason=failure, evidence=evidence, cost_usd=cost)
             base = sandbox.base_sha
@@ -278,7 +327,7 @@ async def _attempt(settings: Settings, lease: orchestrator.Lease, beat: Heartbea
             async with _branch_lock(f"push:{ctx['full_name']}:{ctx['branch']}"):
                 # Ask the database, not the last heartbeat: a cancel may have landed a moment ago.
                 if not await asyncio.to_thread(beat.confirm):
-                    return orchestrator.Attempt(ok=False, lost=True, reason="the lease was lost")
+                    return orchestrator.Attempt(ok=False, lost=True, reason="the lease was lost", cost_usd=cost)
                 pushed = await asyncio.to_thread(commit_and_push, clone, base_sha=base, patch=patch,
                                                  message=message, task_key=key)
         except ApplyFailed as exc:
@@ -298,6 +347,12 @@ def _observer(beat: Heartbeat):
     def seen(transcript: list[dict]) -> None:
         beat.transcript = transcript  # flushed to the task row by the heartbeat thread
     return seen
+
+
+def _cost_observer(beat: Heartbeat):
+    def spent(dollars: float) -> None:
+        beat.spent_usd = dollars
+    return spent
 
 
 async def _read_discoveries(sandbox) -> list:

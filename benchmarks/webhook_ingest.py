@@ -11,66 +11,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
-import hmac
-import json
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-import uuid
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _webhooks import REDIS_URL, backends, signed, start_omoi_web, stop  # noqa: E402
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parents[1]
 SECRET = "bench-secret"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def payload(i: int) -> bytes:
-    return json.dumps({
-        "action": "labeled",
-        "issue": {"number": i, "title": f"Issue {i}", "body": "x" * 2000, "user": {"login": "alice"}},
-        "label": {"name": "omoi"},
-        "repository": {"id": 1, "full_name": "octo/hello", "default_branch": "main"},
-        "sender": {"login": "alice", "id": 1, "type": "User"},
-        "installation": {"id": 1},
-    }).encode()
-
-
-def start_web(env: dict, workdir: Path, web_processes: int = 1) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "web"], cwd=workdir,
-        env={**os.environ, **env, "OMOI_PORT": str(port), "OMOI_WEBHOOK_SECRET": SECRET,
-             "OMOI_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT), "OMOI_WEB_PROCESSES": str(web_processes),
-             # a queue of this run only: a worker of someone else sharing the Redis never sees it
-             "OMOI_QUEUE_NAME": f"omoi-bench-{uuid.uuid4().hex[:8]}"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=1):
-                return proc, url
-        except Exception:  # noqa: BLE001
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("web process did not start")
-
-
 async def drive(url: str, count: int, concurrency: int) -> dict:
-    bodies = [payload(i) for i in range(count)]
+    bodies = [signed(i, SECRET) for i in range(count)]
     latencies: list[float] = []
     errors = 0
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -81,12 +37,7 @@ async def drive(url: str, count: int, concurrency: int) -> dict:
         nonlocal errors
         while not queue.empty():
             i = queue.get_nowait()
-            body = bodies[i]
-            headers = {
-                "Content-Type": "application/json", "X-GitHub-Event": "issues",
-                "X-GitHub-Delivery": str(uuid.uuid4()),
-                "X-Hub-Signature-256": "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest(),
-            }
+            body, headers = bodies[i]
             t0 = time.perf_counter()
             try:
                 async with session.post(url + "/webhooks/github", data=body, headers=headers) as resp:
@@ -112,26 +63,6 @@ async def drive(url: str, count: int, concurrency: int) -> dict:
     }
 
 
-def backends(tmp: Path) -> list[tuple[str, dict]]:
-    out = [("sqlite + embedded broker", {
-        "OMOI_DATABASE_URL": f"sqlite:///{tmp}/bench.db", "OMOI_BROKER_URL": "", "OMOI_DATA_DIR": str(tmp / "data")})]
-    try:
-        import psycopg
-        import redis
-
-        psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", connect_timeout=2).close()
-        redis.Redis(socket_connect_timeout=2).ping()
-        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as c:
-            c.execute("DROP DATABASE IF EXISTS omoi_bench WITH (FORCE)")
-            c.execute("CREATE DATABASE omoi_bench")
-        out.append(("postgresql + redis", {
-            "OMOI_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/omoi_bench",
-            "OMOI_BROKER_URL": "redis://127.0.0.1:6379/14", "OMOI_DATA_DIR": str(tmp / "data2")}))
-    except Exception as exc:  # noqa: BLE001
-        print(f"(postgresql + redis skipped: {exc.__class__.__name__})")
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=2000)
@@ -140,22 +71,21 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        configured = backends(tmp)
+        configured = backends(tmp, "omoi_bench")
         for name, env in configured:
-            proc, url = start_web(env, tmp, args.web_processes)
+            proc, url = start_omoi_web(env, tmp, SECRET, args.web_processes)
             try:
                 asyncio.run(drive(url, 50, 4))  # warm-up
                 r = asyncio.run(drive(url, args.count, args.concurrency))
             finally:
-                proc.terminate()  # with several web processes, the first ends the others
-                proc.wait(timeout=30)
+                stop(proc)
             print(f"{name:26s} {r['per_second']:7.0f} deliveries/s  p50 {r['p50_ms']:6.1f} ms  "
                   f"p99 {r['p99_ms']:6.1f} ms  errors {r['errors']}  ({r['deliveries']} deliveries, "
                   f"concurrency {args.concurrency})")
         if len(configured) > 1:
             import redis
 
-            redis.Redis(db=14).flushdb()
+            redis.Redis.from_url(REDIS_URL).flushdb()
 
 
 if __name__ == "__main__":

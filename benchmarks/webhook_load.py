@@ -31,27 +31,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
-import hmac
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _webhooks import (  # noqa: E402
+    PG_URL, REDIS_URL, ROOT, backends, free_port, signed, start_omoi_web, stop, wait_http,
+)
+
 SECRET = "bench-load-secret"
 PROBOT_VERSION = "13.4.7"  # 14.x needs Node >= 22; these machines have Node 20
-PG_URL = os.environ.get("OMOI_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("OMOI_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 PROBOT_APP = r"""
 const http = require("node:http");
@@ -78,70 +74,8 @@ server.listen(Number(process.env.BENCH_PORT), "127.0.0.1", () => console.log("re
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def payload(i: int) -> bytes:
-    return json.dumps({
-        "action": "labeled",
-        "issue": {"number": i, "title": f"Issue {i}", "body": "x" * 2000, "user": {"login": "alice"}},
-        "label": {"name": "omoi"},
-        "repository": {"id": 1, "full_name": "octo/hello", "default_branch": "main"},
-        "sender": {"login": "alice", "id": 1, "type": "User"},
-        "installation": {"id": 1},
-    }, separators=(",", ":")).encode()
-
-
-def signed(i: int) -> tuple[bytes, dict[str, str]]:
-    body = payload(i)
-    return body, {
-        "Content-Type": "application/json", "X-GitHub-Event": "issues", "X-GitHub-Delivery": str(uuid.uuid4()),
-        "X-Hub-Signature-256": "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest(),
-        "User-Agent": "GitHub-Hookshot/bench",
-    }
-
-
-def wait_http(url: str, proc: subprocess.Popen, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{what} exited with {proc.returncode} before answering")
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except Exception:  # noqa: BLE001
-            time.sleep(0.1)
-    raise SystemExit(f"{what} did not answer {url}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-
-
-# --------------------------------------------------------------------------------------------
-# targets
-
-
 def start_omoi(env: dict, workdir: Path, web_processes: int = 1) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "web"], cwd=workdir, start_new_session=True,
-        env={**os.environ, **env, "OMOI_PORT": str(port), "OMOI_WEBHOOK_SECRET": SECRET, "OMOI_LOG_LEVEL": "WARNING",
-             "OMOI_WEB_PROCESSES": str(web_processes),
-             "OMOI_QUEUE_NAME": f"omoi-bench-{uuid.uuid4().hex[:8]}", "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.DEVNULL, stderr=open(workdir / f"web-{port}.log", "wb"),
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/healthz", proc, "omoi web")
+    proc, url = start_omoi_web(env, workdir, SECRET, web_processes)
     return proc, url + "/webhooks/github"
 
 
@@ -198,7 +132,7 @@ def _summary(latencies: list[float], errors: int, sent: int, elapsed: float, sta
 
 
 async def _send(session, url: str, i: int, latencies, statuses, since: float | None = None) -> bool:
-    body, headers = signed(i)
+    body, headers = signed(i, SECRET)
     t0 = time.perf_counter() if since is None else since
     try:
         async with session.post(url, data=body, headers=headers) as resp:
@@ -278,24 +212,7 @@ def drive(spec: dict) -> dict:
 
 
 def omoi_backends(tmp: Path, with_postgres: bool) -> list[tuple[str, dict]]:
-    out = [("omoi sqlite+embedded", {"OMOI_DATABASE_URL": f"sqlite:///{tmp}/bench.db", "OMOI_BROKER_URL": "",
-                                     "OMOI_DATA_DIR": str(tmp / "data")})]
-    if not with_postgres:
-        return out
-    try:
-        import psycopg
-        import redis
-
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-        with psycopg.connect(PG_URL, autocommit=True, connect_timeout=2) as c:
-            c.execute("DROP DATABASE IF EXISTS omoi_bench_load WITH (FORCE)")
-            c.execute("CREATE DATABASE omoi_bench_load")
-        out.append(("omoi postgresql+redis", {
-            "OMOI_DATABASE_URL": PG_URL.rsplit("/", 1)[0] + "/omoi_bench_load", "OMOI_BROKER_URL": REDIS_URL,
-            "OMOI_DATA_DIR": str(tmp / "data2")}))
-    except Exception as exc:  # noqa: BLE001
-        print(f"(postgresql + redis skipped: {exc.__class__.__name__}: {exc})")
-    return out
+    return [(f"omoi {name}", env) for name, env in backends(tmp, "omoi_bench_load", with_postgres)]
 
 
 def _aggregate(rs: list[dict]) -> dict:

@@ -36,6 +36,10 @@ def make_celery(settings: Settings | None = None) -> Celery:
             "conductor": {"task": "omoi.conductor", "schedule": float(settings.conductor_interval_seconds)},
         },
     )
+    if settings.github_redelivery_interval_seconds > 0:
+        # Deliveries GitHub could not hand over (omoi down, 503): app/redelivery.py.
+        app.conf.beat_schedule["sweep-github-deliveries"] = {
+            "task": "omoi.sweep_github_deliveries", "schedule": float(settings.github_redelivery_interval_seconds)}
     return app
 
 

@@ -20,6 +20,15 @@ def sweep_deliveries() -> int:
     return processing.sweep_deliveries(enqueue=lambda pk: process_delivery.delay(pk))
 
 
+@celery_app.task(name="omoi.sweep_github_deliveries")
+def sweep_github_deliveries() -> dict:
+    """Ask GitHub to redeliver failed deliveries omoi never stored (app/redelivery.py; never raises)."""
+    from app.config import get_settings
+    from app.redelivery import sweep_github_deliveries as sweep
+
+    return sweep(get_settings()).as_dict()
+
+
 @worker_ready.connect
 def _resume_on_start(**_kwargs) -> None:
     # A worker that starts after a crash picks up deliveries stored but never finished.

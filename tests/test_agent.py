@@ -116,6 +116,38 @@ async def test_timeout_returns_clear_error(fake_anthropic, settings, sandbox):
     assert processes_in(sandbox.workdir) == [], "the CLI outlived the timeout"
 
 
+async def test_stopped_session_still_reports_what_it_spent(fake_anthropic, settings, sandbox):
+    """No result message (timed out mid-command): the cost comes from the messages' usage."""
+    fake_anthropic.on_tool("Bash", {"command": "timeout 30 tail -f /dev/null", "description": "wait"})
+    seen: list[float] = []
+    result = await run_agent(mode="implement", prompt="Wait.", workdir=sandbox.workdir, settings=settings,
+                             max_turns=3, max_budget_usd=None, timeout_s=6, on_cost=seen.append)
+    assert not result.ok and result.error == "agent timed out after 6s"
+    assert result.cost_usd > 0 and seen and seen[-1] == result.cost_usd
+    assert len(seen) == 1  # one API response, counted once
+
+
+async def test_cancelled_session_is_ended_at_once(fake_anthropic, settings, sandbox):
+    """A supervisor stop cancels the session: its CLI and command end now, not after the SDK's
+    close-grace of up to 10 s during which the session could still act."""
+    import asyncio
+
+    fake_anthropic.on_tool("Bash", {"command": "timeout 60 tail -f /dev/null", "description": "wait"})
+    running = asyncio.ensure_future(run_agent(mode="implement", prompt="Wait.", workdir=sandbox.workdir,
+                                              settings=settings, max_turns=3, max_budget_usd=None, timeout_s=90))
+    for _ in range(300):
+        if fake_anthropic.message_requests() and processes_in(sandbox.workdir):
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1)  # the command is running
+    started = time.monotonic()
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert time.monotonic() - started < 4
+    assert processes_in(sandbox.workdir) == []
+
+
 async def test_validate_cannot_write(fake_anthropic, settings, sandbox):
     target = Path(sandbox.workdir) / "planted.py"
 

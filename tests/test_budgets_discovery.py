@@ -35,6 +35,7 @@ from tests.test_execution import (
 HELLO = task("hello", ["R1.1"], "hello.py", ["python3 -c 'import hello; assert hello.greet() == \"Hello\"'"])
 BYE = task("bye", ["R1.2"], "bye.py", ["python3 -c 'import bye; assert bye.bye() == \"Bye\"'"], depends_on=["hello"])
 GUIDANCE = "Stop listing the directory; write hello.py now."
+REDIRECT = "Leave the docs alone: your task is hello.py."
 
 
 class Script:
@@ -43,14 +44,23 @@ class Script:
     def __init__(self, fake):
         self.writes: dict[str, tuple[str, str]] = {}
         self.findings: dict[str, list[dict]] = {}  # task id -> written to .omoi-discoveries.json
+        self.reported: dict[str, list[dict]] = {}  # task id -> sent through the report_discovery tool
         self.loop_until_guided: set[str] = set()
+        self.drift_until_redirected: set[str] = set()
+        self.verdicts = ["looping"]  # the guardian's answers in turn; the last one repeats
         self.prompts: dict[str, list[str]] = {}
+        self.redirected: dict[str, str] = {}  # task id -> the redirect text the session received
         fake.script = self
+
+    def verdict(self) -> dict:
+        verdict = self.verdicts.pop(0) if len(self.verdicts) > 1 else self.verdicts[0]
+        return {"verdict": verdict, "reason": {"looping": "it runs `ls` again and again",
+                                               "drifting": "it explores docs instead of writing hello.py"}.get(
+                    verdict, "fine"), "guidance": REDIRECT if verdict == "drifting" else GUIDANCE}
 
     def __call__(self, req):
         if forced_tool(req) == "emit_guardian_verdict":
-            return Reply.tool("emit_guardian_verdict", {"verdict": "looping", "reason": "it runs `ls` again and again",
-                                                        "guidance": GUIDANCE})
+            return Reply.tool("emit_guardian_verdict", self.verdict())
         text = request_text(req)
         m, wd = re.search(r"omoi-task: (T\d+)", text), re.search(r"Working directory: (\S+)", text)
         if not m or not wd or forced_tool(req):
@@ -60,16 +70,33 @@ class Script:
             self.prompts.setdefault(tid, []).append(text)
         if tid in self.loop_until_guided and "omoi-guidance:" not in text:
             return Reply.tool("Bash", {"command": "sleep 1; ls", "description": "look around"})
-        path, content = self.writes[tid]
-        if done == 0:
-            return Reply.tool("Write", {"file_path": f"{wd.group(1)}/{path}", "content": content})
-        if done == 1 and tid in self.findings:
-            return Reply.tool("Write", {"file_path": f"{wd.group(1)}/.omoi-discoveries.json",
-                                        "content": json.dumps(self.findings[tid])})
-        return Reply.text(f"{tid} is done.")
+        if tid in self.drift_until_redirected:
+            got = re.search(r"omoi-redirect:[^\n]*", text)
+            if not got:
+                return Reply.tool("Bash", {"command": "sleep 1; ls", "description": "read the docs"})
+            self.redirected.setdefault(tid, got.group(0))
+            done = len(tool_results(req)) - _first_after_redirect(req)  # steps taken since it arrived
+        steps = []
+        if tid in self.writes:
+            path, content = self.writes[tid]
+            steps.append(Reply.tool("Write", {"file_path": f"{wd.group(1)}/{path}", "content": content}))
+        if tid in self.findings:
+            steps.append(Reply.tool("Write", {"file_path": f"{wd.group(1)}/.omoi-discoveries.json",
+                                              "content": json.dumps(self.findings[tid])}))
+        steps += [Reply.tool("mcp__omoi__report_discovery", f) for f in self.reported.get(tid, [])]
+        return steps[done] if done < len(steps) else Reply.text(f"{tid} is done.")
 
 
-def start(fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes, files=None):
+def _first_after_redirect(req) -> int:
+    """How many tool results came before (and with) the one that carried the redirect."""
+    for i, message in enumerate(m for m in req["messages"] if m["role"] == "user"):
+        if "omoi-redirect:" in json.dumps(message):
+            return i  # user message 0 is the prompt; message i holds tool result i
+    return 0
+
+
+def start(fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes, files=None,
+          extra_env: dict | None = None):
     fake_github.add_installation(INSTALLATION, "octo")
     fake_github.add_repo(REPO, installation_id=INSTALLATION, files={**FILES, **(files or {})})
     fake_github.set_permission(REPO, "alice", "maintain")
@@ -82,7 +109,7 @@ def start(fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes, fi
             "OMOI_HEALTH_INTERVAL_SECONDS": "1", "OMOI_TASK_RETRY_BACKOFF_SECONDS": "0.2",
             "OMOI_TASK_MAX_ATTEMPTS": "2", "OMOI_VERIFY_TIMEOUT_SECONDS": "30", "OMOI_AGENT_TIMEOUT_SECONDS": "90",
             "OMOI_GUARDIAN_INTERVAL_SECONDS": "1", "OMOI_GUARDIAN_MIN_TOOL_CALLS": "3",
-            "OMOI_CONDUCTOR_INTERVAL_SECONDS": "2"}
+            "OMOI_CONDUCTOR_INTERVAL_SECONDS": "2", **(extra_env or {})}
     procs = omoi_processes(env)
     procs.start("web", "web")
     procs.wait_healthy()
@@ -94,8 +121,8 @@ def start(fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes, fi
 
 @pytest.fixture
 def world(fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes):
-    def go(files=None):
-        return start(fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes, files)
+    def go(files=None, extra_env: dict | None = None):
+        return start(fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes, files, extra_env)
     return go
 
 
@@ -141,7 +168,7 @@ def test_discoveries_add_a_task_and_propose_a_revision(world, fake_github, fake_
          "evidence": "README mentions French users", "suggested_phase": "requirements"},
         {"kind": "refactor", "title": "Write hello.py", "description": "same as the task itself"},
     ]
-    fake_anthropic.on_tool("emit_tasks_draft", {"tasks": [HELLO, task("fr", ["R1.1"], "fr.py", [])]})
+    fake_anthropic.on_tool("emit_tasks_draft", {"tasks": [HELLO, task("fr", ["R1.2", "R1.3"], "fr.py", [])]})
     spec_id = approve_plan(procs, [HELLO])
     comment(procs, "/omoi implement")
     wait_run(procs, "succeeded", timeout=120)
@@ -176,7 +203,87 @@ def test_discoveries_add_a_task_and_propose_a_revision(world, fake_github, fake_
         with session_scope(procs.database_url) as s:
             return s.scalars(select(SpecStage).where(SpecStage.stage == "tasks", SpecStage.revision == 2)).first()
     r2 = wait_for(revision, timeout=60, message="tasks r2")
-    assert "Greetings in French" in (r2.feedback or "") and r2.status in ("waiting", "blocked")
+    assert "Greetings in French" in (r2.feedback or "") and r2.status == "waiting"
+
+    # Approving r2 merges its new task into the run that already finished: same branch, same PR.
+    script.writes["T3"] = ("fr.py", "def bonjour():\n    return 'Bonjour'\n")
+    c = comment(procs, "/omoi approve")
+    wait_for(lambda: reply_to(fake, c), message="approve r2 reply")
+    wait_for(lambda: "T3" in tasks_in_db(procs), timeout=60, message="T3 merged into the run")
+    wait_run(procs, "succeeded", timeout=120)
+    db = tasks_in_db(procs)
+    assert set(db) == {"T1", "T2", "T3"}  # hello matched T1; T2 (discovered) kept; fr is new, numbered after it
+    assert db["T3"].origin == "revision" and db["T3"].title == "Write fr.py" and db["T3"].depends_on == []
+    assert db["T3"].status == "done" and db["T1"].attempts == 1  # finished work was not redone
+    assert set(task_commits(fake)) == {f"{spec_id}/T1", f"{spec_id}/T2", f"{spec_id}/T3"}
+    assert fake.file_at(REPO, BRANCH, "fr.py").startswith("def bonjour")
+    assert len(fake.pull_requests(REPO)) == 1
+    assert implement_check(fake)["conclusion"] == "success"
+    assert fake.violations == []
+
+
+def test_exploration_reports_through_the_tool_and_its_finding_is_fixed(world, fake_github, fake_anthropic):
+    """T1 reports something uncertain -> an exploration task (read-only) -> it reports a bug through
+    the report_discovery tool -> a task that fixes it, after the exploration."""
+    fake = fake_github
+    procs = world()
+    script = Script(fake_anthropic)
+    script.writes = {"T1": ("hello.py", CODE["hello.py"]), "T3": ("bye.py", CODE["bye.py"])}
+    script.reported["T1"] = [{"kind": "investigation", "title": "Why does main.py crash on start",
+                              "description": "main.py imports something that may not exist.",
+                              "evidence": "main.py: from bye import bye"}]
+    script.reported["T2"] = [{"kind": "bug", "title": "bye module is missing", "description": "Create bye.py.",
+                              "evidence": "no bye.py in the repository", "suggested_phase": "tasks",
+                              "files": ["bye.py"]},
+                             {"kind": "bug", "title": ""}]  # invalid: refused by the tool, nothing recorded
+    spec_id = approve_plan(procs, [HELLO])
+    comment(procs, "/omoi implement")
+    wait_run(procs, "succeeded", timeout=150)
+
+    db = tasks_in_db(procs)
+    assert (db["T2"].kind, db["T2"].origin, db["T2"].depends_on) == ("explore", "discovery", ["T1"])
+    assert db["T2"].title == "Investigate: Why does main.py crash on start"
+    assert (db["T3"].kind, db["T3"].title, db["T3"].depends_on) == ("implement", "Fix: bye module is missing", ["T2"])
+    assert db["T3"].started_at >= db["T2"].finished_at and all(t.status == "done" for t in db.values())
+    # the exploration changed nothing and made no commit; T1 and T3 did
+    assert set(task_commits(fake)) == {f"{spec_id}/T1", f"{spec_id}/T3"}
+    assert "report_discovery" in script.prompts["T2"][0]
+    explore_requests = [r for r in fake_anthropic.message_requests() if "omoi-task: T2" in request_text(r)]
+    offered = {t["name"] for t in explore_requests[0]["tools"]}
+    assert "mcp__omoi__report_discovery" in offered and not offered & {"Write", "Edit", "Bash"}
+    refused = [r for req in explore_requests for r in tool_results(req) if r.get("is_error")]
+    assert len(refused) == 1 and "too short" in json.dumps(refused[0])  # the tool's schema refused it
+    with session_scope(procs.database_url) as s:
+        found = [(d.task_id, d.kind, d.status, d.new_task_id) for d in s.scalars(select(Discovery).order_by(Discovery.id))]
+    assert found == [("T1", "investigation", "added", "T2"), ("T2", "bug", "added", "T3")]
+    text = tracking(fake)
+    assert "added as T2" in text and "added as T3" in text
+    assert fake.violations == []
+
+
+def test_guardian_redirects_a_drifting_agent_inside_its_session(world, fake_github, fake_anthropic):
+    fake = fake_github
+    procs = world()
+    script = Script(fake_anthropic)
+    script.writes = {"T1": ("hello.py", CODE["hello.py"])}
+    script.drift_until_redirected.add("T1")
+    script.verdicts = ["drifting", "on_track"]
+    spec_id = approve_plan(procs, [HELLO])
+    comment(procs, "/omoi implement")
+    wait_run(procs, "succeeded", timeout=120)
+
+    t1 = tasks_in_db(procs)["T1"]
+    assert t1.status == "done" and t1.attempts == 1  # the same session went on: nothing was restarted
+    assert len(script.prompts["T1"]) == 1 and REDIRECT in script.redirected["T1"]
+    with session_scope(procs.database_url) as s:
+        rows = [(i.source, i.task_id, i.attempt, i.verdict, i.action, i.guidance, i.delivered_at is not None)
+                for i in s.scalars(select(Intervention))]
+    assert rows == [("guardian", "T1", 1, "drifting", "redirect", REDIRECT, True)]
+    summary = implement_check(fake)["output"]["summary"]
+    assert "#### Supervision" in summary and "drifting" in summary
+    assert "redirected inside its running session (delivered)" in summary
+    assert set(task_commits(fake)) == {f"{spec_id}/T1"}
+    assert fake.file_at(REPO, BRANCH, "hello.py") == CODE["hello.py"]
     assert fake.violations == []
 
 

@@ -312,6 +312,8 @@ def test_cancel_button_stops_the_run(running, fake_github, fake_anthropic):
     press_button(procs, implement_check(fake), "cancel")
     wait_run(procs, "cancelled", timeout=30)
     assert tasks_in_db(procs)["T1"].status == "cancelled"
+    # the stopped session never sent its result message, but what it spent counts against the budgets
+    wait_for(lambda: tasks_in_db(procs)["T1"].cost_usd > 0, timeout=20, message="the cancelled session's cost")
     assert implement_check(fake)["conclusion"] == "cancelled"
     assert "cancelled" in tracking(fake) and "`/omoi retry`" in tracking(fake)
     assert task_commits(fake) == {}

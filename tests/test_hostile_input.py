@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import string
 import time
 import unicodedata
 import uuid
@@ -35,6 +34,7 @@ from app.web import create_app
 from tests.conftest import APP_ID, WEBHOOK_SECRET, base_env, free_port, wait_for
 from tests.fakes.anthropic import request_text
 from tests.fakes.webhooks import issue_comment_created_payload, issues_labeled_payload, post_delivery, sign
+from tests.plans import FLAG_DESIGN, FLAG_FILES, FLAG_REQUIREMENTS
 
 # No example database: runs are reproducible from the seed hypothesis prints, and leave no files.
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
@@ -353,22 +353,9 @@ def test_sanitize_output_never_hides_anything(text):
 REPO = "octo/hostile"
 INSTALLATION = 77
 ANTHROPIC_KEY = "sk-ant-api03-" + uuid.uuid4().hex + uuid.uuid4().hex
-FILES = {"README.md": "# hostile\nRun `pytest`.\n", "app.py": "def main():\n    pass\n"}
-REQUIREMENTS = {
-    "summary": "A flag.",
-    "stories": [{"title": "Flag", "as_a": "user", "i_want": "a flag", "so_that": "I choose", "priority": "must",
-                 "criteria": [{"pattern": "event", "text": "WHEN the user passes --flag, THE SYSTEM SHALL print on",
-                               "verification": "pytest tests/test_flag.py"}]}],
-    "open_questions": [], "out_of_scope": [],
-}
-DESIGN = {
-    "overview": "Parse the flag in main.",
-    "components": [{"name": "cli", "responsibility": "parse", "files": ["app.py"], "satisfies": ["R1"]}],
-    "decisions": [{"title": "Where", "choice": "app.py", "alternatives": ["a module"], "rationale": "small"}],
-    "file_plan": [{"path": "app.py", "action": "modify", "purpose": "flag"},
-                  {"path": "tests/test_flag.py", "action": "create", "purpose": "test"}],
-    "risks": [], "testing_strategy": "pytest",
-}
+FILES = {"README.md": "# hostile\nRun `pytest`.\n", **FLAG_FILES}
+REQUIREMENTS = FLAG_REQUIREMENTS
+DESIGN = FLAG_DESIGN
 
 
 @pytest.fixture(scope="module")

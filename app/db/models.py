@@ -279,3 +279,31 @@ class Intervention(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     guidance: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _ts()
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # a redirect reached the session
+
+
+class WebhookRedelivery(Base):
+    """A redelivery omoi asked GitHub for (app/redelivery.py), one row per request.
+
+    The row is committed before the request is sent, and both unique keys make it a claim: two
+    sweeps (or two beat processes) that pick the same failed attempt, or the same attempt number
+    for a delivery, insert only one row, so only one of them asks GitHub.
+    """
+
+    __tablename__ = "webhook_redeliveries"
+    __table_args__ = (UniqueConstraint("guid", "attempt", name="uq_redelivery_attempt"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    guid: Mapped[str] = mapped_column(String(64), index=True)  # X-GitHub-Delivery, our delivery_id
+    attempt: Mapped[int] = mapped_column(Integer)              # 1, 2, ... up to the configured maximum
+    # GitHub's id of the failed attempt redelivered (one guid has one id per attempt).
+    github_delivery_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    event: Mapped[str] = mapped_column(String(64), default="")
+    action: Mapped[str | None] = mapped_column(String(64))
+    installation_id: Mapped[int | None] = mapped_column(BigInteger)
+    failed_status_code: Mapped[int] = mapped_column(Integer, default=0)  # 0: GitHub got no HTTP answer
+    failed_status: Mapped[str] = mapped_column(String(255), default="")
+    # claimed (row written, request not yet answered) -> requested (GitHub said 202) | refused (4xx)
+    status: Mapped[str] = mapped_column(String(16), default="claimed")
+    error: Mapped[str | None] = mapped_column(Text)
+    requested_at: Mapped[datetime] = _ts()

@@ -34,6 +34,9 @@ the contents/trees/commits/refs endpoints read them with git plumbing, and
 with GitHub's auth rules (``x-access-token:<installation token>``). Pull
 requests, review threads and the GraphQL subset the review-thread work needs
 live further down; see the "git" and "pull request" helpers on FakeGitHub.
+``fake.send_webhook(url, secret, event, payload)`` plays GitHub delivering a
+webhook and keeps the App's delivery log (``GET /app/hook/deliveries``,
+redelivery through ``POST /app/hook/deliveries/{id}/attempts``).
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+import urllib.error
+import urllib.request
 from urllib.parse import quote, urlencode
 
 import jwt
@@ -66,7 +71,7 @@ from multidict import CIMultiDict
 from ._server import ThreadedServer
 from .git_backend import ZERO_SHA, BareRepo, CommitInfo, FileChange, GitError, parse_receive_pack_commands, run_http_backend
 from .openapi import OpenAPIValidator, PathTemplate, compile_template
-from .webhooks import node_id, stable_id, user_json
+from .webhooks import headers_for, node_id, stable_id, user_json
 
 DOCS = "https://docs.github.com/rest"
 RATE_LIMIT = 5000
@@ -256,6 +261,9 @@ class GitHubState:
         # App-manifest flow: codes handed out by the /settings/apps/new page, Apps created from them.
         self.manifest_codes: dict[str, dict[str, Any]] = {}
         self.manifest_apps: list[dict[str, Any]] = []
+        # The App's webhook delivery log (send_webhook, redeliveries) and the redelivery threads.
+        self.hook_deliveries: list[HookDelivery] = []
+        self.hook_threads: list[threading.Thread] = []
 
     def next_id(self) -> int:
         return next(self._ids)
@@ -578,6 +586,177 @@ def create_installation_token(ctx: RequestContext) -> Reply:
         "permissions": dict(inst.permissions),
         "repository_selection": "all",
     })
+
+
+# --------------------------------------------------------------------------
+# Handlers: the App's webhook delivery log (Advanced -> Recent deliveries)
+# --------------------------------------------------------------------------
+
+HOOK_TIMEOUT_SECONDS = 10  # GitHub gives a delivery 10 s, then records it as timed out
+_HOOK_DOCS = f"{DOCS}/apps/webhooks"
+
+
+@dataclass
+class HookDelivery:
+    """One delivery attempt as GitHub records it, plus what the fake needs to redeliver it."""
+
+    id: int
+    guid: str
+    delivered_at: float
+    redelivery: bool
+    duration: float
+    status: str  # "OK", "Invalid HTTP Response: 503", "failed to connect to host", "timed out"
+    status_code: int  # the HTTP status; 0 when no HTTP answer came back
+    event: str
+    action: str | None
+    installation_id: int | None
+    repository_id: int | None
+    url: str
+    secret: str
+    body: bytes
+    request_headers: dict[str, str]
+    response_headers: dict[str, str]
+    response_body: str | None
+
+    def item_json(self) -> dict[str, Any]:
+        """``hook-delivery-item``: what the list endpoint shows."""
+        return {
+            "id": self.id,
+            "guid": self.guid,
+            "delivered_at": now_iso(self.delivered_at),
+            "redelivery": self.redelivery,
+            "duration": self.duration,
+            "status": self.status,
+            "status_code": self.status_code,
+            "event": self.event,
+            "action": self.action,
+            "installation_id": self.installation_id,
+            "repository_id": self.repository_id,
+            "throttled_at": None,
+        }
+
+    def full_json(self) -> dict[str, Any]:
+        """``hook-delivery``: one delivery with its request and response."""
+        try:
+            payload = json.loads(self.body)
+        except ValueError:
+            payload = None
+        return {
+            **self.item_json(),
+            "url": self.url,
+            "request": {"headers": dict(self.request_headers),
+                        "payload": payload if isinstance(payload, dict) else None},
+            "response": {"headers": dict(self.response_headers), "payload": self.response_body},
+        }
+
+
+def post_webhook(url: str, event: str, body: bytes, secret: str, guid: str, app_id: int,
+                 timeout: float = HOOK_TIMEOUT_SECONDS) -> dict[str, Any]:
+    """POST one signed delivery like GitHub's hookshot; never raises. Call without the state lock."""
+    headers = headers_for(event, body, secret, guid, target_id=app_id)
+    out: dict[str, Any] = {"request_headers": headers, "response_headers": {}, "response_body": None,
+                           "delivered_at": time.time()}
+    started = time.monotonic()
+    try:
+        req = urllib.request.Request(url, data=body, method="POST", headers=headers)
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            code, resp_headers, text = resp.status, dict(resp.headers), resp.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        code, resp_headers, text = exc.code, dict(exc.headers or {}), exc.read().decode("utf-8", "replace")
+    except (urllib.error.URLError, OSError) as exc:  # no HTTP answer at all: GitHub records status_code 0
+        timed_out = isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError)
+        out.update(status="timed out" if timed_out else "failed to connect to host", status_code=0,
+                   duration=round(time.monotonic() - started, 3))
+        return out
+    out.update(status="OK" if 200 <= code < 300 else f"Invalid HTTP Response: {code}", status_code=code,
+               response_headers=resp_headers, response_body=text)
+    out["duration"] = round(time.monotonic() - started, 3)
+    return out
+
+
+def record_hook_delivery(st: "GitHubState", *, guid: str, event: str, body: bytes, url: str, secret: str,
+                         redelivery: bool, result: dict[str, Any]) -> HookDelivery:
+    """Append one attempt to the delivery log (caller holds the state lock)."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = {}
+    payload = payload if isinstance(payload, dict) else {}
+    inst, repo = payload.get("installation"), payload.get("repository")
+    action = payload.get("action")
+    d = HookDelivery(
+        id=st.next_id(), guid=guid, delivered_at=result["delivered_at"], redelivery=redelivery,
+        duration=result["duration"], status=result["status"], status_code=result["status_code"],
+        event=event, action=action if isinstance(action, str) else None,
+        installation_id=inst.get("id") if isinstance(inst, dict) and isinstance(inst.get("id"), int) else None,
+        repository_id=repo.get("id") if isinstance(repo, dict) and isinstance(repo.get("id"), int) else None,
+        url=url, secret=secret, body=body, request_headers=result["request_headers"],
+        response_headers=result["response_headers"], response_body=result["response_body"],
+    )
+    st.hook_deliveries.append(d)
+    return d
+
+
+def _hook_delivery(ctx: RequestContext) -> HookDelivery:
+    wanted = ctx.int_param("delivery_id")
+    for d in ctx.state.hook_deliveries:
+        if d.id == wanted:
+            return d
+    raise ApiError(404, "Not Found", docs=f"{_HOOK_DOCS}#get-a-delivery-for-an-app-webhook")
+
+
+@route("GET", "/app/hook/deliveries", auth=AUTH_JWT)
+def list_hook_deliveries(ctx: RequestContext) -> Reply:
+    """Newest first, cursor-paginated: ``Link: <...?cursor=v1_<id>>; rel="next"`` (the cursor names
+    the first delivery of the next page, like GitHub's ``v1_12077215967``)."""
+    try:
+        per_page = max(1, min(100, int(ctx.query.get("per_page", 30))))
+    except (TypeError, ValueError):
+        raise ApiError(400, "Bad Request", docs=f"{_HOOK_DOCS}#list-deliveries-for-an-app-webhook") from None
+    items = sorted(ctx.state.hook_deliveries, key=lambda d: d.id, reverse=True)
+    status_filter = ctx.query.get("status")
+    if status_filter == "success":
+        items = [d for d in items if 200 <= d.status_code <= 399]
+    elif status_filter == "failure":  # GitHub's classification: 400-599 only (not 0, "failed to connect")
+        items = [d for d in items if 400 <= d.status_code <= 599]
+    cursor = ctx.query.get("cursor")
+    if cursor is not None:
+        m = re.fullmatch(r"v1_(\d+)", str(cursor))
+        if m is None:
+            raise ApiError(400, "Bad Request", docs=f"{_HOOK_DOCS}#list-deliveries-for-an-app-webhook")
+        items = [d for d in items if d.id <= int(m.group(1))]
+    page, rest = items[:per_page], items[per_page:]
+    headers = {}
+    if rest:
+        q = {k: v for k, v in ctx.query.items() if k not in ("cursor", "per_page")}
+        q.update(per_page=per_page, cursor=f"v1_{rest[0].id}")
+        headers["Link"] = f'<{ctx.state.base_url}/app/hook/deliveries?{urlencode(q, doseq=True)}>; rel="next"'
+    return Reply(200, [d.item_json() for d in page], headers)
+
+
+@route("GET", "/app/hook/deliveries/{delivery_id}", auth=AUTH_JWT)
+def get_hook_delivery(ctx: RequestContext) -> Reply:
+    return Reply(200, _hook_delivery(ctx).full_json())
+
+
+@route("POST", "/app/hook/deliveries/{delivery_id}/attempts", auth=AUTH_JWT)
+def redeliver_hook_delivery(ctx: RequestContext) -> Reply:
+    """202 at once; the same payload and guid go to the original URL from a background thread and are
+    recorded as a new delivery with ``redelivery: true`` (handlers must not block on the network)."""
+    st = ctx.state
+    original = _hook_delivery(ctx)
+
+    def send() -> None:
+        result = post_webhook(original.url, original.event, original.body, original.secret, original.guid,
+                              st.app_id)
+        with st.lock:
+            record_hook_delivery(st, guid=original.guid, event=original.event, body=original.body,
+                                 url=original.url, secret=original.secret, redelivery=True, result=result)
+
+    thread = threading.Thread(target=send, name=f"redeliver-{original.id}", daemon=True)
+    st.hook_threads.append(thread)
+    thread.start()
+    return Reply(202, {})
 
 
 # --------------------------------------------------------------------------
@@ -2835,6 +3014,49 @@ class FakeGitHub:
         """Apps created through POST /app-manifests/{code}/conversions (response JSON + manifest, org)."""
         with self.state.lock:
             return copy.deepcopy(self.state.manifest_apps)
+
+    # -- webhook deliveries (test thread) ------------------------------------------
+
+    def send_webhook(self, url: str, secret: str, event: str, payload: dict[str, Any] | bytes, *,
+                     guid: str | None = None, timeout: float = HOOK_TIMEOUT_SECONDS) -> str:
+        """Deliver one event the way GitHub does: POST the signed payload to ``url`` (synchronously, so
+        the attempt is logged when this returns) and record it in the App's delivery log, with
+        ``status_code`` 0 and ``status`` "failed to connect to host" when nothing answered. Returns
+        the guid (the ``X-GitHub-Delivery`` header). ``POST /app/hook/deliveries/{id}/attempts``
+        later sends the same bytes, guid and secret to the same ``url``."""
+        body = payload if isinstance(payload, bytes) else json.dumps(payload, separators=(",", ":")).encode()
+        guid = guid or str(uuid.uuid4())
+        result = post_webhook(url, event, body, secret, guid, self.state.app_id, timeout=timeout)
+        with self.state.lock:
+            record_hook_delivery(self.state, guid=guid, event=event, body=body, url=url, secret=secret,
+                                 redelivery=False, result=result)
+        return guid
+
+    def hook_deliveries(self, guid: str | None = None) -> list[dict[str, Any]]:
+        """The delivery log, oldest first, as ``hook-delivery-item`` JSON (only ``guid``'s attempts if given)."""
+        with self.state.lock:
+            return [d.item_json() for d in self.state.hook_deliveries if guid is None or d.guid == guid]
+
+    def redelivery_requests(self, guid: str | None = None) -> list[int]:
+        """Delivery ids named in ``POST /app/hook/deliveries/{id}/attempts`` calls answered 202, in order
+        (only those of ``guid``'s attempts if given)."""
+        with self.state.lock:
+            guid_of = {d.id: d.guid for d in self.state.hook_deliveries}
+        ids = [int(c.path.split("/")[4]) for c in self.calls_matching("POST", r"^/app/hook/deliveries/\d+/attempts$")
+               if c.status == 202]
+        return [i for i in ids if guid is None or guid_of.get(i) == guid]
+
+    def wait_for_redeliveries(self, timeout: float = 30) -> None:
+        """Block until every redelivery GitHub accepted so far has been attempted and logged."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.state.lock:
+                pending = [t for t in self.state.hook_threads if t.is_alive()]
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(pending)} redeliveries still running after {timeout}s")
+            pending[0].join(max(0.0, deadline - time.monotonic()))
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         if request.path == "/favicon.ico":  # browsers on the web pages ask; github.com has one

@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -34,17 +33,12 @@ from tests.conftest import (
 )
 from tests.fakes.anthropic import is_repair, request_text
 from tests.fakes.webhooks import issues_labeled_payload, post_delivery
+from tests.plans import FLAG_FILES, FLAG_REQUIREMENTS
 
 REPO = "octo/faults"
 INSTALLATION = 81
-FILES = {"README.md": "# faults\nRun `pytest`.\n", "app.py": "def main():\n    pass\n"}
-REQUIREMENTS = {
-    "summary": "A flag.",
-    "stories": [{"title": "Flag", "as_a": "user", "i_want": "a flag", "so_that": "I choose", "priority": "must",
-                 "criteria": [{"pattern": "event", "text": "WHEN the user passes --flag, THE SYSTEM SHALL print on",
-                               "verification": "pytest tests/test_flag.py"}]}],
-    "open_questions": [], "out_of_scope": [],
-}
+FILES = {"README.md": "# faults\nRun `pytest`.\n", **FLAG_FILES}
+REQUIREMENTS = FLAG_REQUIREMENTS
 MALFORMED = {"summary": 42, "stories": "none"}  # fails the schema: the repair round-trip must fix it
 
 

@@ -1,0 +1,360 @@
+"""Supervision of running work end to end (issue 6, app/monitoring.py): the conductor pausing duplicate
+work, the stall notice, orphan sandbox clean-up. Real web process and Celery worker with beat, the real
+Claude Code CLI against the Anthropic stand-in (scripted per task and per session), git behind the
+GitHub stand-in; the guardian runs too (it judges every session on track here).
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from app import monitoring
+from app.config import Settings
+from app.db.models import Intervention, Spec, SpecTask
+from app.db.session import session_scope
+from tests.conftest import wait_for
+from tests.fakes.anthropic import Reply, forced_tool, request_text, tool_results
+from tests.test_budgets_discovery import HELLO, world  # noqa: F401 - world is the fixture
+from tests.test_execution import (
+    BRANCH,
+    CODE,
+    ISSUE,
+    REPO,
+    approve_plan,
+    comment,
+    implement_check,
+    task,
+    task_commits,
+    tasks_in_db,
+    tracking,
+    wait_run,
+)
+
+BYE = task("bye", ["R1.2"], "bye.py", ["python3 -c 'import bye; assert bye.bye() == \"Bye\"'"])  # independent
+PAUSED_WAIT = 30  # seconds the paused session would wait if nothing stopped it: longer than the whole test
+# Both agents also write this helper, undeclared. Over 4 KB, like most real files: the trajectory keeps a
+# clipped copy of such a Write call (app/agent.py), and the conductor must still see which file it wrote.
+SHARED = "words.py", '"""Greeting words."""\n' + "".join(f"WORD_{i} = 'word number {i}'\n" for i in range(200))
+
+
+def wait(seconds: float) -> dict:
+    # Claude Code cuts a bare `sleep` short; this really blocks (tests/test_execution.py Agent)
+    return {"tool": "Bash", "command": f"timeout {seconds} tail -f /dev/null || true"}
+
+
+def write(path: str, content: str) -> dict:
+    return {"tool": "Write", "path": path, "content": content}
+
+
+class Sessions:
+    """The model's side: for each task a list of sessions (steps, then a final message); a task's
+    n-th session (by its sandbox work dir, unique per attempt) plays sessions[min(n, last)]."""
+
+    def __init__(self, fake, plans: dict[str, list[list[dict]]]):
+        self.plans = plans
+        self.workdirs: dict[str, list[str]] = {}
+        self.seen: list[tuple[str, int, int, float]] = []  # (task, session, tool results so far, when)
+        fake.script = self
+
+    def __call__(self, req):
+        if forced_tool(req) == "emit_guardian_verdict":
+            return Reply.tool("emit_guardian_verdict", {"verdict": "on_track", "reason": "it works on its task"})
+        text = request_text(req)
+        m, wd = re.search(r"omoi-task: (T\d+)", text), re.search(r"Working directory: (\S+)", text)
+        if not m or not wd or forced_tool(req):
+            return None
+        tid, workdir, done = m.group(1), wd.group(1), len(tool_results(req))
+        sessions = self.workdirs.setdefault(tid, [])
+        if workdir not in sessions:
+            sessions.append(workdir)
+        n = sessions.index(workdir)
+        self.seen.append((tid, n, done, time.monotonic()))
+        steps = self.plans[tid][min(n, len(self.plans[tid]) - 1)]
+        if done >= len(steps):
+            return Reply.text(f"{tid} is done.")
+        step = steps[done]
+        if step["tool"] == "Write":
+            return Reply.tool("Write", {"file_path": f"{workdir}/{step['path']}", "content": step["content"]})
+        return Reply.tool("Bash", {"command": step["command"], "description": "wait for it"})
+
+
+def tracking_bodies(fake) -> list[str]:
+    """Every version of the tracking comment, oldest first (its creation and each edit)."""
+    bodies = []
+    for call in fake.calls:
+        body = call.json.get("body") if isinstance(call.json, dict) else None
+        if (call.method in ("POST", "PATCH") and re.search(r"/issues/(\d+/)?comments(/\d+)?$", call.path)
+                and isinstance(body, str) and body.startswith("<!-- omoi:run ")):
+            bodies.append(body)
+    return bodies
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _processes_in(path: str) -> list[int]:
+    """Processes whose working directory is inside `path`."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and os.readlink(entry / "cwd").startswith(path):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def test_conductor_pauses_duplicate_work_and_runs_it_after_the_other(world, fake_github, fake_anthropic):
+    fake = fake_github
+    procs = world(extra_env={"OMOI_CONDUCTOR_INTERVAL_SECONDS": "1"})
+    # T1 and T2 are independent and declare different files, so both start at once; both agents also
+    # write words.py (the same content: duplicate work), then think for a while. T2's first session
+    # would think for longer than the whole test if nothing stopped it.
+    script = Sessions(fake_anthropic, {
+        "T1": [[write("hello.py", CODE["hello.py"]), write(*SHARED), wait(8)]],
+        "T2": [[write("bye.py", CODE["bye.py"]), write(*SHARED), wait(PAUSED_WAIT)],
+               [write("bye.py", CODE["bye.py"]), write(*SHARED)]],
+    })
+    spec_id = approve_plan(procs, [HELLO, BYE])
+    comment(procs, "/omoi implement")
+    wait_for(lambda: any(s[:3] == ("T2", 0, 2) for s in script.seen), timeout=60, message="T2 waiting")
+    paused_dir = str(Path(script.workdirs["T2"][0]).parent)
+    assert _processes_in(paused_dir), "T2's first session runs in its sandbox"
+    wait_run(procs, "succeeded", timeout=120)
+
+    db = tasks_in_db(procs)
+    with session_scope(procs.database_url) as s:
+        rows = [(i.source, i.task_id, i.attempt, i.verdict, i.action, i.reason)
+                for i in s.scalars(select(Intervention))]
+    assert [r[:5] for r in rows] == [("conductor", "T2", 1, "duplicate", "pause")]
+    assert "T2 and T1 both write words.py" in rows[0][5] and "runs after T1" in rows[0][5]
+    # re-planned: T2 waited for T1 and ran again from T1's commit; the pause did not count as an attempt
+    assert db["T1"].status == db["T2"].status == "done"
+    assert db["T2"].depends_on == ["T1"] and db["T2"].started_at >= db["T1"].finished_at
+    assert db["T1"].attempts == 1 and db["T2"].attempts == 1
+    assert len(script.workdirs["T1"]) == 1 and len(script.workdirs["T2"]) == 2
+
+    # the paused session was really stopped (the worker lost its lease and cancelled it): it never came
+    # back from its wait, its CLI and commands are gone and its sandbox was removed, long before the
+    # wait would have ended by itself
+    paused_wait = next(at for t, n, done, at in script.seen if (t, n, done) == ("T2", 0, 2))
+    assert time.monotonic() < paused_wait + PAUSED_WAIT, "too slow to tell whether the paused session was stopped"
+    assert not any(t == "T2" and n == 0 and done > 2 for t, n, done, _ in script.seen)
+    assert _processes_in(paused_dir) == [] and not Path(paused_dir).exists()
+
+    # no duplicate commits: one per task, the shared file once, and only the two pushes of those commits
+    commits = task_commits(fake)
+    assert {k: len(v) for k, v in commits.items()} == {f"{spec_id}/T1": 1, f"{spec_id}/T2": 1}
+    by_sha = {c["sha"]: c for c in fake.commits(REPO, BRANCH)}
+    t1, t2 = by_sha[commits[f"{spec_id}/T1"][0]], by_sha[commits[f"{spec_id}/T2"][0]]
+    assert t1["files"] == ["hello.py", "words.py"] and t2["files"] == ["bye.py"] and t2["parents"] == [t1["sha"]]
+    assert [new for _, ref, _, new in fake.pushes if ref == f"refs/heads/{BRANCH}"] == [t1["sha"], t2["sha"]]
+    assert fake.file_at(REPO, BRANCH, "words.py") == SHARED[1]
+
+    check = implement_check(fake)
+    assert check["conclusion"] == "success"
+    for text in (check["output"]["summary"], tracking(fake)):
+        assert "#### Supervision" in text and "**T2** (attempt 1): conductor judged it *duplicate*" in text
+        assert "T2 and T1 both write words.py; it runs after T1 → pause" in text
+    assert fake.violations == []
+
+
+def test_stalled_run_is_reported_until_progress_resumes(world, fake_github, fake_anthropic):
+    fake = fake_github
+    procs = world(extra_env={"OMOI_STALL_MINUTES": "0.08"})  # 4.8 s without progress is a stall
+    # the agent writes hello.py, then produces nothing for 11 s (stalled), then works on a little longer
+    Sessions(fake_anthropic, {"T1": [[write("hello.py", CODE["hello.py"]), wait(11), wait(3)]]})
+    spec_id = approve_plan(procs, [HELLO])
+    comment(procs, "/omoi implement")
+    wait_run(procs, "succeeded", timeout=120)
+
+    bodies = tracking_bodies(fake)
+    notice = "⚠️ **No progress for "
+    stalled = [i for i, b in enumerate(bodies) if notice in b]
+    timeline = [("stalled " if notice in b else "") + ("running" if "🔄 **Running:**" in b else "ended") for b in bodies]
+    assert stalled, f"no tracking comment showed the stall: {timeline}"
+    assert all("🔄 **Running:**" in bodies[i] for i in stalled), timeline
+    assert "🔄 **Running:** 0/1 tasks done, 1 in progress" in bodies[stalled[0]]
+    assert re.search(r"No progress for \d+s\*\*: no task finished and no agent produced output", bodies[stalled[0]])
+    # before the stall, and again while the agent works on (still running), the notice is not there
+    assert timeline[0] == "running", timeline
+    assert "running" in timeline[stalled[0] + 1:], timeline
+    final = tracking(fake)
+    assert "All 1 tasks are done" in final and notice not in final
+    assert notice not in implement_check(fake)["output"]["summary"]
+    assert any(notice in (c.json.get("output") or {}).get("summary", "") for c in fake.calls
+               if c.method in ("POST", "PATCH") and "/check-runs" in c.path and isinstance(c.json, dict))
+
+    def flag():
+        with session_scope(procs.database_url) as s:
+            return s.get(Spec, spec_id).stall_reported_at
+
+    wait_for(lambda: flag() is None, timeout=10, message="stall flag cleared")  # by the next health sweep
+    assert set(task_commits(fake)) == {f"{spec_id}/T1"}
+    assert fake.violations == []
+
+
+def test_stall_flag_follows_progress_and_ends_with_the_run(omoi_env):
+    from datetime import timedelta
+
+    from app.timeutil import utc_now
+
+    settings = Settings(stall_minutes=5)
+    long_ago = utc_now() - timedelta(minutes=10)
+    with session_scope(settings.database_url) as s:
+        spec = Spec(repo_full_name=REPO, issue_number=ISSUE, installation_id=1, title="t", state="approved",
+                    run_state="running", run_started_at=long_ago)
+        s.add(spec)
+        s.flush()
+        spec_id = spec.id
+        s.add(SpecTask(spec_id=spec_id, task_id="T1", title="T1", description="", covers=[], depends_on=[],
+                       files=[], verify=[], status="running", started_at=long_ago, trajectory_at=long_ago))
+
+    def flagged():
+        with session_scope(settings.database_url) as s:
+            return s.get(Spec, spec_id).stall_reported_at is not None
+
+    assert monitoring.stalls(settings) == [spec_id] and flagged()
+    assert monitoring.stalls(settings) == [] and flagged()  # reported once
+    with session_scope(settings.database_url) as s:  # the agent said something
+        s.execute(update(SpecTask).values(trajectory_at=utc_now()))
+    assert monitoring.stalls(settings) == [spec_id] and not flagged()
+    with session_scope(settings.database_url) as s:  # silent again, then the run fails while stalled
+        s.execute(update(SpecTask).values(trajectory_at=long_ago))
+    assert monitoring.stalls(settings) == [spec_id] and flagged()
+    with session_scope(settings.database_url) as s:
+        s.get(Spec, spec_id).run_state = "failed"
+    # cleared, so a retried run does not show the old notice before the next sweep
+    assert monitoring.stalls(settings) == [spec_id] and not flagged()
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def test_conductor_finds_duplicates_by_intent_and_by_written_files(omoi_env):
+    import json
+
+    settings = Settings(discovery_similarity=0.85)
+
+    def write_call(task: str, path: str, content: str = "x = 1\n", name: str = "Write") -> dict:
+        # as app/agent.py keeps it: JSON, clipped to 4000 characters; sandboxes under a base with /work/ in it
+        raw = json.dumps({"file_path": f"/work/tmp/omoi-sb-spec-1-{task}-a1b2c3/work/{path}", "content": content})
+        clipped = raw if len(raw) <= 4000 else raw[:4000] + f"... [{len(raw) - 4000} more chars]"
+        return {"role": "assistant", "type": "tool_use", "name": name, "input": clipped}
+
+    with session_scope(settings.database_url) as s:
+        spec = Spec(repo_full_name=REPO, issue_number=ISSUE, installation_id=1, title="t", state="approved",
+                    run_state="running")
+        s.add(spec)
+        s.flush()
+        for tid, title, trajectory in (
+            ("T1", "Write parser.py", [write_call("T1", "parser.py")]),
+            ("T2", "Add parser.py", [write_call("T2", "cli.py")]),                       # same intent as T1
+            ("T3", "Render the report", [write_call("T3", "src/report.py", "r" * 9000)]),
+            ("T4", "Load the settings", [write_call("T4", "src/report.py", name="Edit")]),  # writes T3's file
+            ("T5", "Log the requests", [write_call("T5", "src/log.py")]),
+        ):
+            s.add(SpecTask(spec_id=spec.id, task_id=tid, title=title, description="", covers=[], depends_on=[],
+                           files=[], verify=[], status="running", lease_owner=f"lease-{tid}", attempts=1,
+                           trajectory=trajectory))
+    paused = monitoring.conductor(settings)
+    assert sorted((p["task"], p["after"]) for p in paused) == [("T2", "T1"), ("T4", "T3")]
+    with session_scope(settings.database_url) as s:
+        db = {t.task_id: t for t in s.scalars(select(SpecTask))}
+        reasons = {i.task_id: (i.source, i.attempt, i.action, i.reason) for i in s.scalars(select(Intervention))}
+    for tid, after in (("T2", "T1"), ("T4", "T3")):
+        t = db[tid]
+        assert (t.status, t.lease_owner, t.depends_on, t.attempts) == ("pending", None, [after], 0)
+    assert {tid: db[tid].status for tid in ("T1", "T3", "T5")} == {"T1": "running", "T3": "running", "T5": "running"}
+    assert reasons == {
+        "T2": ("conductor", 1, "pause", "T2 duplicates T1 (similar intent); it runs after T1"),
+        "T4": ("conductor", 1, "pause", "T4 and T3 both write src/report.py; it runs after T3"),
+    }
+    assert monitoring.conductor(settings) == []  # nothing left to pause
+
+
+def _sandbox_dir(base: Path, name: str, age_s: float) -> Path:
+    path = base / name
+    (path / "work").mkdir(parents=True)
+    (path / "work" / "x.py").write_text("x = 1\n")
+    then = time.time() - age_s
+    os.utime(path, (then, then))
+    return path
+
+
+def test_orphan_sandboxes_are_removed_and_live_ones_kept(omoi_env, tmp_path):
+    settings = Settings(sandbox_provider="local", agent_timeout_seconds=60, verify_timeout_seconds=30)
+    lifetime = 60 + 30 + 300  # the longest an attempt's sandbox can live, with slack
+    with session_scope(settings.database_url) as s:
+        spec = Spec(repo_full_name=REPO, issue_number=ISSUE, installation_id=1, title="t", state="approved",
+                    run_state="running")
+        s.add(spec)
+        s.flush()
+        spec_id = spec.id
+        for tid, status in (("T1", "done"), ("T2", "done"), ("T5", "running")):
+            s.add(SpecTask(spec_id=spec_id, task_id=tid, title=tid, description="", covers=[], depends_on=[],
+                           files=[], verify=[], status=status))
+    base = tmp_path / "sandboxes"
+    old = _sandbox_dir(base, f"omoi-sb-spec-{spec_id}-T1-abcd1234", lifetime + 60)
+    old_verify = _sandbox_dir(base, f"omoi-sb-verify-{spec_id}-T2-efgh5678", lifetime + 3600)
+    young = _sandbox_dir(base, f"omoi-sb-spec-{spec_id}-T3-ijkl9012", lifetime - 60)
+    fresh = _sandbox_dir(base, f"omoi-sb-spec-{spec_id}-T4-mnop3456", 1)
+    # T5 is still running (its verify commands take long): its sandboxes are in use, however old
+    busy = _sandbox_dir(base, f"omoi-sb-spec-{spec_id}-T5-qrst7890", lifetime + 600)
+    busy_verify = _sandbox_dir(base, f"omoi-sb-verify-{spec_id}-T5-uvwx1234", lifetime + 600)
+    unrelated = _sandbox_dir(base, "pytest-of-someone", lifetime + 3600)
+    stray_file = base / "omoi-sb-not-a-dir"
+    stray_file.write_text("")
+    os.utime(stray_file, (0, 0))
+
+    removed = monitoring.orphan_sandboxes(settings, base_dir=base)
+    assert sorted(removed) == sorted([str(old), str(old_verify)])
+    assert not old.exists() and not old_verify.exists()
+    for kept in (young, fresh, busy, busy_verify, unrelated):
+        assert (kept / "work" / "x.py").read_text() == "x = 1\n"
+    assert stray_file.exists()
+
+    with session_scope(settings.database_url) as s:  # T5 finished: its sandboxes are orphans now
+        s.execute(update(SpecTask).where(SpecTask.task_id == "T5").values(status="done"))
+    assert sorted(monitoring.orphan_sandboxes(settings, base_dir=base)) == sorted([str(busy), str(busy_verify)])
+    assert young.exists() and fresh.exists() and unrelated.exists()
+    # another provider's sandboxes are not local directories: nothing is touched
+    os.utime(young, (0, 0))
+    assert monitoring.orphan_sandboxes(Settings(sandbox_provider="daytona"), base_dir=base) == []
+    assert young.exists()
+
+
+async def test_orphan_sweep_finds_what_the_local_provider_creates(omoi_env, tmp_path, monkeypatch):
+    """With no base dir (the health beat task), the sweep looks where the local provider creates its
+    sandboxes, under the names it gives them."""
+    import subprocess
+    import tempfile
+
+    from app.sandbox import make_sandbox
+
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    (repo / "a.txt").write_text("a\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "add", "a.txt"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "a"], check=True)
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # the default base of both, kept out of /tmp
+
+    settings = Settings(sandbox_provider="local", agent_timeout_seconds=60, verify_timeout_seconds=30)
+    sandbox = await make_sandbox(settings).create(repo_url=str(repo), ref="main", label="spec-7/T1")
+    try:
+        root = Path(sandbox.workdir).parent
+        assert root.parent == temp and (Path(sandbox.workdir) / "a.txt").exists()
+        assert monitoring.orphan_sandboxes(settings) == []  # young: in use
+        then = time.time() - 3600
+        os.utime(root, (then, then))
+        assert monitoring.orphan_sandboxes(settings) == [str(root)]
+        assert not root.exists()
+    finally:
+        await sandbox.destroy()
