@@ -13,12 +13,11 @@ import argparse
 import asyncio
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _webhooks import REDIS_URL, backends, signed, start_omoi_web, stop  # noqa: E402
+from _webhooks import REDIS_URL, backends, scratch, signed, start_omoi_web, stop  # noqa: E402
 
 import aiohttp
 
@@ -69,7 +68,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--web-processes", type=int, default=1)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as d:
+    with scratch("ingest-") as d:
         tmp = Path(d)
         configured = backends(tmp, "omoi_bench")
         for name, env in configured:

@@ -37,13 +37,12 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _webhooks import (  # noqa: E402
-    PG_URL, REDIS_URL, ROOT, backends, free_port, signed, start_omoi_web, stop, wait_http,
+    PG_URL, REDIS_URL, ROOT, backends, free_port, scratch, signed, start_omoi_web, stop, wait_http,
 )
 
 SECRET = "bench-load-secret"
@@ -247,7 +246,7 @@ def main() -> int:
         return 0
 
     runs: dict[str, dict[str, list[dict]]] = {}
-    with tempfile.TemporaryDirectory(prefix="omoi-load-") as d:
+    with scratch("load-") as d:
         tmp = Path(d)
         targets: list[tuple[str, callable]] = [
             (name, (lambda env=env: start_omoi(env, tmp, args.web_processes)))

@@ -15,18 +15,43 @@ from kombu.transport import filesystem
 from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
 
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
 
 class Channel(filesystem.Channel):
+    _staging: str | None = None
+
+    def _staging_folder(self) -> str:
+        if self._staging is None:  # once per channel, not a mkdir/stat pair per message
+            staging = os.path.join(os.path.dirname(self.data_folder_out.rstrip("/")), "staging")
+            os.makedirs(staging, exist_ok=True)
+            self._staging = staging
+        return self._staging
+
     def _put(self, queue, payload, **kwargs):
         name = f"{int(round(monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
-        staging = os.path.join(os.path.dirname(self.data_folder_out.rstrip("/")), "staging")
-        os.makedirs(staging, exist_ok=True)
-        tmp = os.path.join(staging, name)
+        data = str_to_bytes(dumps(payload))
+        tmp = None
         try:
-            with open(tmp, "wb") as fh:
-                fh.write(str_to_bytes(dumps(payload)))
+            tmp = os.path.join(self._staging_folder(), name)
+            try:
+                fd = os.open(tmp, _CREATE, 0o666)  # the umask applies, as with open()
+            except FileNotFoundError:  # the staging folder was removed under us: make it again
+                os.makedirs(os.path.dirname(tmp), exist_ok=True)
+                fd = os.open(tmp, _CREATE, 0o666)
+            try:
+                view = memoryview(data)
+                while view:  # one write() for any message that fits a page cache write
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
             os.replace(tmp, os.path.join(self.data_folder_out, name))
         except OSError as exc:
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
             raise filesystem.ChannelError(f"Cannot add file {name!r} to directory") from exc
 
 
