@@ -54,7 +54,7 @@ def stalls(settings: Settings | None = None) -> list[int]:
     with session_scope(settings.database_url) as s:
         for spec in s.scalars(select(Spec).where(Spec.run_state == "running")):
             tasks = s.scalars(select(SpecTask).where(SpecTask.spec_id == spec.id)).all()
-            moments = [spec.run_started_at] + [t.started_at for t in tasks] + [t.finished_at for t in tasks] \
+            moments = [spec.run_started_at, spec.run_resumed_at] + [t.started_at for t in tasks] + [t.finished_at for t in tasks] \
                 + [t.trajectory_at for t in tasks]
             last = max((as_utc(m) for m in moments if m is not None), default=now)
             idle = (now - last).total_seconds()

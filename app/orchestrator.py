@@ -96,6 +96,7 @@ def prepare_run(settings: Settings, spec_id: int) -> str:
                 return spec.run_state
             if spec.run_state == "succeeded":  # new work re-opens a finished run (same branch and PR)
                 spec.run_state, spec.run_finished_at = "running", None
+            spec.run_resumed_at = utc_now()
             log.info("run_revision_merged", spec_id=spec_id, added=added, state=spec.run_state)
             return "merged"
         if doc is None:
@@ -166,6 +167,7 @@ def request_retry(settings: Settings, spec_id: int, task_id: str | None = None) 
                 t.lease_owner, t.lease_expires_at, t.heartbeat_at = None, None, None
                 reset.append(t.task_id)
         spec.run_state, spec.run_error, spec.run_finished_at = "running", None, None
+        spec.run_resumed_at = utc_now()
     log.info("run_retry", spec_id=spec_id, tasks=reset)
     return "retrying", sorted(reset, key=task_number)
 
@@ -192,6 +194,7 @@ def resume_after_budget(settings: Settings, spec_id: int) -> bool:
         if spec is None or spec.run_state != "paused_budget":
             return False
         spec.run_state, spec.run_error, spec.budget_stop, spec.run_finished_at = "running", None, None, None
+        spec.run_resumed_at = utc_now()
     log.info("run_resumed_budget", spec_id=spec_id)
     return True
 

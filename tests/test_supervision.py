@@ -230,6 +230,11 @@ def test_stall_flag_follows_progress_and_ends_with_the_run(omoi_env):
         s.get(Spec, spec_id).run_state = "failed"
     # cleared, so a retried run does not show the old notice before the next sweep
     assert monitoring.stalls(settings) == [spec_id] and not flagged()
+    # `/omoi retry`: running again with only old progress on record; the stall clock restarts now
+    from app import orchestrator
+
+    assert orchestrator.request_retry(settings, spec_id)[0] == "retrying"
+    assert monitoring.stalls(settings) == [] and not flagged()
 
 
 # --------------------------------------------------------------------------------------------

@@ -123,6 +123,8 @@ class Spec(Base):
     budget_overage_usd: Mapped[Decimal] = mapped_column(Numeric(12, 6), default=Decimal(0))
     budget_stop: Mapped[dict | None] = mapped_column(JSON)
     stall_reported_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # retry, budget resume or a merged revision: the stall clock starts again from here
+    run_resumed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _ts()
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utc_now, onupdate=utc_now, nullable=False
