@@ -23,12 +23,14 @@ REDIS_URL = os.environ.get("OMOI_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 
 def scratch(prefix: str) -> tempfile.TemporaryDirectory:
-    """A work dir under `.omoi/` (where `serve` keeps its database and broker by default), not /tmp:
-    on these machines creating a file under /tmp costs 300-550 us of CPU against ~14 us elsewhere on
-    the same disk, and the embedded broker writes one file per message."""
-    base = ROOT / ".omoi" / "bench"
-    base.mkdir(parents=True, exist_ok=True)
-    return tempfile.TemporaryDirectory(prefix=prefix, dir=base)
+    """The run's work dir (database, embedded broker): `OMOI_BENCH_DIR`, else the system temp dir.
+    The embedded broker writes one file per message, and on these shared machines creating a file
+    has cost 300-750 us of kernel CPU on one file system and ~15 us on another (which one changed
+    between days), so the SQLite figures move with it: compare runs made in the same place."""
+    base = os.environ.get("OMOI_BENCH_DIR") or None
+    if base:
+        Path(base).mkdir(parents=True, exist_ok=True)
+    return tempfile.TemporaryDirectory(prefix=f"omoi-{prefix}", dir=base)
 
 
 def free_port() -> int:

@@ -6,8 +6,9 @@ getiter, graphql - honours `retry-after`, primary rate limits and transient 5xx 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from typing import AsyncIterator, Mapping
 
 import aiohttp
@@ -42,6 +43,20 @@ def retry_delay(status: int, headers: Mapping[str, str], attempt: int, now: floa
     return None
 
 
+# Set by `single_attempt()`: a POST whose answer is lost (5xx, connection error) is not re-sent
+# here, because GitHub may have done it; the caller checks before trying again (app/github/comments.py).
+_SINGLE_ATTEMPT: contextvars.ContextVar[bool] = contextvars.ContextVar("omoi_single_attempt", default=False)
+
+
+@contextmanager
+def single_attempt():
+    token = _SINGLE_ATTEMPT.set(True)
+    try:
+        yield
+    finally:
+        _SINGLE_ATTEMPT.reset(token)
+
+
 class OmoiGitHubAPI(GitHubAPI):
     def __init__(self, session: aiohttp.ClientSession, settings: Settings, **kwargs) -> None:
         super().__init__(session, USER_AGENT, base_url=settings.github_api_url, **kwargs)
@@ -53,7 +68,7 @@ class OmoiGitHubAPI(GitHubAPI):
             try:
                 status, resp_headers, data = await super()._request(method, url, headers, body)
             except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
-                if attempt >= self.settings.github_max_retries:
+                if attempt >= self.settings.github_max_retries or (method == "POST" and _SINGLE_ATTEMPT.get()):
                     raise
                 delay = min(2 ** attempt * 0.5, 8.0)
                 log.warning("github_connection_retry", method=method, url=url, error=str(exc), delay=delay)
@@ -63,6 +78,7 @@ class OmoiGitHubAPI(GitHubAPI):
                 if (
                     delay is None
                     or attempt >= self.settings.github_max_retries
+                    or (method == "POST" and status in RETRY_STATUSES and _SINGLE_ATTEMPT.get())
                     or delay > self.settings.github_retry_max_wait_seconds
                 ):
                     return status, resp_headers, data

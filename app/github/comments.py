@@ -1,13 +1,19 @@
 """Bot comments that are found again by their hidden marker and edited, never duplicated."""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
+import aiohttp
 import gidgethub
 
 from app.config import Settings
 from app.github import repo_vars
+from app.github.client import single_attempt
+from app.logging import get_logger
 from app.render import GITHUB_BODY_LIMIT
+
+log = get_logger("omoi.github.comments")
 
 
 @dataclass(frozen=True)
@@ -69,11 +75,20 @@ async def upsert(
             data={"body": body},
         )
         return Upserted(updated["id"], "updated", updated.get("html_url", ""))
-    created = await gh.post(
-        "/repos/{owner}/{repo}/issues/{issue_number}/comments",
-        url_vars={**repo_vars(repo_full_name), "issue_number": issue_number},
-        data={"body": body},
-    )
+    url_vars = {**repo_vars(repo_full_name), "issue_number": issue_number}
+    try:
+        with single_attempt():
+            created = await gh.post("/repos/{owner}/{repo}/issues/{issue_number}/comments", url_vars=url_vars,
+                                    data={"body": body})
+    except (gidgethub.GitHubBroken, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        # The answer was lost, not necessarily the comment: GitHub may have created it. Look for its
+        # marker before posting again, so a 502 after the fact never doubles a comment.
+        log.warning("comment_post_answer_lost", repo=repo_full_name, issue=issue_number, error=exc.__class__.__name__)
+        found = await find_marked(gh, settings, repo_full_name, issue_number, marker_prefix)
+        if found is not None:
+            return Upserted(found["id"], "created", found.get("html_url", ""))
+        created = await gh.post("/repos/{owner}/{repo}/issues/{issue_number}/comments", url_vars=url_vars,
+                                data={"body": body})
     return Upserted(created["id"], "created", created.get("html_url", ""))
 
 

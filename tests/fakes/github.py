@@ -124,6 +124,7 @@ class _Fault:
     headers: dict[str, str]
     body: Any
     remaining: int
+    performed: bool = False  # GitHub did the work, then the answer was lost (a 502 from the edge)
 
     def matches(self, method: str, path: str) -> bool:
         return self.method in ("*", method) and self.path_regex.search(path) is not None
@@ -2819,18 +2820,21 @@ class FakeGitHub:
             self._calls.clear()
 
     def fail_next(self, method: str, path_regex: str, status: int, headers: dict[str, str] | None = None,
-                  body: Any = None, times: int = 1) -> None:
+                  body: Any = None, times: int = 1, performed: bool = False) -> None:
         """The next ``times`` requests matching ``method`` ("*" for any) and ``path_regex`` get ``status``.
 
         Injected faults skip auth and response validation: they model GitHub
-        outages (502), secondary rate limits (403 + retry-after) and 429s.
+        outages (502), secondary rate limits (403 + retry-after) and 429s. With
+        ``performed=True`` the request is carried out first and only its answer is
+        replaced (a timeout or 5xx after GitHub created the comment).
         """
         if body is None:
             msg = {403: "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
                    429: "API rate limit exceeded"}.get(status, "Server Error")
             body = {"message": msg, "documentation_url": DOCS, "status": str(status)}
         with self.state.lock:
-            self._faults.append(_Fault(method.upper(), re.compile(path_regex), status, dict(headers or {}), body, times))
+            self._faults.append(_Fault(method.upper(), re.compile(path_regex), status, dict(headers or {}), body, times,
+                                       performed))
 
     # -- request handling (server thread) -----------------------------------
 
@@ -3121,8 +3125,13 @@ class FakeGitHub:
                 fault.remaining -= 1
                 if fault.remaining <= 0:
                     self._faults.remove(fault)
+                if fault.performed:
+                    self._route(method, path, raw_path, query, body, bad_json, headers, body_errors)
                 return Reply(fault.status, fault.body, dict(fault.headers)), False
+        return self._route(method, path, raw_path, query, body, bad_json, headers, body_errors)
 
+    def _route(self, method: str, path: str, raw_path: str, query: dict[str, Any], body: Any, bad_json: bool,
+               headers: Any, body_errors: list[str]) -> tuple[Reply, bool]:
         for rt in ROUTES:
             if rt.method != method:
                 continue

@@ -167,6 +167,19 @@ def test_github_500_then_502_then_success_posts_each_comment_once(stack):
     assert (row.status, row.attempts) == ("done", 1)  # retried inside the client, not redone
 
 
+def test_comment_created_before_its_answer_was_lost_is_not_posted_twice(stack):
+    """GitHub created the comment, then answered 502 (or the connection dropped): omoi finds it by
+    its marker instead of posting it again."""
+    stack.gh.add_issue(REPO, 29, title="Flag", body="Add a flag.")
+    stack.gh.fail_next("POST", rf"^/repos/{REPO}/issues/29/comments$", 502, performed=True, times=2)
+    status, _ = label(stack, 29, delivery_id="gh-lost-answer")
+    assert status == 202
+    wait_requirements(stack, 29)
+    assert_planned_once(stack, 29)  # one acknowledgement, one requirements comment
+    assert statuses(stack, "POST", rf"^/repos/{REPO}/issues/29/comments$") == [502, 502]  # both made, never re-sent
+    assert delivery(stack, "gh-lost-answer").status == "done"
+
+
 def test_secondary_rate_limit_403_waits_for_retry_after(stack):
     stack.gh.add_issue(REPO, 22, title="Flag", body="Add a flag.")
     stack.gh.fail_next("POST", rf"^/repos/{REPO}/issues/22/reactions$", 403, headers={"retry-after": "1"})
