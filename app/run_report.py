@@ -198,6 +198,21 @@ async def publish(gh, settings: Settings, spec_id: int) -> None:
         release(key, owner)
 
 
+_READY_FOR_REVIEW = """
+mutation($id: ID!) { markPullRequestReadyForReview(input: {pullRequestId: $id}) { pullRequest { isDraft } } }
+"""
+
+
+async def _ready_for_review(gh, spec_id: int, pr: dict) -> None:
+    """Every task done and verified: the draft becomes a pull request ready for review (REST cannot
+    change a draft; GraphQL can). A failure leaves it a draft and is logged, never fatal."""
+    try:
+        await gh.graphql(_READY_FOR_REVIEW, id=pr["node_id"])
+        log.info("pull_request_ready_for_review", spec_id=spec_id, pr=pr.get("number"))
+    except Exception as exc:  # noqa: BLE001 - the run's result is already published
+        log.warning("pull_request_ready_failed", spec_id=spec_id, error=exc.__class__.__name__)
+
+
 async def _publish(gh, settings: Settings, spec_id: int) -> None:
     view = run_view(settings, spec_id)
     if view["run_state"] is None or not view["branch"]:
@@ -227,9 +242,11 @@ async def _publish(gh, settings: Settings, spec_id: int) -> None:
     comment = await comments.upsert(gh, settings, full_name, view["issue_number"], tracking_marker(spec_id),
                                      render("execution/tracking.md.j2", **view), known_id=view["comment_id"])
     if view["pr_number"]:
-        await gh.patch("/repos/{owner}/{repo}/pulls/{pull_number}",
-                       url_vars={**repo_vars(full_name), "pull_number": view["pr_number"]},
-                       data={"body": _pr_body(view)})
+        pr = await gh.patch("/repos/{owner}/{repo}/pulls/{pull_number}",
+                            url_vars={**repo_vars(full_name), "pull_number": view["pr_number"]},
+                            data={"body": _pr_body(view)})
+        if state == "succeeded" and pr.get("draft"):
+            await _ready_for_review(gh, spec_id, pr)
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, spec_id)
         spec.implement_check_run_id, spec.implement_check_sha = check_id, head

@@ -15,7 +15,17 @@ from app.db.models import Spec, SpecStage, SpecTask
 from app.db.session import session_scope
 from app.gitwork import Clone, commit_and_push
 from app.spec.schemas import TasksDraft, assign_ids, assign_task_ids, RequirementsDraft
-from tests.conftest import WEBHOOK_SECRET, base_env, free_port, wait_for
+from tests.conftest import (
+    WEBHOOK_SECRET,
+    _create_pg_database,
+    _drop_pg_database,
+    base_env,
+    free_port,
+    postgres_available,
+    redis_available,
+    require_service,
+    wait_for,
+)
 from tests.fakes.anthropic import Reply, request_text, tool_results
 from tests.fakes.webhooks import (
     _installation_ref,
@@ -91,7 +101,10 @@ class Agent:
 
 
 @pytest.fixture
-def running(fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes):
+def running(request, fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes):
+    """omoi running against the stand-ins; SQLite and the embedded broker unless a test asks for
+    `postgresql` (PostgreSQL and Redis, the production pair) through indirect parametrisation."""
+    backend = getattr(request, "param", "sqlite")
     fake_github.add_installation(INSTALLATION, "octo")
     fake_github.add_repo(REPO, installation_id=INSTALLATION, files=FILES)
     fake_github.set_permission(REPO, "alice", "maintain")
@@ -101,13 +114,19 @@ def running(fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes):
                                   "omoi: approved tasks r1 for #5", author=("omoi[bot]", "4242+omoi[bot]@users.noreply.github.com"))
     # The embedded broker (the README's default), with beat firing every second: this is what caught
     # kombu's half-written message files (fixed in tasks/fs_transport.py).
-    env = base_env(fake_github, rsa_keypair, f"sqlite:///{tmp_path}/omoi.db", "", tmp_path / "data", free_port())
+    database, broker = f"sqlite:///{tmp_path}/omoi.db", ""
+    if backend == "postgresql":
+        require_service(postgres_available() and redis_available(), "PostgreSQL and Redis")
+        database, broker = _create_pg_database(), "redis://127.0.0.1:6379/13"
+    env = base_env(fake_github, rsa_keypair, database, broker, tmp_path / "data", free_port())
     env |= {"ANTHROPIC_BASE_URL": fake_anthropic.url, "ANTHROPIC_API_KEY": "sk-fake-test-key",
             "OMOI_WORKER_CONCURRENCY": "3", "OMOI_TASK_LEASE_SECONDS": "3", "OMOI_TASK_HEARTBEAT_SECONDS": "0.5",
             "OMOI_HEALTH_INTERVAL_SECONDS": "1", "OMOI_TASK_RETRY_BACKOFF_SECONDS": "0.2",
             "OMOI_TASK_MAX_ATTEMPTS": "2", "OMOI_VERIFY_TIMEOUT_SECONDS": "30", "OMOI_AGENT_TIMEOUT_SECONDS": "90",
             "OMOI_SANDBOX_DIR": str(tmp_path / "sandboxes")}
     procs = omoi_processes(env)
+    if backend == "postgresql":  # processes first, then their database
+        request.addfinalizer(lambda: (procs.stop_all(), _drop_pg_database(database)))
     procs.start("web", "web")
     procs.wait_healthy()
     procs.start("worker", "worker", "--beat")
@@ -198,6 +217,7 @@ def task_commits(fake) -> dict[str, list[str]]:
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("running", ["sqlite", "postgresql"], indirect=True)
 def test_approved_tasks_become_commits_check_run_and_pull_request(running, fake_github, fake_anthropic):
     procs, fake = running, fake_github
     Agent(fake_anthropic, {"T1": ("hello.py", CODE["hello.py"]), "T2": ("bye.py", CODE["bye.py"]),
@@ -235,7 +255,9 @@ def test_approved_tasks_become_commits_check_run_and_pull_request(running, fake_
         row = next(line for line in body.splitlines() if line.startswith(f"| **{rid}**"))
         assert tid in row and commits[f"{spec_id}/{tid}"][0][:7] in row and "✅" in row
     assert "python3 main.py | grep -q 'Hello Bye'" in body
-    assert len(fake.pull_requests(REPO)) == 1 and fake.pull_request(REPO, pr["number"])["draft"] is True
+    # every task done and verified: the draft became a pull request ready for review (GraphQL)
+    wait_for(lambda: fake.pull_request(REPO, pr["number"])["draft"] is False, message="PR ready for review")
+    assert len(fake.pull_requests(REPO)) == 1 and fake.calls_matching("POST", r"^/graphql$")
     assert "All 3 tasks are done" in tracking(fake)
     # buttons: Cancel while running, none once it succeeded
     posted = [call.json for call in fake.calls if call.method in ("POST", "PATCH") and "/check-runs" in call.path

@@ -2159,6 +2159,18 @@ def _gql_types() -> dict[str, dict[str, tuple[str, Callable[..., Any]]]]:
             return {"clientMutationId": inp.get("clientMutationId"), "thread": (repo, thread)}
         return fn
 
+    def ready_for_review(_: Any, args: dict[str, Any], ctx: _GqlCtx) -> dict[str, Any]:
+        inp = args.get("input") or {}
+        for repo in ctx.state.repos.values():
+            if ctx.installation is not None and repo.installation_id != ctx.installation.id:
+                continue
+            for pr in repo.pulls.values():
+                if node_id("PullRequest", pr.id) == inp.get("pullRequestId"):
+                    pr.draft = False
+                    return {"clientMutationId": inp.get("clientMutationId"), "pullRequest": (repo, pr)}
+        raise GraphQLFieldError(f"Could not resolve to a node with the global id of '{inp.get('pullRequestId')}'",
+                                "NOT_FOUND")
+
     def add_reply(_: Any, args: dict[str, Any], ctx: _GqlCtx) -> dict[str, Any]:
         inp = args.get("input") or {}
         repo, thread = _gql_thread_by_id(ctx, inp.get("pullRequestReviewThreadId"))
@@ -2178,6 +2190,11 @@ def _gql_types() -> dict[str, dict[str, tuple[str, Callable[..., Any]]]]:
             "resolveReviewThread": ("ResolveReviewThreadPayload", resolve_thread(True)),
             "unresolveReviewThread": ("ResolveReviewThreadPayload", resolve_thread(False)),
             "addPullRequestReviewThreadReply": ("AddPullRequestReviewThreadReplyPayload", add_reply),
+            "markPullRequestReadyForReview": ("MarkPullRequestReadyForReviewPayload", ready_for_review),
+        },
+        "MarkPullRequestReadyForReviewPayload": {
+            "clientMutationId": (S, attr("clientMutationId")),
+            "pullRequest": ("PullRequest", attr("pullRequest")),
         },
         "ResolveReviewThreadPayload": {
             "clientMutationId": (S, attr("clientMutationId")),
