@@ -116,8 +116,9 @@ def merge_revision(s, settings: Settings, spec: Spec, doc: Tasks) -> list[str]:
     approved discovery proposal). A revision task is the same as an existing row when their titles
     are similar; the others get fresh ids after the highest (a revision's own ids restart at T1 and
     would collide with tasks added by discoveries), and their dependencies are mapped to the run's
-    ids. Existing rows are never changed or removed: finished work stays, running work goes on.
-    Idempotent: merging the same revision twice adds nothing."""
+    ids. A matched task that never started (pending, no attempt) takes the revision's description,
+    files, verify commands and dependencies; one that started or finished is left as it is, and no
+    task is removed. Idempotent: merging the same revision twice changes nothing."""
     from app.discovery import similar
 
     rows = s.scalars(select(SpecTask).where(SpecTask.spec_id == spec.id)).all()
@@ -138,6 +139,14 @@ def merge_revision(s, settings: Settings, spec: Spec, doc: Tasks) -> list[str]:
         s.add(SpecTask(spec_id=spec.id, task_id=ids[t.id], title=t.title, description=t.description,
                        covers=list(t.covers), depends_on=[ids[d] for d in t.depends_on if d in ids],
                        files=[f.path for f in t.files], verify=list(t.verify), origin="revision"))
+    by_id = {r.task_id: r for r in rows}
+    for t in doc.tasks:
+        row = by_id.get(ids[t.id])
+        if row is None or row.status != "pending" or row.attempts or row.origin == "discovery":
+            continue
+        row.description, row.covers, row.verify = t.description, list(t.covers), list(t.verify)
+        row.files = [f.path for f in t.files]
+        row.depends_on = [ids[d] for d in t.depends_on if d in ids and ids[d] != row.task_id]
     s.flush()
     return [ids[t.id] for t in new]
 
