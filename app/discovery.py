@@ -59,13 +59,18 @@ def parse(raw: bytes | str | None) -> list[Finding]:
     out = []
     for item in data if isinstance(data, list) else []:
         try:
-            f = Finding.model_validate(item)
+            out.append(_finding(item))
         except ValidationError:
             continue
-        f.files = [p.strip().lstrip("./") for p in f.files
-                   if isinstance(p, str) and p.strip() and ".." not in p.split("/") and not p.startswith("/")]
-        out.append(f)
     return out[:MAX_FINDINGS]
+
+
+def _finding(item) -> Finding:
+    """One validated finding, its files kept only as paths inside the repository."""
+    f = Finding.model_validate(item)
+    f.files = [p.strip().lstrip("./") for p in f.files
+               if isinstance(p, str) and p.strip() and ".." not in p.split("/") and not p.startswith("/")]
+    return f
 
 
 def report_tool(sink: list[Finding]):
@@ -80,15 +85,13 @@ def report_tool(sink: list[Finding]):
           "yourself.", schema)
     async def report_discovery(args: dict) -> dict:
         try:
-            finding = parse(json.dumps([args]))
-            if not finding:
-                Finding.model_validate(args)  # raises with the reason
-            if len(sink) >= MAX_FINDINGS:
-                return {"content": [{"type": "text", "text": f"Not recorded: at most {MAX_FINDINGS} findings per "
-                                     "task."}], "is_error": True}
+            finding = _finding(args)
         except ValidationError as exc:
             return {"content": [{"type": "text", "text": f"Not recorded, invalid finding: {exc}"}], "is_error": True}
-        sink.extend(finding)
+        if len(sink) >= MAX_FINDINGS:
+            return {"content": [{"type": "text", "text": f"Not recorded: at most {MAX_FINDINGS} findings per "
+                                 "task."}], "is_error": True}
+        sink.append(finding)
         return {"content": [{"type": "text", "text": "Recorded. omoi will plan it; continue with your own task."}]}
 
     return report_discovery

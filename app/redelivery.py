@@ -28,10 +28,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import AsyncIterator
 
 import aiohttp
 import gidgethub
@@ -41,7 +39,7 @@ from sqlalchemy.exc import IntegrityError
 from app.config import Settings
 from app.db.models import WebhookDelivery, WebhookRedelivery
 from app.db.session import session_scope
-from app.github.client import OmoiGitHubAPI
+from app.github.client import OmoiGitHubAPI, app_client
 from app.logging import get_logger
 from app.metrics import GITHUB_REDELIVERIES
 from app.timeutil import utc_now
@@ -81,14 +79,6 @@ class SweepReport:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-@asynccontextmanager
-async def app_client(settings: Settings) -> AsyncIterator[OmoiGitHubAPI]:
-    """A client authenticated as the App itself (a JWT from the private key, renewed by gidgethub)."""
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-        yield OmoiGitHubAPI(session, settings, app_id=str(settings.github_app_id),
-                            private_key=settings.private_key_pem())
 
 
 def _parse_time(value: str) -> datetime:

@@ -21,7 +21,7 @@ from app.agent import AgentResult, run_agent
 from app.config import Settings, get_settings
 from app.db.models import Spec, SpecStage, SpecTask
 from app.db.session import session_scope
-from app.github import url_with_token
+from app.github import bot_identity, url_with_token
 from app.github.client import installation_client
 from app.gitwork import ApplyFailed, Clone, commit_and_push
 from app.locks import owner_id, release, try_acquire
@@ -216,11 +216,6 @@ def _task_context(settings: Settings, lease: orchestrator.Lease) -> dict:
 
 
 
-def _bot_identity(settings: Settings) -> tuple[str, str]:
-    login = f"{settings.app_name}[bot]"
-    return login, f"{settings.github_app_id or 0}+{login}@users.noreply.github.com"
-
-
 async def _verify(sandbox, commands: list[str], settings: Settings, rerun: bool = False) -> tuple[list[dict], str | None]:
     evidence, failure = [], None
     for command in commands:
@@ -265,7 +260,7 @@ async def _attempt(settings: Settings, lease: orchestrator.Lease, beat: Heartbea
                                     reason=f"not started: the {hit['label']} was reached")
     explore = ctx["task"]["kind"] == "explore"
     provider = make_sandbox(settings)
-    clone = Clone(url=repo["clone_url"], token=token, branch=ctx["branch"], author=_bot_identity(settings))
+    clone = Clone(url=repo["clone_url"], token=token, branch=ctx["branch"], author=bot_identity(settings.app_name, settings.github_app_id))
     bound = log.bind(spec_id=lease.spec_id, task=lease.task_id, attempt=lease.attempt)
     try:
         head = await asyncio.to_thread(clone.clone)
@@ -289,8 +284,7 @@ async def _attempt(settings: Settings, lease: orchestrator.Lease, beat: Heartbea
                 extra_tools=[discovery.report_tool(reported)],
             ), beat.lost)
             if result is None:
-                return orchestrator.Attempt(ok=False, lost=True, reason="the lease was lost",
-                                            cost_usd=beat.spent_usd)
+                return orchestrator.Attempt(ok=False, lost=True, reason="the lease was lost")
             cost = result.cost_usd
             found = (reported + ([] if explore else await _read_discoveries(sandbox)))[:discovery.MAX_FINDINGS]
             if not result.ok:

@@ -12,19 +12,18 @@ from sqlalchemy import select
 
 from app.db.models import Discovery, Intervention, SpecStage
 from app.db.session import session_scope
-from tests.conftest import base_env, free_port, wait_for
+from tests.conftest import wait_for
 from tests.fakes.anthropic import Reply, forced_tool, request_text, tool_results
 from tests.test_execution import (
     BRANCH,
     CODE,
-    FILES,
-    INSTALLATION,
     ISSUE,
     REPO,
     approve_plan,
     comment,
     implement_check,
     reply_to,
+    start_run_world,
     task,
     task_commits,
     tasks_in_db,
@@ -97,26 +96,10 @@ def _first_after_redirect(req) -> int:
 
 def start(fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes, files=None,
           extra_env: dict | None = None):
-    fake_github.add_installation(INSTALLATION, "octo")
-    fake_github.add_repo(REPO, installation_id=INSTALLATION, files={**FILES, **(files or {})})
-    fake_github.set_permission(REPO, "alice", "maintain")
-    fake_github.add_issue(REPO, ISSUE, title="Greet users", body="Say hello and bye.", user="alice")
-    fake_github.push_human_commit(REPO, BRANCH, {".omoi/specs/5/tasks.md": "# tasks\n"},
-                                  "omoi: approved tasks r1 for #5", author=("omoi[bot]", "4242+omoi[bot]@users.noreply.github.com"))
-    env = base_env(fake_github, rsa_keypair, f"sqlite:///{tmp_path}/omoi.db", "", tmp_path / "data", free_port())
-    env |= {"ANTHROPIC_BASE_URL": fake_anthropic.url, "ANTHROPIC_API_KEY": "sk-fake-test-key",
-            "OMOI_WORKER_CONCURRENCY": "3", "OMOI_TASK_LEASE_SECONDS": "3", "OMOI_TASK_HEARTBEAT_SECONDS": "0.5",
-            "OMOI_HEALTH_INTERVAL_SECONDS": "1", "OMOI_TASK_RETRY_BACKOFF_SECONDS": "0.2",
-            "OMOI_TASK_MAX_ATTEMPTS": "2", "OMOI_VERIFY_TIMEOUT_SECONDS": "30", "OMOI_AGENT_TIMEOUT_SECONDS": "90",
-            "OMOI_GUARDIAN_INTERVAL_SECONDS": "1", "OMOI_GUARDIAN_MIN_TOOL_CALLS": "3",
-            "OMOI_CONDUCTOR_INTERVAL_SECONDS": "2", **(extra_env or {})}
-    procs = omoi_processes(env)
-    procs.start("web", "web")
-    procs.wait_healthy()
-    procs.start("worker", "worker", "--beat")
-    procs.database_url = env["OMOI_DATABASE_URL"]
-    procs.fake = fake_github
-    return procs
+    return start_run_world(fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes,
+                           database=f"sqlite:///{tmp_path}/omoi.db", files=files, extra_env={
+                               "OMOI_GUARDIAN_INTERVAL_SECONDS": "1", "OMOI_GUARDIAN_MIN_TOOL_CALLS": "3",
+                               "OMOI_CONDUCTOR_INTERVAL_SECONDS": "2", **(extra_env or {})})
 
 
 @pytest.fixture

@@ -100,38 +100,46 @@ class Agent:
         return Reply.text(f"{tid} is done.")
 
 
-@pytest.fixture
-def running(request, fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes):
-    """omoi running against the stand-ins; SQLite and the embedded broker unless a test asks for
-    `postgresql` (PostgreSQL and Redis, the production pair) through indirect parametrisation."""
-    backend = getattr(request, "param", "sqlite")
+def start_run_world(fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes, *, database: str,
+                    broker: str = "", files: dict | None = None, extra_env: dict | None = None):
+    """The repo, issue and branch of an approved spec on the GitHub stand-in, and omoi's web process
+    and worker (with beat every second) against it, on `database` and `broker`."""
     fake_github.add_installation(INSTALLATION, "octo")
-    fake_github.add_repo(REPO, installation_id=INSTALLATION, files=FILES)
+    fake_github.add_repo(REPO, installation_id=INSTALLATION, files={**FILES, **(files or {})})
     fake_github.set_permission(REPO, "alice", "maintain")
     fake_github.add_issue(REPO, ISSUE, title="Greet users", body="Say hello and bye.", user="alice")
     # the spec files were committed to the issue's branch when the stages were approved
     fake_github.push_human_commit(REPO, BRANCH, {".omoi/specs/5/tasks.md": "# tasks\n"},
                                   "omoi: approved tasks r1 for #5", author=("omoi[bot]", "4242+omoi[bot]@users.noreply.github.com"))
-    # The embedded broker (the README's default), with beat firing every second: this is what caught
-    # kombu's half-written message files (fixed in tasks/fs_transport.py).
-    database, broker = f"sqlite:///{tmp_path}/omoi.db", ""
-    if backend == "postgresql":
-        require_service(postgres_available() and redis_available(), "PostgreSQL and Redis")
-        database, broker = _create_pg_database(), "redis://127.0.0.1:6379/13"
     env = base_env(fake_github, rsa_keypair, database, broker, tmp_path / "data", free_port())
     env |= {"ANTHROPIC_BASE_URL": fake_anthropic.url, "ANTHROPIC_API_KEY": "sk-fake-test-key",
             "OMOI_WORKER_CONCURRENCY": "3", "OMOI_TASK_LEASE_SECONDS": "3", "OMOI_TASK_HEARTBEAT_SECONDS": "0.5",
             "OMOI_HEALTH_INTERVAL_SECONDS": "1", "OMOI_TASK_RETRY_BACKOFF_SECONDS": "0.2",
             "OMOI_TASK_MAX_ATTEMPTS": "2", "OMOI_VERIFY_TIMEOUT_SECONDS": "30", "OMOI_AGENT_TIMEOUT_SECONDS": "90",
-            "OMOI_SANDBOX_DIR": str(tmp_path / "sandboxes")}
+            **(extra_env or {})}
     procs = omoi_processes(env)
-    if backend == "postgresql":  # processes first, then their database
-        request.addfinalizer(lambda: (procs.stop_all(), _drop_pg_database(database)))
     procs.start("web", "web")
     procs.wait_healthy()
     procs.start("worker", "worker", "--beat")
     procs.database_url = env["OMOI_DATABASE_URL"]
     procs.fake = fake_github
+    return procs
+
+
+@pytest.fixture
+def running(request, fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes):
+    """omoi running against the stand-ins; SQLite and the embedded broker unless a test asks for
+    `postgresql` (PostgreSQL and Redis, the production pair) through indirect parametrisation."""
+    # The embedded broker (the README's default), with beat firing every second: this is what caught
+    # kombu's half-written message files (fixed in tasks/fs_transport.py).
+    database, broker = f"sqlite:///{tmp_path}/omoi.db", ""
+    if getattr(request, "param", "sqlite") == "postgresql":
+        require_service(postgres_available() and redis_available(), "PostgreSQL and Redis")
+        database, broker = _create_pg_database(), "redis://127.0.0.1:6379/13"
+        request.addfinalizer(lambda: _drop_pg_database(database))
+    procs = start_run_world(fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes, database=database,
+                            broker=broker, extra_env={"OMOI_SANDBOX_DIR": str(tmp_path / "sandboxes")})
+    request.addfinalizer(procs.stop_all)  # finalizers run last-registered first: processes, then their database
     return procs
 
 

@@ -94,6 +94,14 @@ class OmoiGitHubAPI(GitHubAPI):
 
 
 @asynccontextmanager
+async def app_client(settings: Settings) -> AsyncIterator[OmoiGitHubAPI]:
+    """A client authenticated as the App itself (a JWT from the private key, renewed by gidgethub)."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        yield OmoiGitHubAPI(session, settings, app_id=str(settings.github_app_id),
+                            private_key=settings.private_key_pem())
+
+
+@asynccontextmanager
 async def installation_client(settings: Settings, installation_id: int) -> AsyncIterator[OmoiGitHubAPI]:
     """A client authenticated as one installation (token cached until shortly before expiry)."""
     timeout = aiohttp.ClientTimeout(total=60)
