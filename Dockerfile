@@ -12,10 +12,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     OMOI_DATA_DIR=/var/lib/omoi \
     OMOI_DATABASE_URL=sqlite:////var/lib/omoi/omoi.db
 
-# git: omoi clones, commits and pushes. (Workers that use the local sandbox also want
-# bubblewrap, which needs unprivileged user namespaces; in containers prefer Daytona.)
+# git: omoi clones, commits and pushes. bubblewrap, util-linux (setpriv, prlimit) and socat: the local
+# sandbox's jail, in which agents and verify commands run (docs/security.md). Without them, or without
+# user namespaces, a worker refuses to run agents (fail closed). The jail needs user namespaces and its
+# own /proc, which Docker's defaults forbid: run workers with
+#   --security-opt seccomp=unconfined --security-opt apparmor=unconfined --security-opt systempaths=unconfined
+# (or use the Daytona provider). The web and beat processes need none of this.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends git ca-certificates \
+    && apt-get install -y --no-install-recommends git ca-certificates bubblewrap util-linux socat \
     && rm -rf /var/lib/apt/lists/*
 
 RUN groupadd --system --gid 10001 omoi \

@@ -1,6 +1,6 @@
 """One Claude Agent SDK session (the Claude Code CLI bundled in claude-agent-sdk) for one task.
 
-    result = await run_agent(mode="implement", prompt=..., workdir=sandbox.workdir,
+    result = await run_agent(mode="implement", prompt=..., sandbox=sandbox,
                              settings=get_settings(), max_turns=30, max_budget_usd=2.0, timeout_s=900)
 
 Modes and tools (`tools=` limits what the model is even offered; `allowed_tools=` is what runs
@@ -10,24 +10,21 @@ without a prompt; everything else is denied because nobody can answer a prompt):
 - implement: Read, Glob, Grep, Edit, Write, Bash
 - validate:  Read, Glob, Grep, Bash
 
-`permission_mode="acceptEdits"` plus path-scoped rules `Edit(//<workdir>/**)` / `Write(...)`: edits
-inside `workdir` are accepted, anything outside it is refused. Read/Glob/Grep get no explicit rule,
-so they work inside `workdir` only (a bare "Read" or "Write" rule would open every host path to
-the CLI, which runs on the host). Bash is allowed entirely, or only the `allowed_commands`
-prefixes when given. No bypass mode (it is refused as root anyway). Settings files are not loaded
-(`setting_sources=[]`): a repository's own `.claude/settings.json` (hooks, permissions) is
-untrusted input.
+`permission_mode="acceptEdits"` plus path-scoped rules `Edit(//workspace/**)` / `Write(...)`. Bash is
+allowed entirely, or only the `allowed_commands` prefixes when given. No bypass mode. Settings files
+are not loaded (`setting_sources=[]`): a repository's own `.claude/settings.json` is untrusted input.
+These rules shape what the model is offered; they are not the security boundary.
 
-Isolation: the CLI runs on the host with cwd=workdir. Where bubblewrap works, Claude Code's own
-sandbox is on for Bash (`allowUnsandboxedCommands: False`: writes only inside the work dir, no
-network) and `CLAUDE_CODE_SUBPROCESS_ENV_SCRUB=1` strips credentials from the environment of the
-commands it runs.
-
-Environment: built from scratch. The SDK merges `os.environ` into the CLI's environment, so the
-CLI is started through a tiny `env -i` wrapper that keeps only allow-listed names: PATH, LANG,
-a temporary HOME, ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL from settings (the model key the CLI
-needs), CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 and the SDK's own protocol variables. No
-OMOI_* value, GitHub token or private key reaches the CLI.
+Containment (the boundary): the Claude Code CLI itself runs inside the sandbox's jail
+(app/sandbox/jail.py) - the SDK starts `sandbox.agent_launcher(...)` as its "CLI", which enters the
+jail and execs Claude Code there; the stream-json control protocol (and with it in-process MCP tools
+and hooks) passes through stdin/stdout. The CLI's environment is built from scratch (only
+allow-listed names). It holds no credential: its `ANTHROPIC_API_KEY` is a per-session token of omoi's
+model proxy (app/model_proxy.py), reached through a unix socket bound into the jail; the proxy adds
+the real key, enforces the session's budget and records usage. A session that ends, times out or is
+cancelled is ended by SIGKILL of the jail, whose PID namespace takes every process along. The work
+dir's disk use is watched; over the limit, the session is stopped. Only the opt-in
+`unsafe_allow_unconfined_sandbox` runs the CLI on the host (with the same proxy over loopback TCP).
 
 Supervision hooks (all optional, used by app/task_runner.py):
 - `on_message(transcript)` after every message (the guardian reads the trajectory);
@@ -45,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from contextlib import asynccontextmanager
 import shlex
 import shutil
 import tempfile
@@ -86,15 +84,7 @@ SDK_ENV_NAMES = (
     "CLAUDE_CODE_ENABLE_SDK_FILE_CHECKPOINTING", "PWD",
 )
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# Claude Code's Bash sandbox (scrub mode) leaves empty mount-point stubs for protected paths in the
-# work dir and lists them in .git/info/exclude; run_agent removes the ones it created.
-STUB_NAMES = {
-    ".env", ".env.local", ".env.development", ".env.development.local", ".env.test", ".env.test.local",
-    ".env.production", ".env.production.local", ".gitmodules", ".npmrc", ".yarnrc", ".yarnrc.yml", "bunfig.toml",
-    "package.json", "package-lock.json", "yarn.lock", "pnpm-lock.yaml", "node_modules", ".claude",
-}
-GIT_STUB_NAMES = {"commondir", "config.worktree", "glab-cli", "modules", "remotes", "worktrees", "branches"}
-STUB_EXCLUDE_MARKER = "# claude-code scrub-mode stubs"
+PROXY_PORT = 8787  # inside the jail: the loopback forwarder to the model proxy's socket
 _MAX_TRANSCRIPT_CHARS = 4000
 _STDERR_LINES = 40
 
@@ -133,16 +123,10 @@ def bundled_cli() -> str:
     raise FileNotFoundError("Claude Code CLI not found (claude_agent_sdk/_bundled/claude or `claude` on PATH)")
 
 
-def claude_sandbox_available() -> bool:
-    """Claude Code's Bash sandbox on Linux needs bwrap (working), socat and ripgrep."""
-    from app.sandbox.local import bwrap_available
-
-    return bwrap_available() and bool(shutil.which("socat")) and bool(shutil.which("rg"))
-
-
-def agent_env(settings: Any, home: str, *, scrub_subprocess_env: bool) -> dict[str, str]:
-    env = {
-        "PATH": os.environ.get("PATH") or DEFAULT_PATH,
+def agent_env(settings: Any, home: str, *, api_key: str, base_url: str, path: str | None = None) -> dict[str, str]:
+    """The CLI's whole environment: no credential but the model proxy's session token."""
+    return {
+        "PATH": path or DEFAULT_PATH,
         "HOME": home,
         "LANG": "C.UTF-8",
         "TMPDIR": "/tmp",
@@ -152,16 +136,9 @@ def agent_env(settings: Any, home: str, *, scrub_subprocess_env: bool) -> dict[s
         "DISABLE_TELEMETRY": "1",
         "DISABLE_ERROR_REPORTING": "1",
         "CLAUDE_CODE_MAX_RETRIES": str(getattr(settings, "llm_max_retries", 3)),
+        "ANTHROPIC_API_KEY": api_key,
+        "ANTHROPIC_BASE_URL": base_url,
     }
-    key = _secret(getattr(settings, "anthropic_api_key", None))
-    if key:
-        env["ANTHROPIC_API_KEY"] = key
-    base_url = getattr(settings, "anthropic_base_url", "") or ""
-    if base_url:
-        env["ANTHROPIC_BASE_URL"] = base_url
-    if scrub_subprocess_env:
-        env["CLAUDE_CODE_SUBPROCESS_ENV_SCRUB"] = "1"
-    return env
 
 
 def write_env_wrapper(directory: Path, cli: str, keep: list[str]) -> str:
@@ -248,7 +225,7 @@ async def run_agent(
     *,
     mode: Mode,
     prompt: str,
-    workdir: str,
+    sandbox: Any,
     settings: Any,
     max_turns: int,
     max_budget_usd: float | None,
@@ -282,6 +259,10 @@ async def run_agent(
 
     if mode not in MODE_TOOLS:
         return fail(f"unknown agent mode {mode!r}")
+    jailed = bool(getattr(sandbox, "use_bwrap", False))
+    if not jailed and not getattr(sandbox, "unconfined_agent_ok", False):
+        return fail("this sandbox cannot run an agent: the agent runs only inside a confined sandbox")
+    workdir, cwd = sandbox.workdir, sandbox.agent_cwd
     if not os.path.isdir(workdir):
         return fail(f"work dir {workdir!r} does not exist")
     if not _secret(getattr(settings, "anthropic_api_key", None)):
@@ -294,7 +275,7 @@ async def run_agent(
         tools = list(MODE_TOOLS[mode])
         # Only Bash gets an explicit rule. Reads (default rule) and edits (acceptEdits) are then allowed
         # inside the work dir only; a bare "Read" or "Write" rule would allow any host path.
-        allowed: list[str] = [f"{t}({edit_scope(workdir)})" for t in ("Edit", "Write") if t in tools]
+        allowed: list[str] = [f"{t}({edit_scope(cwd)})" for t in ("Edit", "Write") if t in tools]
         if "Bash" in tools:
             allowed += bash_rules(allowed_commands)
         denied = list(ALWAYS_DENIED) + [t for t in ("Write", "Edit", "Bash") if t not in tools]
@@ -308,113 +289,162 @@ async def run_agent(
             from claude_agent_sdk import HookMatcher
 
             hooks = {"PostToolUse": [HookMatcher(hooks=[_redirect_hook(redirects)])]}
-        sandboxed = "Bash" in tools and claude_sandbox_available()
-        if "Bash" in tools and not sandboxed:
-            log.warning("agent_bash_unsandboxed", mode=mode,
-                        reason="bubblewrap/socat/ripgrep missing: Claude Code runs Bash without its sandbox")
     except Exception as exc:  # noqa: BLE001
         return fail(f"agent setup failed: {type(exc).__name__}: {exc}")
 
+    limits = {"max_usd": max_budget_usd, "max_tokens_per_request": getattr(settings, "agent_max_tokens_per_request", None),
+              "max_tokens_total": getattr(settings, "agent_max_session_tokens", None)}
     tmp = tempfile.mkdtemp(prefix="omoi-agent-")
-    before = _snapshot(workdir)
+    stopped: list[str] = []
     try:
-        home = os.path.join(tmp, "home")
-        os.mkdir(home, 0o700)
-        env = agent_env(settings, home, scrub_subprocess_env=sandboxed)
-        cli = write_env_wrapper(Path(tmp), bundled_cli(), sorted(set(env) | set(SDK_ENV_NAMES)))
-        options = ClaudeAgentOptions(
-            cwd=workdir,
-            cli_path=cli,
-            env=env,
-            model=model or getattr(settings, "model_planner", None),
-            tools=tools,
-            allowed_tools=allowed,
-            disallowed_tools=denied,
-            permission_mode="acceptEdits",
-            setting_sources=[],
-            max_turns=max_turns,
-            max_budget_usd=max_budget_usd,
-            system_prompt={"type": "preset", "preset": "claude_code",
-                           "append": system_prompt or MODE_INSTRUCTIONS[mode]},
-            sandbox=({"enabled": True, "autoAllowBashIfSandboxed": allowed_commands is None,
-                      "allowUnsandboxedCommands": False} if sandboxed else None),
-            stderr=lambda line: stderr_tail.append(line),
-            mcp_servers=mcp_servers,
-            hooks=hooks,
-        )
+        async with _proxy(settings, sandbox, jailed, limits) as (proxy, base_url):
+            if jailed:
+                env = agent_env(settings, "/home/agent", api_key=proxy.token, base_url=base_url,
+                                path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+                cli = sandbox.agent_launcher(bundled_cli(), sorted(set(env) | set(SDK_ENV_NAMES)), proxy_port=PROXY_PORT)
+            else:
+                home = os.path.join(tmp, "home")
+                os.mkdir(home, 0o700)
+                env = agent_env(settings, home, api_key=proxy.token, base_url=base_url,
+                                path=os.environ.get("PATH") or DEFAULT_PATH)
+                cli = write_env_wrapper(Path(tmp), bundled_cli(), sorted(set(env) | set(SDK_ENV_NAMES)))
+            options = ClaudeAgentOptions(
+                cwd=workdir,  # where the launcher starts on the host; inside the jail it is `cwd`
+                cli_path=cli,
+                env=env,
+                model=model or getattr(settings, "model_planner", None),
+                tools=tools,
+                allowed_tools=allowed,
+                disallowed_tools=denied,
+                # acceptEdits also auto-approves file commands (touch, mkdir, mv) in Bash: only for modes that edit.
+                permission_mode="acceptEdits" if "Edit" in tools else "default",
+                setting_sources=[],
+                max_turns=max_turns,
+                max_budget_usd=max_budget_usd,
+                system_prompt={"type": "preset", "preset": "claude_code",
+                               "append": system_prompt or MODE_INSTRUCTIONS[mode]},
+                stderr=lambda line: stderr_tail.append(line),
+                mcp_servers=mcp_servers,
+                hooks=hooks,
+            )
 
-        async def consume() -> None:
-            stream = query(prompt=prompt, options=options)
-            try:
-                async for message in stream:
-                    transcript.extend(_simplify(message))
-                    if on_message is not None:
-                        try:
-                            on_message(transcript)
-                        except Exception:  # noqa: BLE001 - observation must never break the session
-                            log.exception("agent_on_message_failed")
-                    if isinstance(message, AssistantMessage):
-                        if meter.add(message) and on_cost is not None:
+            async def consume() -> None:
+                stream = query(prompt=prompt, options=options)
+                try:
+                    async for message in stream:
+                        transcript.extend(_simplify(message))
+                        if on_message is not None:
                             try:
-                                on_cost(meter.total)
-                            except Exception:  # noqa: BLE001
-                                log.exception("agent_on_cost_failed")
-                        texts = [b.text for b in message.content if isinstance(b, TextBlock) and b.text]
-                        if texts:
-                            state["last_text"] = "\n".join(texts)
-                    elif isinstance(message, ResultMessage):
-                        state["result"] = message
-            finally:
-                await stream.aclose()
+                                on_message(transcript)
+                            except Exception:  # noqa: BLE001 - observation must never break the session
+                                log.exception("agent_on_message_failed")
+                        if isinstance(message, AssistantMessage):
+                            if meter.add(message) and on_cost is not None:
+                                try:
+                                    on_cost(max(meter.total, proxy.cost_usd))
+                                except Exception:  # noqa: BLE001
+                                    log.exception("agent_on_cost_failed")
+                            texts = [b.text for b in message.content if isinstance(b, TextBlock) and b.text]
+                            if texts:
+                                state["last_text"] = "\n".join(texts)
+                        elif isinstance(message, ResultMessage):
+                            state["result"] = message
+                finally:
+                    await stream.aclose()
 
-        log.info("agent_started", mode=mode, workdir=workdir, model=options.model, max_turns=max_turns,
-                 max_budget_usd=max_budget_usd, timeout_s=timeout_s, sandboxed=sandboxed)
-        session = asyncio.ensure_future(consume())
-        try:
-            # shield: a timeout or a cancel from outside (cancel, guardian, conductor) must reach us
-            # before the SDK, whose own close gives the CLI up to 10 s in which it could still act.
-            await asyncio.wait_for(asyncio.shield(session), timeout_s)
-        except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
-            killed = kill_processes_in(workdir)
-            session.cancel()
+            log.info("agent_started", mode=mode, sandbox=getattr(sandbox, "id", None), model=options.model,
+                     max_turns=max_turns, max_budget_usd=max_budget_usd, timeout_s=timeout_s, jailed=jailed)
+            session = asyncio.ensure_future(consume())
+
+            def over_limit(reason: str) -> None:
+                stopped.append(reason)
+                _end(sandbox, jailed)
+                session.cancel()
+
+            watcher = asyncio.ensure_future(sandbox.watch_disk(over_limit)) if hasattr(sandbox, "watch_disk") else None
             try:
-                await session
-            except BaseException:  # noqa: BLE001 - the session is being ended
-                pass
-            log.info("agent_session_ended", workdir=workdir, processes_killed=killed,
-                     reason="timeout" if isinstance(exc, asyncio.TimeoutError) else "cancelled")
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            return _logged(fail(f"agent timed out after {timeout_s:g}s"), mode)
-        except Exception as exc:  # noqa: BLE001 - any SDK/CLI failure is a failed run, not a crash
-            detail = f"{type(exc).__name__}: {exc}"
-            res = state["result"]
-            if res is not None and res.is_error:
-                detail = _result_error(res) + f" ({detail})"
-            tail = "\n".join(stderr_tail)
-            return _logged(fail(detail + (f"\nCLI stderr:\n{tail}" if tail else "")), mode)
+                # shield: a timeout or a cancel from outside (cancel, guardian, conductor) must reach us
+                # before the SDK, whose own close gives the CLI up to 10 s in which it could still act.
+                await asyncio.wait_for(asyncio.shield(session), timeout_s)
+            except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
+                current = asyncio.current_task()
+                if stopped and isinstance(exc, asyncio.CancelledError) and not (current and current.cancelling()):
+                    try:
+                        await session
+                    except BaseException:  # noqa: BLE001 - it was stopped on purpose
+                        pass
+                    meter.total = max(meter.total, proxy.cost_usd)
+                    return _logged(fail(f"the agent was stopped: {stopped[0]}"), mode)
+                killed = _end(sandbox, jailed)
+                session.cancel()
+                try:
+                    await session
+                except BaseException:  # noqa: BLE001 - the session is being ended
+                    pass
+                meter.total = max(meter.total, proxy.cost_usd)
+                log.info("agent_session_ended", sandbox=getattr(sandbox, "id", None), processes_killed=killed,
+                         reason="timeout" if isinstance(exc, asyncio.TimeoutError) else "cancelled")
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                return _logged(fail(f"agent timed out after {timeout_s:g}s"), mode)
+            except Exception as exc:  # noqa: BLE001 - any SDK/CLI failure is a failed run, not a crash
+                meter.total = max(meter.total, proxy.cost_usd)
+                if stopped:
+                    return _logged(fail(f"the agent was stopped: {stopped[0]}"), mode)
+                detail = f"{type(exc).__name__}: {exc}"
+                res = state["result"]
+                if res is not None and res.is_error:
+                    detail = _result_error(res) + f" ({detail})"
+                if proxy.refused:
+                    detail = f"omoi's model proxy refused further calls: {proxy.refused[-1]} ({detail})"
+                tail = "\n".join(stderr_tail)
+                return _logged(fail(detail + (f"\nCLI stderr:\n{tail}" if tail else "")), mode)
+            finally:
+                if watcher is not None:
+                    watcher.cancel()
+                _end(sandbox, jailed)  # nothing the session started outlives it
 
-        res = state["result"]
-        if res is None:
-            return _logged(fail("the agent ended without a result message"), mode)
-        if res.is_error or res.subtype != "success":
-            return _logged(fail(_result_error(res)), mode)
-        return _logged(AgentResult(
-            ok=True, text=res.result or state["last_text"], num_turns=res.num_turns,
-            cost_usd=float(res.total_cost_usd or 0), duration_s=time.monotonic() - started,
-            transcript=transcript, session_id=res.session_id, subtype=res.subtype,
-            permission_denials=list(res.permission_denials or []), usage=res.usage,
-        ), mode)
+            meter.total = max(meter.total, proxy.cost_usd)
+            res = state["result"]
+            if res is None:
+                return _logged(fail("the agent ended without a result message"), mode)
+            if res.is_error or res.subtype != "success":
+                why = _result_error(res)
+                if proxy.refused:
+                    why = f"omoi's model proxy refused further calls: {proxy.refused[-1]}; {why}"
+                return _logged(fail(why), mode)
+            return _logged(AgentResult(
+                ok=True, text=res.result or state["last_text"], num_turns=res.num_turns,
+                cost_usd=max(float(res.total_cost_usd or 0), proxy.cost_usd), duration_s=time.monotonic() - started,
+                transcript=transcript, session_id=res.session_id, subtype=res.subtype,
+                permission_denials=list(res.permission_denials or []), usage=res.usage,
+            ), mode)
+    except asyncio.CancelledError:
+        raise
     except Exception as exc:  # noqa: BLE001
         return _logged(fail(f"agent failed: {type(exc).__name__}: {exc}"), mode)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            removed = remove_sandbox_stubs(workdir, before)
-            if removed:
-                log.debug("agent_stubs_removed", workdir=workdir, removed=removed)
-        except Exception:  # noqa: BLE001 - hygiene only
-            log.exception("agent_stub_cleanup_failed", workdir=workdir)
+
+
+@asynccontextmanager
+async def _proxy(settings: Any, sandbox: Any, jailed: bool, limits: dict):
+    """The model proxy for one session: on the sandbox's socket (jailed) or on loopback TCP."""
+    from app import model_proxy
+
+    if jailed:
+        async with model_proxy.serve_unix(settings, sandbox.model_socket(), uid=sandbox.jail.uid, **limits) as proxy:
+            yield proxy, f"http://127.0.0.1:{PROXY_PORT}"
+    else:
+        async with model_proxy.serve_tcp(settings, **limits) as (proxy, url):
+            yield proxy, url
+
+
+def _end(sandbox: Any, jailed: bool) -> int:
+    """Hard-stop the agent and everything it started."""
+    if jailed:
+        return sandbox.kill_agent()
+    return kill_processes_in(sandbox.workdir)
 
 
 def kill_processes_in(workdir: str) -> int:
@@ -486,63 +516,6 @@ def _redirect_hook(redirects: Any):
             f"and its approved requirements: {message}")}}
 
     return hook
-
-
-def _snapshot(workdir: str) -> dict[str, Any]:
-    def names(path: str) -> set[str]:
-        try:
-            return set(os.listdir(path))
-        except OSError:
-            return set()
-
-    exclude = Path(workdir, ".git", "info", "exclude")
-    return {"top": names(workdir), "git": names(os.path.join(workdir, ".git")),
-            "exclude": exclude.read_text(errors="replace") if exclude.is_file() else None}
-
-
-def _is_empty_stub(path: Path) -> bool:
-    if path.is_symlink():
-        return False
-    if path.is_file():
-        size = path.stat().st_size
-        return size == 0 or (path.name == "commondir" and path.read_text(errors="replace").strip() == ".")
-    if path.is_dir():
-        return all(not f for _, _, f in os.walk(path))
-    return False
-
-
-def remove_sandbox_stubs(workdir: str, before: dict[str, Any]) -> list[str]:
-    """Delete the empty stubs Claude Code's sandbox created (only new, empty, known names)."""
-    removed = []
-    for names, base, known in ((before["top"], Path(workdir), STUB_NAMES),
-                               (before["git"], Path(workdir, ".git"), GIT_STUB_NAMES)):
-        try:
-            current = set(os.listdir(base))
-        except OSError:
-            continue
-        for name in sorted((current - names) & known):
-            path = base / name
-            try:
-                if _is_empty_stub(path):
-                    shutil.rmtree(path) if path.is_dir() else path.unlink()
-                    removed.append(str(path.relative_to(workdir)))
-            except OSError:
-                pass
-    exclude = Path(workdir, ".git", "info", "exclude")
-    if exclude.is_file():
-        text = exclude.read_text(errors="replace")
-        if STUB_EXCLUDE_MARKER in text and STUB_EXCLUDE_MARKER not in (before["exclude"] or ""):
-            kept, skipping = [], False
-            for line in text.splitlines(keepends=True):
-                if line.strip() == STUB_EXCLUDE_MARKER:
-                    skipping = True
-                    continue
-                if skipping and line.strip().startswith("/"):
-                    continue
-                skipping = False
-                kept.append(line)
-            exclude.write_text("".join(kept).rstrip("\n") + "\n")
-    return removed
 
 
 def _result_error(res: Any) -> str:

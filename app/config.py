@@ -108,6 +108,18 @@ class Settings(BaseSettings):
     sandbox_network: bool = False
     sandbox_timeout_seconds: float = 3600
     sandbox_dir: str = ""  # where local sandboxes are created (empty: the system temp dir)
+    # Limits of every local sandbox's jail (app/sandbox/jail.py): processes (per sandbox), memory (data
+    # size of each process), the largest file, each private tmpfs (/tmp and $HOME), the work dir's disk use.
+    sandbox_max_processes: int = 512
+    sandbox_max_memory_mb: int = 4096
+    sandbox_max_file_mb: int = 1024
+    sandbox_tmpfs_mb: int = 512
+    sandbox_max_workdir_mb: int = 4096
+    sandbox_uid_base: int = 200000  # running as root, each jail gets a host uid of its own from here
+    sandbox_bwrap: str = "bwrap"    # the bubblewrap binary: a name on PATH or an absolute path
+    # Without a working jail (bubblewrap, user namespaces) agents and verify commands are refused. This
+    # opt-out runs them as plain processes of omoi, with omoi's files in reach: never in production.
+    unsafe_allow_unconfined_sandbox: bool = False
     daytona_api_url: str = ""  # empty: the daytona SDK's default (Daytona cloud)
     daytona_api_key: SecretStr | None = None
 
@@ -123,10 +135,14 @@ class Settings(BaseSettings):
     task_lease_seconds: float = 120            # a task whose lease ran out (worker died) is re-queued
     task_heartbeat_seconds: float = 20
     health_interval_seconds: float = 30        # the recovery sweep (Celery beat)
-    blocked_paths: list[str] = Field(default_factory=lambda: [".github/workflows/**"])
+    # Workflows, actions, CODEOWNERS, dependabot: an agent's change there is refused.
+    blocked_paths: list[str] = Field(default_factory=lambda: [".github/**"])
     verify_timeout_seconds: float = 600
     agent_max_turns: int = 40
     agent_timeout_seconds: float = 1800
+    # The model proxy's allowance per agent session (the dollar budget is the task's or review's budget).
+    agent_max_tokens_per_request: int = 128000
+    agent_max_session_tokens: int = 20_000_000
 
     # --- budgets, discovery, supervision (issue 6) ---
     installation_monthly_usd_ceiling: float = 1000.0  # all repos of one installation per month; 0: none

@@ -24,7 +24,6 @@ import asyncio
 import json
 import re
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Literal
@@ -83,8 +82,9 @@ def orphan_sandboxes(settings: Settings | None = None, base_dir: str | Path | No
     if settings.sandbox_provider != "local":
         return []
     from app.sandbox.base import label_slug
+    from app.sandbox.local import sandbox_base_dir
 
-    base = Path(base_dir or getattr(settings, "sandbox_dir", None) or tempfile.gettempdir())
+    base = Path(base_dir) if base_dir else sandbox_base_dir(settings)
     max_age = settings.agent_timeout_seconds + settings.verify_timeout_seconds + 300
     old = []
     for path in base.glob("omoi-sb-*"):
@@ -259,7 +259,9 @@ def intervene(settings: Settings, task: dict, verdict: GuardianVerdict) -> str |
 
 
 _PATH_FIELD = re.compile(r'"(?:file_path|notebook_path)":\s*"((?:[^"\\]|\\.)*)"')
-_LOCAL_WORKDIR = re.compile(r"^.*/omoi-sb-[^/]+/work/")  # app/sandbox/local.py: <base>/omoi-sb-<label>-XXXX/work
+# The agent's work dir: `/workspace` in a local jail (app/sandbox/jail.py); an unconfined local sandbox's
+# <base>/omoi-sb-<label>-XXXX/work.
+_LOCAL_WORKDIR = re.compile(r"^(?:/workspace/|.*/omoi-sb-[^/]+/work/)")
 
 
 def _written(trajectory: list[dict]) -> set[str]:

@@ -45,9 +45,13 @@ class RepoConfig(BaseModel):
     approvers: list[str] = Field(default_factory=list, max_length=100)  # empty: anyone with write access
     concurrency: Concurrency = Field(default_factory=Concurrency)
     budgets: Budgets = Field(default_factory=Budgets)
-    blocked_paths: list[str] = Field(default_factory=lambda: [".github/workflows/**"], max_length=100)
+    blocked_paths: list[str] = Field(default_factory=lambda: [".github/**"], max_length=100)
     models: Models = Field(default_factory=Models)
     auto_resolve_threads: bool = False
+    # What an agent's change may contain (app/policy.py): binary files and .gitattributes are refused
+    # unless the repository allows them.
+    allow_binary: bool = False
+    allow_gitattributes: bool = False
 
 
 class Loaded(BaseModel):

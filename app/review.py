@@ -137,7 +137,7 @@ async def run_fix(gh, settings: Settings, token: str, full_name: str, pr: dict, 
     sandbox = await provider.create(repo_url=url_with_token(repo["clone_url"], token), ref=head, label=f"review-{pr['number']}")
     try:
         prompt = render("review/agent_prompt.j2", threads=threads, result_file=RESULT_FILE, pr=pr)
-        result = await run_agent(mode="implement", prompt=prompt, workdir=sandbox.workdir, settings=settings,
+        result = await run_agent(mode="implement", prompt=prompt, sandbox=sandbox, settings=settings,
                                  max_turns=settings.review_max_turns, max_budget_usd=settings.review_budget_usd,
                                  timeout_s=settings.review_timeout_seconds)
         report = await _read_report(sandbox)
@@ -149,7 +149,8 @@ async def run_fix(gh, settings: Settings, token: str, full_name: str, pr: dict, 
     if not result.ok and not patch.strip():
         return ReviewResult(None, {t.id: ThreadOutcome("needs_human", f"the agent stopped: {result.error}")
                                    for t in threads}, threads), ""
-    refusal = policy.check_diff(patch, blocked_paths) if patch.strip() else None
+    limits = policy.Limits(blocked_paths=tuple(blocked_paths))
+    refusal = policy.precheck(patch, limits) if patch.strip() else None
     if refusal is not None:
         return ReviewResult(None, {t.id: ThreadOutcome("not_applied", refusal.reason) for t in threads}, threads), ""
     sha = None
@@ -160,8 +161,11 @@ async def run_fix(gh, settings: Settings, token: str, full_name: str, pr: dict, 
         try:
             await asyncio.to_thread(clone.clone)
             pushed = await asyncio.to_thread(gitwork.commit_and_push, clone, base_sha=head, patch=patch,
-                                             message=message, task_key=round_key)
+                                             message=message, task_key=round_key, limits=limits,
+                                             secrets=policy.secrets_from_settings(settings, extra=[token]))
             sha = pushed.sha
+        except policy.Refused as exc:  # the applied change broke a rule: nothing was pushed
+            return ReviewResult(None, {t.id: ThreadOutcome("not_applied", exc.reason) for t in threads}, threads), ""
         finally:
             clone.cleanup()
     changed = set(policy.changed_paths(patch)) if patch.strip() else set()

@@ -28,6 +28,7 @@ from app.locks import owner_id, release, try_acquire
 from app.logging import get_logger, redact
 from app.render import render
 from app.sandbox import make_sandbox
+from app.sandbox.local import SandboxUnavailable
 from app.spec.schemas import Requirements
 
 log = get_logger("omoi.task_runner")
@@ -247,6 +248,7 @@ async def _watch(coro: Awaitable, lost: threading.Event):
 
 async def _attempt(settings: Settings, lease: orchestrator.Lease, beat: Heartbeat) -> orchestrator.Attempt:
     ctx = _task_context(settings, lease)
+    ctx["attempt"] = lease.attempt
     key = f"{lease.spec_id}/{lease.task_id}"
     async with installation_client(settings, ctx["installation_id"]) as gh:
         repo = await gh.getitem("/repos/{owner}/{repo}", url_vars=dict(zip(("owner", "repo"), ctx["full_name"].split("/", 1))))
@@ -268,16 +270,20 @@ async def _attempt(settings: Settings, lease: orchestrator.Lease, beat: Heartbea
         creating = asyncio.ensure_future(provider.create(repo_url=url_with_token(repo["clone_url"], token), ref=head,
                                                          label=f"spec-{key}"))
         existing = await asyncio.to_thread(clone.find_task_commit, key, "HEAD")
-        sandbox = await creating
+        try:
+            sandbox = await creating
+        except SandboxUnavailable as exc:  # fail closed: nothing untrusted runs unconfined; retrying cannot help
+            bound.error("task_sandbox_unavailable", error=str(exc))
+            return orchestrator.Attempt(ok=False, retryable=False, reason=str(exc))
         if existing:  # an earlier attempt pushed and then died: verify that commit, commit nothing new
             await sandbox.destroy()
             bound.info("task_commit_found", commit=existing)
             return await _verify_pushed(settings, provider, repo, token, ctx, existing, [], 0.0, key)
         try:
-            prompt = render("execution/task_prompt.md.j2", workdir=sandbox.workdir, **ctx)
+            prompt = render("execution/task_prompt.md.j2", workdir=sandbox.agent_cwd, sandbox_id=sandbox.id, **ctx)
             reported: list[discovery.Finding] = []
             result = await _watch(agent_runner(
-                mode="explore" if explore else "implement", prompt=prompt, workdir=sandbox.workdir,
+                mode="explore" if explore else "implement", prompt=prompt, sandbox=sandbox,
                 settings=settings, max_turns=settings.agent_max_turns, max_budget_usd=cfg.budgets.task_usd,
                 timeout_s=min(settings.agent_timeout_seconds, cfg.budgets.task_minutes * 60),
                 on_message=_observer(beat), on_cost=_cost_observer(beat), redirects=beat.next_redirect,
@@ -302,7 +308,8 @@ async def _attempt(settings: Settings, lease: orchestrator.Lease, beat: Heartbea
             if not patch.strip():
                 return orchestrator.Attempt(ok=False, reason="the agent finished without changing any file",
                                             cost_usd=cost, discoveries=found)
-            refusal = policy.check_diff(patch, blocked)
+            limits = policy.Limits.for_repo(cfg, blocked)
+            refusal = policy.precheck(patch, limits)  # cheap; commit_and_push inspects the applied change
             if refusal:
                 bound.warning("task_diff_refused", reason=refusal.reason)
                 return orchestrator.Attempt(ok=False, retryable=False, reason=f"refused: {refusal.reason}",
@@ -323,7 +330,11 @@ async def _attempt(settings: Settings, lease: orchestrator.Lease, beat: Heartbea
                 if not await asyncio.to_thread(beat.confirm):
                     return orchestrator.Attempt(ok=False, lost=True, reason="the lease was lost", cost_usd=cost)
                 pushed = await asyncio.to_thread(commit_and_push, clone, base_sha=base, patch=patch,
-                                                 message=message, task_key=key)
+                                                 message=message, task_key=key, limits=limits,
+                                                 secrets=policy.secrets_from_settings(settings, extra=[token]))
+        except policy.Refused as exc:
+            bound.warning("task_diff_refused", reason=exc.reason)
+            return orchestrator.Attempt(ok=False, retryable=False, reason=f"refused: {exc.reason}", cost_usd=cost)
         except ApplyFailed as exc:
             return orchestrator.Attempt(ok=False, reason=str(exc)[:800], evidence=evidence, cost_usd=cost)
         bound.info("task_pushed", commit=pushed.sha, rebased=pushed.rebased, existing=pushed.existing)

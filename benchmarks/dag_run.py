@@ -10,7 +10,10 @@ stand-in (real git over HTTP). Only two things are replaced, inside this process
 
 Prints makespan / critical-path time (goal < 1.15) and omoi's overhead per task.
 
-    python benchmarks/dag_run.py [--agent-seconds 5] [--width 5] [--levels 4]
+    python benchmarks/dag_run.py [--agent-seconds 5] [--width 5] [--levels 4] [--no-jail]
+
+The agent stand-in sleeps inside the sandbox, so the jail's cost (app/sandbox/jail.py) is part of
+the overhead; `--no-jail` runs the same graph unconfined for comparison.
 """
 from __future__ import annotations
 
@@ -35,7 +38,14 @@ def main() -> int:
     ap.add_argument("--agent-seconds", type=float, default=5.0)
     ap.add_argument("--width", type=int, default=5)
     ap.add_argument("--levels", type=int, default=4)
+    ap.add_argument("--no-jail", action="store_true",
+                    help="baseline without the local sandbox's jail (plain processes), to measure what it costs")
     args = ap.parse_args()
+    if args.no_jail:
+        from app.sandbox import jail
+
+        jail._probe["reason"] = "benchmark baseline without the jail"
+        os.environ["OMOI_UNSAFE_ALLOW_UNCONFINED_SANDBOX"] = "true"
 
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -130,12 +140,11 @@ def run_one(settings, spec_id: int, seconds: float) -> None:
     from app.db.models import Spec
     from app.db.session import session_scope
 
-    async def sleeping_agent(*, prompt: str, workdir: str, **_kw) -> AgentResult:
-        await asyncio.sleep(seconds)
+    async def sleeping_agent(*, prompt: str, sandbox, **_kw) -> AgentResult:
+        # The stand-in works where the agent would: inside the sandbox (its jail, unless --no-jail).
         path = re.search(r"^- (out/\S+)$", prompt, re.M).group(1)
-        Path(workdir, path).parent.mkdir(parents=True, exist_ok=True)
-        Path(workdir, path).write_text(f"{path}\n")
-        return AgentResult(ok=True, text="done", cost_usd=0.0, duration_s=seconds)
+        res = await sandbox.exec(f"sleep {seconds} && mkdir -p out && echo {path} > {path}", timeout=seconds + 60)
+        return AgentResult(ok=res.ok, text="done", cost_usd=0.0, duration_s=seconds, error=None if res.ok else res.stderr)
 
     task_runner.agent_runner = sleeping_agent
     instrument()

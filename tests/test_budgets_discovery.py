@@ -61,7 +61,7 @@ class Script:
         if forced_tool(req) == "emit_guardian_verdict":
             return Reply.tool("emit_guardian_verdict", self.verdict())
         text = request_text(req)
-        m, wd = re.search(r"omoi-task: (T\d+)", text), re.search(r"Working directory: (\S+)", text)
+        m, wd = re.search(r"omoi-task: (T\d+)", text), re.search(r"omoi-sandbox: (\S+)", text)
         if not m or not wd or forced_tool(req):
             return None
         tid, done = m.group(1), len(tool_results(req))
@@ -78,9 +78,9 @@ class Script:
         steps = []
         if tid in self.writes:
             path, content = self.writes[tid]
-            steps.append(Reply.tool("Write", {"file_path": f"{wd.group(1)}/{path}", "content": content}))
+            steps.append(Reply.tool("Write", {"file_path": f"/workspace/{path}", "content": content}))
         if tid in self.findings:
-            steps.append(Reply.tool("Write", {"file_path": f"{wd.group(1)}/.omoi-discoveries.json",
+            steps.append(Reply.tool("Write", {"file_path": "/workspace/.omoi-discoveries.json",
                                               "content": json.dumps(self.findings[tid])}))
         steps += [Reply.tool("mcp__omoi__report_discovery", f) for f in self.reported.get(tid, [])]
         return steps[done] if done < len(steps) else Reply.text(f"{tid} is done.")

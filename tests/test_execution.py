@@ -86,13 +86,13 @@ class Agent:
 
     def __call__(self, req):
         text = request_text(req)
-        m, wd = re.search(r"omoi-task: (T\d+)", text), re.search(r"Working directory: (\S+)", text)
+        m, wd = re.search(r"omoi-task: (T\d+)", text), re.search(r"omoi-sandbox: (\S+)", text)
         if not m or not wd:
             return None
         tid, results = m.group(1), tool_results(req)
         if not results:
             path, content = self.writes[tid]
-            return Reply.tool("Write", {"file_path": f"{wd.group(1)}/{path}", "content": content})
+            return Reply.tool("Write", {"file_path": f"/workspace/{path}", "content": content})
         if len(results) == 1 and tid in self.slow and tid not in self.seen:
             self.seen.add(tid)
             return Reply.tool("Bash", {"command": self.slow_command.format(seconds=self.slow[tid]),
@@ -325,10 +325,33 @@ def test_change_to_workflows_is_refused(running, fake_github, fake_anthropic):
     comment(procs, "/omoi implement")
     wait_run(procs, "failed")
     t1 = tasks_in_db(procs)["T1"]
-    assert t1.attempts == 1 and "blocked path `.github/workflows/**`" in t1.error
+    assert t1.attempts == 1 and "blocked path `.github/**`" in t1.error
     assert ".github/workflows/ci.yml" in tracking(fake) and implement_check(fake)["conclusion"] == "failure"
     assert task_commits(fake) == {} and fake.file_at(REPO, BRANCH, ".github/workflows/ci.yml") is None
     assert fake.violations == []
+
+
+def test_worker_without_a_jail_refuses_to_run_agents(fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes):
+    """Fail closed: where the local sandbox cannot be built, no agent and no repository code runs;
+    the run fails visibly with the reason, on the first attempt, and nothing reaches the model."""
+    procs = start_run_world(fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes,
+                            database=f"sqlite:///{tmp_path}/omoi.db", broker="",
+                            extra_env={"OMOI_SANDBOX_BWRAP": str(tmp_path / "no-such-bwrap")})
+    try:
+        Agent(fake_anthropic, {"T1": ("hello.py", CODE["hello.py"])})
+        approve_plan(procs, HAPPY[:1])
+        comment(procs, "/omoi implement")
+        wait_run(procs, "failed")
+        t1 = tasks_in_db(procs)["T1"]
+        assert t1.attempts == 1 and "will not run untrusted code unconfined" in t1.error
+        assert "UNSAFE_ALLOW_UNCONFINED_SANDBOX" in t1.error
+        check = implement_check(fake_github)
+        assert "will not run untrusted code unconfined" in (check["output"].get("text") or "") + \
+            check["output"]["summary"] + tracking(fake_github)
+        assert implement_check(fake_github)["conclusion"] == "failure"
+        assert fake_anthropic.message_requests() == [] and task_commits(fake_github) == {}
+    finally:
+        procs.stop_all()
 
 
 def test_cancel_button_stops_the_run(running, fake_github, fake_anthropic):

@@ -5,7 +5,7 @@ from app.repo_config import RepoConfig, parse
 def test_empty_or_missing_settings_are_the_defaults():
     config, error = parse("")
     assert error is None and config == RepoConfig()
-    assert config.blocked_paths == [".github/workflows/**"] and config.auto_resolve_threads is False
+    assert config.blocked_paths == [".github/**"] and config.auto_resolve_threads is False
 
 
 def test_valid_file_overrides_defaults():

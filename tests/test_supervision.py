@@ -6,6 +6,7 @@ GitHub stand-in; the guardian runs too (it judges every session on track here).
 from __future__ import annotations
 
 import os
+import shutil
 import re
 import time
 from pathlib import Path
@@ -64,7 +65,7 @@ class Sessions:
         if forced_tool(req) == "emit_guardian_verdict":
             return Reply.tool("emit_guardian_verdict", {"verdict": "on_track", "reason": "it works on its task"})
         text = request_text(req)
-        m, wd = re.search(r"omoi-task: (T\d+)", text), re.search(r"Working directory: (\S+)", text)
+        m, wd = re.search(r"omoi-task: (T\d+)", text), re.search(r"omoi-sandbox: (\S+)", text)
         if not m or not wd or forced_tool(req):
             return None
         tid, workdir, done = m.group(1), wd.group(1), len(tool_results(req))
@@ -78,7 +79,7 @@ class Sessions:
             return Reply.text(f"{tid} is done.")
         step = steps[done]
         if step["tool"] == "Write":
-            return Reply.tool("Write", {"file_path": f"{workdir}/{step['path']}", "content": step["content"]})
+            return Reply.tool("Write", {"file_path": f"/workspace/{step['path']}", "content": step["content"]})
         return Reply.tool("Bash", {"command": step["command"], "description": "wait for it"})
 
 
@@ -96,14 +97,23 @@ def tracking_bodies(fake) -> list[str]:
 # --------------------------------------------------------------------------------------------
 
 
-def _processes_in(path: str) -> list[int]:
-    """Processes whose working directory is inside `path`."""
+def _sandbox_of(task: str) -> tuple[str, int]:
+    """The oldest local sandbox of `task` (its root) and the host uid its jail runs as."""
+    from app.sandbox.local import sandbox_base_dir
+
+    roots = sorted(sandbox_base_dir(Settings()).glob(f"omoi-sb-spec-*-{task}-*"), key=lambda p: p.stat().st_mtime)
+    return str(roots[0]), (roots[0] / "work").stat().st_uid
+
+
+def _processes_of(uid: int) -> list[int]:
+    """Live processes running as `uid` (each local sandbox's jail has a host uid of its own)."""
     pids = []
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and os.readlink(entry / "cwd").startswith(path):
+            if entry.name.isdigit() and entry.stat().st_uid == uid and \
+                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
                 pids.append(int(entry.name))
-        except OSError:
+        except (OSError, IndexError):
             continue
     return pids
 
@@ -122,8 +132,8 @@ def test_conductor_pauses_duplicate_work_and_runs_it_after_the_other(world, fake
     spec_id = approve_plan(procs, [HELLO, BYE])
     comment(procs, "/omoi implement")
     wait_for(lambda: any(s[:3] == ("T2", 0, 2) for s in script.seen), timeout=60, message="T2 waiting")
-    paused_dir = str(Path(script.workdirs["T2"][0]).parent)
-    assert _processes_in(paused_dir), "T2's first session runs in its sandbox"
+    paused_dir, paused_uid = _sandbox_of("T2")
+    assert _processes_of(paused_uid), "T2's first session runs in its sandbox"
     wait_run(procs, "succeeded", timeout=120)
 
     db = tasks_in_db(procs)
@@ -144,7 +154,7 @@ def test_conductor_pauses_duplicate_work_and_runs_it_after_the_other(world, fake
     paused_wait = next(at for t, n, done, at in script.seen if (t, n, done) == ("T2", 0, 2))
     assert time.monotonic() < paused_wait + PAUSED_WAIT, "too slow to tell whether the paused session was stopped"
     assert not any(t == "T2" and n == 0 and done > 2 for t, n, done, _ in script.seen)
-    assert _processes_in(paused_dir) == [] and not Path(paused_dir).exists()
+    assert _processes_of(paused_uid) == [] and not Path(paused_dir).exists()
 
     # no duplicate commits: one per task, the shared file once, and only the two pushes of those commits
     commits = task_commits(fake)
@@ -246,8 +256,8 @@ def test_conductor_finds_duplicates_by_intent_and_by_written_files(omoi_env):
     settings = Settings(discovery_similarity=0.85)
 
     def write_call(task: str, path: str, content: str = "x = 1\n", name: str = "Write") -> dict:
-        # as app/agent.py keeps it: JSON, clipped to 4000 characters; sandboxes under a base with /work/ in it
-        raw = json.dumps({"file_path": f"/work/tmp/omoi-sb-spec-1-{task}-a1b2c3/work/{path}", "content": content})
+        # as app/agent.py keeps it: JSON, clipped to 4000 characters; the jailed agent's work dir
+        raw = json.dumps({"file_path": f"/workspace/{path}", "content": content})
         clipped = raw if len(raw) <= 4000 else raw[:4000] + f"... [{len(raw) - 4000} more chars]"
         return {"role": "assistant", "type": "tool_use", "name": name, "input": clipped}
 
@@ -347,15 +357,18 @@ async def test_orphan_sweep_finds_what_the_local_provider_creates(omoi_env, tmp_
     git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com"]
     subprocess.run([*git, "add", "a.txt"], check=True)
     subprocess.run([*git, "commit", "-q", "-m", "a"], check=True)
-    temp = tmp_path / "temp"
-    temp.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # the default base of both, kept out of /tmp
+    # the default base of both, kept apart from other sandboxes; reachable by the jails' own uids
+    temp = Path(tempfile.mkdtemp(prefix="omoi-orphan-test-", dir="/tmp"))
+    temp.chmod(0o711)
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
 
     settings = Settings(sandbox_provider="local", agent_timeout_seconds=60, verify_timeout_seconds=30)
     sandbox = await make_sandbox(settings).create(repo_url=str(repo), ref="main", label="spec-7/T1")
     try:
+        from app.sandbox.local import sandbox_base_dir
+
         root = Path(sandbox.workdir).parent
-        assert root.parent == temp and (Path(sandbox.workdir) / "a.txt").exists()
+        assert root.parent == sandbox_base_dir(settings) and (Path(sandbox.workdir) / "a.txt").exists()
         assert monitoring.orphan_sandboxes(settings) == []  # young: in use
         then = time.time() - 3600
         os.utime(root, (then, then))
@@ -363,3 +376,4 @@ async def test_orphan_sweep_finds_what_the_local_provider_creates(omoi_env, tmp_
         assert not root.exists()
     finally:
         await sandbox.destroy()
+        shutil.rmtree(temp, ignore_errors=True)

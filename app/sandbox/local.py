@@ -1,18 +1,11 @@
-"""Local sandboxes: a fresh clone in a temp dir, commands confined by bubblewrap.
+"""Local sandboxes: a fresh clone in a private temp dir; everything untrusted runs in its jail.
 
-Layout: `<base>/omoi-sb-<label>-XXXX/{work,home}`; `work` is the clone (the `workdir`), `home`
-is `$HOME` for commands. Under bwrap a command sees the host filesystem read-only, a private
-`/tmp`, its own sandbox dir read-write, a new PID namespace (so nothing outlives the command
-and no host process's /proc/<pid>/environ is visible), and no network unless
-`sandbox_network` is on. A few credential stores of the host user (~/.ssh, ~/.aws, ...) and
-omoi's data dir / .env are masked as well.
-
-Where bwrap is missing or does not work (probed once per process) commands run as plain
-subprocesses with a warning: same environment scrubbing and timeouts, no confinement.
-
-The clone itself runs on the host, before any untrusted code, with a scrubbed environment and
-the token (if any) given to git through GIT_CONFIG_* variables as an http.extraHeader: it never
-appears on a command line or in a file.
+The clone is made on the host, before any untrusted code, with a scrubbed environment and the
+token (if any) given to git through GIT_CONFIG_* variables as an http.extraHeader: it never
+appears on a command line or in a file. From then on every command (verify commands, `git diff`,
+the agent's CLI and its tools) runs inside `app/sandbox/jail.py`'s bubblewrap jail, which sees
+the work dir and nothing of omoi. Without a working jail, `create` refuses (fail closed) unless
+the operator set the loudly named `unsafe_allow_unconfined_sandbox`.
 """
 from __future__ import annotations
 
@@ -28,7 +21,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import stat
+
 from app.logging import get_logger
+from app.sandbox import jail as jail_mod
 from app.sandbox.base import (
     DEFAULT_MAX_OUTPUT_BYTES,
     ExecResult,
@@ -44,34 +40,15 @@ log = get_logger("omoi.sandbox.local")
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 GIT_IDENTITY = ("omoi", "omoi@localhost")
-# Credential stores of the host user that sandboxed commands must not read.
-HOME_SECRETS = (".ssh", ".aws", ".azure", ".config/gcloud", ".config/gh", ".git-credentials", ".netrc",
-                ".docker", ".kube", ".gnupg", ".pypirc", ".npmrc", ".claude", ".claude.json")
-
-_bwrap_ok: bool | None = None
 
 
 def bwrap_available() -> bool:
-    """True when `bwrap` exists and can build the namespaces omoi uses (probed once)."""
-    global _bwrap_ok
-    if _bwrap_ok is None:
-        path = shutil.which("bwrap")
-        if path is None:
-            _bwrap_ok = False
-        else:
-            try:
-                probe = subprocess.run(
-                    [path, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-                     "--unshare-net", "--unshare-pid", "--die-with-parent", "--", "true"],
-                    capture_output=True, timeout=15, env={"PATH": DEFAULT_PATH},
-                )
-                _bwrap_ok = probe.returncode == 0
-                if not _bwrap_ok:
-                    log.warning("bwrap_probe_failed", stderr=probe.stderr.decode(errors="replace")[:500])
-            except (OSError, subprocess.SubprocessError) as exc:
-                log.warning("bwrap_probe_failed", error=str(exc))
-                _bwrap_ok = False
-    return _bwrap_ok
+    """True when the jail (bubblewrap with user namespaces, util-linux, socat) works here (probed once)."""
+    return jail_mod.available()
+
+
+class SandboxUnavailable(SandboxError):
+    """The sandbox cannot be built on this worker; nothing untrusted was run."""
 
 
 def base_env(home: str, extra: dict | None = None) -> dict[str, str]:
@@ -195,12 +172,16 @@ def _kill_group(pid: int) -> None:
 
 
 async def run_process(argv: list[str], *, cwd: str, env: dict, timeout: float, limit: int | None,
-                      running: set[int] | None = None) -> ExecResult:
+                      running: set[int] | None = None, pass_fds: tuple[int, ...] = (),
+                      watch: Any = None, kill: Any = None) -> ExecResult:
+    """Run `argv`; kill its process group on timeout, or when `watch()` (polled in a thread every 2 s)
+    returns a reason (a sandbox limit was exceeded)."""
     started = time.monotonic()
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+            pass_fds=pass_fds,
         )
     except OSError as exc:
         return ExecResult(127, "", f"cannot start {argv[0]}: {exc}", time.monotonic() - started)
@@ -208,13 +189,20 @@ async def run_process(argv: list[str], *, cwd: str, env: dict, timeout: float, l
         running.add(proc.pid)
     readers = [asyncio.ensure_future(_drain(proc.stdout, limit)), asyncio.ensure_future(_drain(proc.stderr, limit))]
     timed_out = False
+    exceeded: list[str] = []
+
+    def stop() -> None:
+        if kill is not None:
+            kill(proc.pid)  # the jail's PID namespace (its processes may have left our process group)
+        _kill_group(proc.pid)
+
     try:
         try:
-            await asyncio.wait_for(proc.wait(), timeout)
+            await asyncio.wait_for(_wait_watched(proc, watch, exceeded, stop), timeout)
         except asyncio.TimeoutError:
             timed_out = True
         # Nothing a command started survives it (under bwrap the PID namespace is gone already).
-        _kill_group(proc.pid)
+        stop()
         await proc.wait()
         done, pending = await asyncio.wait(readers, timeout=5)
         for task in pending:
@@ -222,7 +210,7 @@ async def run_process(argv: list[str], *, cwd: str, env: dict, timeout: float, l
         outs = [t.result() if t in done and not t.cancelled() and t.exception() is None else (b"", False)
                 for t in readers]
     except asyncio.CancelledError:
-        _kill_group(proc.pid)
+        stop()
         for task in readers:
             task.cancel()
         raise
@@ -235,7 +223,27 @@ async def run_process(argv: list[str], *, cwd: str, env: dict, timeout: float, l
     stderr = _decode(outs[1], limit)
     if timed_out:
         stderr += f"\n[omoi: command timed out after {timeout:g}s and was killed]"
+    if exceeded:
+        stderr += f"\n[omoi: command killed: {exceeded[0]}]"
+        rc = rc or 137
     return ExecResult(rc, _decode(outs[0], limit), stderr, time.monotonic() - started, timed_out)
+
+
+async def _wait_watched(proc: asyncio.subprocess.Process, watch: Any, exceeded: list[str], stop: Any) -> None:
+    if watch is None:
+        await proc.wait()
+        return
+    while True:
+        try:
+            await asyncio.wait_for(asyncio.shield(proc.wait()), 2.0)
+            return
+        except asyncio.TimeoutError:
+            reason = await asyncio.to_thread(watch)
+            if reason:
+                exceeded.append(reason)
+                stop()
+                await proc.wait()
+                return
 
 
 # --------------------------------------------------------------------------------------------
@@ -243,22 +251,43 @@ async def run_process(argv: list[str], *, cwd: str, env: dict, timeout: float, l
 
 
 class LocalSandbox:
-    def __init__(self, *, id: str, root: Path, base_sha: str, network: bool, use_bwrap: bool,
-                 hide_paths: list[str], max_output_bytes: int | None) -> None:
+    """A clone on this host whose commands (and agent) run in `Jail` (app/sandbox/jail.py).
+
+    `workdir` is the host path of the clone (omoi reads results from it); `agent_cwd` is the same
+    directory as jailed processes see it (`/workspace`). Layout of `root` (0700, omoi's uid):
+    `work/` (the clone, owned by the jail's uid), `etc/` (generated passwd/hosts), `run/` (the model
+    proxy's socket), `host/` (the agent launcher; never bound into the jail)."""
+
+    def __init__(self, *, id: str, root: Path, base_sha: str, network: bool, jail: jail_mod.Jail | None,
+                 max_output_bytes: int | None, max_workdir_bytes: int | None = None,
+                 allow_unconfined: bool = False) -> None:
         self.id = id
         self.root = root
         self.workdir = str(root / "work")
-        self.home = str(root / "home")
         self.base_sha = base_sha
         self.network = network
-        self.use_bwrap = use_bwrap
-        self.hide_paths = hide_paths
+        self.jail = jail
         self.max_output_bytes = max_output_bytes
+        self.max_workdir_bytes = max_workdir_bytes
         self.destroyed = False
         self._running: set[int] = set()
+        # The operator's explicit, unsafe opt-out: an agent may run on the host (app/agent.py).
+        self.unconfined_agent_ok = jail is None and allow_unconfined
+
+    @property
+    def use_bwrap(self) -> bool:
+        return self.jail is not None
+
+    @property
+    def agent_cwd(self) -> str:
+        return jail_mod.WORKSPACE if self.jail is not None else self.workdir
+
+    @property
+    def home(self) -> str:
+        return jail_mod.HOME if self.jail is not None else str(self.root / "home")
 
     def __repr__(self) -> str:
-        return f"<LocalSandbox {self.id} {self.workdir} bwrap={self.use_bwrap} network={self.network}>"
+        return f"<LocalSandbox {self.id} {self.workdir} jailed={self.use_bwrap} network={self.network}>"
 
     # -- paths ----------------------------------------------------------------------------------
 
@@ -271,36 +300,26 @@ class LocalSandbox:
         real = os.path.realpath(path)
         return real == real_root or real.startswith(real_root + os.sep)
 
-    def _resolve_cwd(self, cwd: str | None) -> str:
+    def _resolve_cwd(self, cwd: str | None) -> tuple[str, str]:
+        """(host path, path as the jailed command sees it)."""
         if cwd is None:
-            return self.workdir
+            return self.workdir, self.agent_cwd
         if os.path.isabs(cwd):
-            if not self._inside(cwd):
+            if cwd == jail_mod.WORKSPACE or cwd.startswith(jail_mod.WORKSPACE + "/"):
+                cwd = os.path.relpath(cwd, jail_mod.WORKSPACE)
+            elif self._inside(cwd):
+                cwd = os.path.relpath(cwd, self.workdir)
+            else:
                 raise SandboxError(f"cwd {cwd!r} is outside the sandbox work dir")
-            return cwd
-        path = os.path.join(self.workdir, safe_relpath(cwd))
+            if cwd == ".":
+                return self.workdir, self.agent_cwd
+        rel = safe_relpath(cwd)
+        path = os.path.join(self.workdir, rel)
         if not self._inside(path) or not os.path.isdir(path):
             raise SandboxError(f"cwd {cwd!r} is not a directory inside the work dir")
-        return path
+        return path, os.path.join(self.agent_cwd, rel)
 
     # -- exec -----------------------------------------------------------------------------------
-
-    def _wrap(self, argv: list[str], cwd: str) -> list[str]:
-        if not self.use_bwrap:
-            return argv
-        root = str(self.root)
-        wrapped = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-        for path in self.hide_paths:
-            if os.path.isdir(path):
-                wrapped += ["--tmpfs", path]
-            elif os.path.exists(path):
-                wrapped += ["--ro-bind", "/dev/null", path]
-        wrapped += ["--tmpfs", "/tmp", "--bind", root, root]
-        if not self.network:
-            wrapped.append("--unshare-net")
-        wrapped += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session",
-                    "--chdir", cwd, "--"]
-        return wrapped + argv
 
     async def exec(self, command: str | list[str], *, timeout: float, env: dict | None = None,
                    cwd: str | None = None) -> ExecResult:
@@ -310,15 +329,71 @@ class LocalSandbox:
                     limit: int | None) -> ExecResult:
         self._check_alive()
         if isinstance(command, str):
-            argv = ["bash", "-c", command] if shutil.which("bash") else ["sh", "-c", command]
+            argv = ["/bin/bash", "-c", command] if shutil.which("bash") else ["/bin/sh", "-c", command]
         else:
             argv = [str(a) for a in command]
             if not argv:
                 raise SandboxError("empty command")
-        run_cwd = self._resolve_cwd(cwd)
+        host_cwd, inner_cwd = self._resolve_cwd(cwd)
         full_env = base_env(self.home, env)
-        return await run_process(self._wrap(argv, run_cwd), cwd=run_cwd, env=full_env, timeout=timeout,
-                                 limit=limit, running=self._running)
+        if self.jail is None:
+            return await run_process(argv, cwd=host_cwd, env=full_env, timeout=timeout, limit=limit,
+                                     running=self._running)
+        full_env["PATH"] = jail_mod.INSIDE_PATH
+        host = self.root / "host"
+        host.mkdir(mode=0o700, exist_ok=True)
+        info = host / f"exec-{uuid.uuid4().hex[:8]}.json"
+        fd = os.open(info, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            return await run_process(self.jail.argv(argv, cwd=inner_cwd, info_fd=fd), cwd="/", env=full_env,
+                                     timeout=timeout, limit=limit, running=self._running, watch=self._over_disk_limit,
+                                     pass_fds=(fd,), kill=lambda pid: jail_mod.kill(info, pid=pid))
+        finally:
+            os.close(fd)
+            info.unlink(missing_ok=True)
+
+    # -- the agent ------------------------------------------------------------------------------
+
+    def model_socket(self) -> str:
+        """Host path of the unix socket the model proxy listens on for this sandbox's agent."""
+        return str(self.root / "run" / "model.sock")
+
+    def agent_launcher(self, cli: str, keep_env: list[str], *, proxy_port: int) -> str:
+        """The command the Agent SDK runs as its CLI: Claude Code inside this sandbox's jail."""
+        self._check_alive()
+        if self.jail is None:
+            raise SandboxError("this sandbox is not confined; agents run only in a confined sandbox")
+        host = self.root / "host"
+        host.mkdir(mode=0o700, exist_ok=True)
+        return self.jail.write_agent_launcher(host, cli, keep_env, proxy_port=proxy_port,
+                                              pidfile=host / "agent.pid", infofile=host / "agent.json")
+
+    def kill_agent(self) -> int:
+        """SIGKILL the agent's jail (its PID namespace takes every process it started along)."""
+        host = self.root / "host"
+        try:
+            pid = int((host / "agent.pid").read_text().strip())
+        except (OSError, ValueError):
+            pid = None
+        return jail_mod.kill(host / "agent.json", pid=pid)
+
+    def _over_disk_limit(self) -> str | None:
+        if not self.max_workdir_bytes:
+            return None
+        used = workdir_bytes(self.workdir)
+        if used > self.max_workdir_bytes:
+            return (f"the work dir grew to {used // (1 << 20)} MB, over the sandbox limit of "
+                    f"{self.max_workdir_bytes // (1 << 20)} MB")
+        return None
+
+    async def watch_disk(self, on_exceeded, interval: float = 2.0) -> None:
+        """Until cancelled: every `interval` s, call `on_exceeded(reason)` once the work dir is over its limit."""
+        while True:
+            await asyncio.sleep(interval)
+            reason = await asyncio.to_thread(self._over_disk_limit)
+            if reason:
+                on_exceeded(reason)
+                return
 
     # -- files ----------------------------------------------------------------------------------
 
@@ -333,19 +408,23 @@ class LocalSandbox:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        if self.jail is not None:
+            jail_mod.chown_tree(Path(path), self.jail.uid)
 
     def _read(self, rel: str) -> bytes:
         path = os.path.join(self.workdir, safe_relpath(rel))
         if not self._inside(path):
             raise SandboxError(f"download path {rel!r} leaves the work dir (through a symlink)")
         try:
-            fd = os.open(os.path.realpath(path), os.O_RDONLY | os.O_NOFOLLOW)
+            fd = os.open(os.path.realpath(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError as exc:
             raise SandboxError(f"no such file in sandbox: {rel}") from exc
         except IsADirectoryError as exc:
             raise SandboxError(f"not a file: {rel}") from exc
         with os.fdopen(fd, "rb") as fh:
-            return fh.read()
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise SandboxError(f"not a regular file: {rel}")
+            return fh.read(self.max_output_bytes or -1)
 
     async def upload(self, files: dict[str, bytes]) -> None:
         self._check_alive()
@@ -374,59 +453,116 @@ class LocalSandbox:
         if self.destroyed:
             return
         self.destroyed = True
+        self.kill_agent()
         for pid in list(self._running):
             _kill_group(pid)
+        if self.jail is not None:
+            jail_mod.kill(uid=self.jail.uid)  # whatever is left of the jail's own uid
         await asyncio.to_thread(shutil.rmtree, self.root, True)
         log.info("sandbox_destroyed", sandbox_id=self.id, provider="local")
 
 
 class LocalSandboxProvider:
+    """Creates `LocalSandbox`es. Fails closed: where the jail cannot be built (no bubblewrap, no user
+    namespaces) `create` refuses, unless the operator set `unsafe_allow_unconfined_sandbox`."""
+
     def __init__(self, settings: Any = None, *, base_dir: str | Path | None = None, network: bool | None = None,
-                 use_bwrap: bool | None = None, hide_paths: list[str] | None = None,
-                 max_output_bytes: int | None = DEFAULT_MAX_OUTPUT_BYTES) -> None:
+                 use_bwrap: bool | None = None, max_output_bytes: int | None = DEFAULT_MAX_OUTPUT_BYTES,
+                 limits: jail_mod.Limits | None = None) -> None:
         self.settings = settings
         self.base_dir = Path(base_dir or getattr(settings, "sandbox_dir", None) or tempfile.gettempdir())
         self.network = bool(getattr(settings, "sandbox_network", False)) if network is None else network
         self._use_bwrap = use_bwrap
-        self.hide_paths = hide_paths if hide_paths is not None else default_hidden_paths(settings)
+        self.allow_unconfined = bool(getattr(settings, "unsafe_allow_unconfined_sandbox", False)) or use_bwrap is False
         self.max_output_bytes = max_output_bytes
+        self.limits = limits or jail_mod.Limits.from_settings(settings)
+        self.max_workdir_bytes = int(getattr(settings, "sandbox_max_workdir_mb", 4096)) << 20
 
     @property
     def use_bwrap(self) -> bool:
         if self._use_bwrap is None:
-            self._use_bwrap = bwrap_available()
-            if not self._use_bwrap:
-                log.warning("sandbox_unconfined",
-                            reason="bubblewrap is missing or does not work here; sandboxed commands run as "
-                                   "plain subprocesses (scrubbed env, no filesystem/network isolation)")
+            self._use_bwrap = jail_mod.available()
         return self._use_bwrap
 
+    def _check_confinement(self) -> None:
+        if self.use_bwrap:
+            return
+        if not self.allow_unconfined:
+            raise SandboxUnavailable(
+                "omoi will not run untrusted code unconfined: the local sandbox cannot be built on this worker ("
+                + (jail_mod.unavailable_reason() or "bubblewrap disabled") + "). Install bubblewrap, util-linux and "
+                "socat and allow user namespaces, use the Daytona provider, or (unsafe) set "
+                "OMOI_UNSAFE_ALLOW_UNCONFINED_SANDBOX=true.")
+        log.warning("sandbox_unconfined", reason="OMOI_UNSAFE_ALLOW_UNCONFINED_SANDBOX is set: untrusted commands "
+                                                 "run as plain subprocesses of omoi (no isolation)")
+
+    def _jail_base(self) -> Path:
+        base = sandbox_base_dir(self.settings, self.base_dir, jailed=self.use_bwrap)
+        if not base.is_dir():
+            base.mkdir(parents=True, exist_ok=True)
+            base.chmod(0o711)
+        return base
+
     async def create(self, *, repo_url: str, ref: str, label: str) -> LocalSandbox:
+        self._check_confinement()
         source = split_repo_url(repo_url)
-        self.base_dir.mkdir(parents=True, exist_ok=True)
-        root = Path(tempfile.mkdtemp(prefix=f"omoi-sb-{label_slug(label)}-", dir=self.base_dir))
-        (root / "home").mkdir()
+        root = Path(tempfile.mkdtemp(prefix=f"omoi-sb-{label_slug(label)}-", dir=self._jail_base()))
         try:
-            sha = await asyncio.to_thread(host_clone, source, ref, root / "work", root / "home")
+            home = root / "home"
+            home.mkdir(mode=0o700)
+            sha = await asyncio.to_thread(host_clone, source, ref, root / "work", home)
+            jail = None
+            if self.use_bwrap:
+                uid = jail_mod.new_uid(self.settings)
+                root.chmod(0o711)  # the jail uid passes through to work/, etc/, run/; it cannot list root
+                (root / "run").mkdir(mode=0o755)
+                jail = jail_mod.Jail(workdir=root / "work", etc_dir=jail_mod.write_identity_files(root / "etc"),
+                                     uid=uid, limits=self.limits, network=self.network, run_dir=root / "run")
+                await asyncio.to_thread(jail_mod.chown_tree, root / "work", uid)
+                (root / "work").chmod(0o700)
         except BaseException:
             shutil.rmtree(root, ignore_errors=True)
             raise
         sandbox = LocalSandbox(id=f"local-{uuid.uuid4().hex[:12]}", root=root, base_sha=sha, network=self.network,
-                               use_bwrap=self.use_bwrap, hide_paths=self.hide_paths,
-                               max_output_bytes=self.max_output_bytes)
+                               jail=jail, max_output_bytes=self.max_output_bytes,
+                               max_workdir_bytes=self.max_workdir_bytes, allow_unconfined=self.allow_unconfined)
         log.info("sandbox_created", sandbox_id=sandbox.id, provider="local", label=label, repo=source.url,
-                 ref=ref, sha=sha, bwrap=sandbox.use_bwrap, network=sandbox.network)
+                 ref=ref, sha=sha, jailed=sandbox.use_bwrap, network=sandbox.network)
         return sandbox
 
 
-def default_hidden_paths(settings: Any = None) -> list[str]:
-    home = os.path.expanduser("~")
-    paths = [os.path.join(home, p) for p in HOME_SECRETS]
-    data_dir = getattr(settings, "data_dir", None)
-    if data_dir:
-        paths.append(str(Path(data_dir).resolve()))
-    paths.append(str(Path.cwd() / ".env"))
-    return [p for p in paths if os.path.lexists(p)]
+def sandbox_base_dir(settings: Any = None, base_dir: str | Path | None = None, *, jailed: bool = True) -> Path:
+    """Where local sandbox roots go (also where the orphan sweep looks). A jail with a uid of its own
+    (omoi running as root) must reach its root, so a base under a private parent (mode 0700) is
+    replaced by `omoi-sandboxes` in the system temp dir, or in /tmp."""
+    base = Path(base_dir or getattr(settings, "sandbox_dir", None) or tempfile.gettempdir())
+    if jailed and os.geteuid() == 0 and not jail_mod.traversable(base):
+        for candidate in (Path(tempfile.gettempdir()), Path("/tmp")):
+            if jail_mod.traversable(candidate):
+                return candidate / "omoi-sandboxes"
+    return base
 
 
-__all__ = ["LocalSandbox", "LocalSandboxProvider", "bwrap_available", "host_clone", "base_env", "run_process"]
+def workdir_bytes(path: str) -> int:
+    """Disk used under `path` (files' allocated blocks; symlinks not followed)."""
+    total = 0
+    stack = [path]
+    while stack:
+        current = stack.pop()
+        try:
+            with os.scandir(current) as it:
+                for entry in it:
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    total += st.st_blocks * 512
+                    if stat.S_ISDIR(st.st_mode):
+                        stack.append(entry.path)
+        except OSError:
+            continue
+    return total
+
+
+__all__ = ["LocalSandbox", "LocalSandboxProvider", "SandboxUnavailable", "bwrap_available", "host_clone", "base_env",
+           "run_process", "workdir_bytes", "sandbox_base_dir"]
