@@ -241,3 +241,23 @@ async def test_host_files_outside_workdir_are_refused(fake_anthropic, settings, 
     assert res["is_error"] is True and "HOST-SECRET" not in res["content"]
     assert [d["tool_name"] for d in result.permission_denials] == [tool]
     assert not (outside / "planted.txt").exists()
+
+
+async def test_session_over_the_disk_limit_is_stopped(fake_anthropic, settings, repo, tmp_path):
+    """The work dir's disk use is watched while the agent runs: over the limit, the session ends
+    (nothing of it keeps running) and the result says why."""
+    if not bwrap_available():
+        pytest.skip("the local sandbox cannot be built here (CI installs bubblewrap)")
+    small = Settings(sandbox_max_workdir_mb=5)
+    sb = await LocalSandboxProvider(small, base_dir=tmp_path / "sb").create(repo_url=str(repo), ref="main", label="disk")
+    try:
+        fake_anthropic.on_tool("Bash", {"command": "for i in $(seq 1 60); do head -c 1000000 /dev/urandom > f$i; "
+                                                   "sleep 0.2; done", "description": "fill"})
+        started = time.monotonic()
+        result = await run_agent(mode="implement", prompt="Fill.", sandbox=sb, settings=settings, max_turns=3,
+                                 max_budget_usd=None, timeout_s=90)
+        assert not result.ok and "over the sandbox limit of 5 MB" in result.error, result.error
+        assert time.monotonic() - started < 20
+        assert processes_in(sb) == []
+    finally:
+        await sb.destroy()

@@ -531,3 +531,34 @@ async def test_daytona_not_configured():
     provider = DaytonaSandboxProvider(SimpleNamespace(daytona_api_key=None))
     with pytest.raises(SandboxError, match="not configured"):
         await provider.create(repo_url="/tmp/x", ref="main", label="x")
+
+
+@needs_bwrap
+async def test_jail_limits_hold(tmp_path, source_repo):
+    """Processes, memory, file size, tmpfs and the work dir's disk use are bounded; a command over the
+    work-dir limit is stopped (within the watch interval) and says why."""
+    from app.config import Settings
+
+    settings = Settings(sandbox_max_processes=40, sandbox_max_memory_mb=200, sandbox_max_file_mb=2,
+                        sandbox_tmpfs_mb=4, sandbox_max_workdir_mb=8)
+    sb = await LocalSandboxProvider(settings, base_dir=tmp_path / "sb").create(
+        repo_url=str(source_repo.path), ref="main", label="limits")
+    try:
+        res = await sb.exec("n=0; for i in $(seq 1 100); do (sleep 3 &) 2>/dev/null && n=$((n+1)); done; "
+                            "ps -e --no-headers | wc -l", timeout=30)
+        assert int(res.stdout.split()[-1]) <= 40, res
+        res = await sb.exec([JAIL_PYTHON, "-c", "x = bytearray(400 * 1024 * 1024)"], timeout=30)
+        assert res.exit_code != 0 and "MemoryError" in res.stderr
+        res = await sb.exec("head -c 5000000 /dev/zero > big.bin; ls -l big.bin", timeout=30)
+        assert "File size limit exceeded" in res.stderr and " 2097152 " in res.stdout, res
+        res = await sb.exec("head -c 1000000 /dev/zero > /tmp/a && head -c 1000000 /dev/zero > /tmp/b && "
+                            "head -c 1000000 /dev/zero > /tmp/c && head -c 1000000 /dev/zero > /tmp/d && "
+                            "head -c 1000000 /dev/zero > /tmp/e", timeout=30)
+        assert res.exit_code != 0 and "No space left on device" in res.stderr, res
+        started = time.monotonic()
+        res = await sb.exec("for i in $(seq 1 40); do head -c 1000000 /dev/urandom > fill-$i.bin; sleep 0.2; done",
+                            timeout=60)
+        assert not res.ok and "over the sandbox limit of 8 MB" in res.stderr, res
+        assert time.monotonic() - started < 8.5
+    finally:
+        await sb.destroy()
