@@ -12,13 +12,15 @@ from pathlib import Path
 
 from app.config import get_settings, reset_settings_cache
 from app.logging import configure_logging, get_logger
+from app.redaction import secrets_of
 
 log = get_logger("omoi.cli")
 
 
 def _setup(process: str = "omoi") -> None:
     settings = get_settings()
-    configure_logging(settings.log_level, settings.log_json, settings.secret_values())
+    # Every configured secret, the private key read from its file included (app/redaction.py).
+    configure_logging(settings.log_level, settings.log_json, sorted(secrets_of(settings)))
     from app.observability import init_sentry
 
     init_sentry(settings, process)  # only with OMOI_SENTRY_DSN and the optional sentry-sdk

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from app import policy
+from app.redaction import redact_outbound
 from app.policy import Refused  # noqa: F401 - callers catch it from here too
 from app.sandbox.local import DEFAULT_PATH
 
@@ -225,6 +226,8 @@ class Clone:
         sha. Plumbing only: no hook runs, no ref moves (the commit is only reachable once pushed)."""
         self.apply_checked(base_sha, patch, limits, secrets, three_way=three_way)
         tree = self.out("write-tree")
+        # A commit message reaches GitHub too: the same redaction as everything the API client sends.
+        message = redact_outbound(message, extra=[self.token, *secrets])
         text = self.git("stripspace", stdin=message.encode()).stdout  # what `git commit` would have stored
         return self.out("commit-tree", "--no-gpg-sign", tree, "-p", base_sha, "-F", "-", stdin=text)
 

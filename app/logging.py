@@ -2,26 +2,25 @@
 from __future__ import annotations
 
 import logging
-import re
 import sys
 
 import structlog
 
-# Token shapes GitHub and Anthropic use; redacted even when we did not configure them ourselves.
-_TOKEN_RE = re.compile(
-    r"(gh[pousr]_[A-Za-z0-9_]{10,}|github_pat_[A-Za-z0-9_]{20,}|sk-ant-[A-Za-z0-9_\-]{10,}"
-    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"
-    r"|eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,})"
-)
-REDACTED = "[REDACTED]"
-_known_secrets: list[str] = []
+from app.redaction import REDACTED, SHAPES_ONLY, Redactor, redactor  # noqa: F401 - REDACTED is re-exported
+
+# The same redaction as everything sent to GitHub (app/redaction.py): the configured secrets in
+# every encoding, plus the token shapes GitHub and Anthropic use.
+_redactor: Redactor = SHAPES_ONLY
 
 
 def redact(text: str) -> str:
-    for secret in _known_secrets:
-        if secret and secret in text:
-            text = text.replace(secret, REDACTED)
-    return _TOKEN_RE.sub(REDACTED, text)
+    return _redactor.text(text)
+
+
+def set_secrets(secrets: list[str] | None) -> None:
+    """The configured secrets to redact from every log line (each in every encoding)."""
+    global _redactor
+    _redactor = redactor(frozenset(secrets or ()))
 
 
 def _redact_value(value):
@@ -44,7 +43,7 @@ def _redact_rendered(_logger, _name, rendered):
 
 
 def configure_logging(level: str = "INFO", json: bool = True, secrets: list[str] | None = None) -> None:
-    _known_secrets[:] = [s for s in (secrets or []) if len(s) >= 6]
+    set_secrets(secrets)
     renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     structlog.configure(
         processors=[

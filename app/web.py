@@ -92,10 +92,10 @@ class _PayloadText(TypeDecorator):
         return None
 
 
-def _payload_text(body: bytes, payload: dict) -> str:
-    """The stored payload: the signed body itself when it is plain UTF-8 JSON (it parsed, so it is
-    valid JSON without NaN/Infinity); otherwise (UTF-16/32, a BOM, lone surrogates) the payload
-    re-serialised with escapes, which every database accepts."""
+def _payload_text(body: bytes, payload: dict) -> tuple[str, bool]:
+    """The stored payload, and whether it is the signed body itself: it is when the body is plain
+    UTF-8 JSON (it parsed, so it is valid JSON without NaN/Infinity); otherwise (UTF-16/32, a BOM,
+    lone surrogates) it is the payload re-serialised with escapes, which every database accepts."""
     if json.detect_encoding(body) == "utf-8":
         try:
             text = body.decode("utf-8")
@@ -103,12 +103,26 @@ def _payload_text(body: bytes, payload: dict) -> str:
             pass
         else:
             if not text.startswith("\ufeff"):
-                return text
-    return json.dumps(payload)
+                return text, True
+    return json.dumps(payload), False
+
+
+def delivery_columns(payload: dict) -> dict:
+    """The columns derived from a payload, as the web process stores them (the worker checks a
+    row's against its verified body with this same function)."""
+    inst = payload.get("installation")
+    if not isinstance(inst, dict):  # signed but odd (a list, a number): store it, never a 500
+        inst = {}
+    return {
+        "action": _column_str(payload.get("action")),
+        "installation_id": _bigint(inst.get("id")),
+        "issue_key": issue_key(payload),  # commands on one issue are processed in arrival order
+    }
 
 
 # the columns a delivery row carries (the handler builds them), and all the table's columns
-_ROW_COLUMNS = ("delivery_id", "event", "action", "installation_id", "issue_key", "payload", "status")
+_ROW_COLUMNS = ("delivery_id", "event", "action", "installation_id", "issue_key", "payload", "status",
+                "raw_body", "signature")
 _PG_COLUMNS = {"id", *_ROW_COLUMNS, "attempts", "error", "received_at", "started_at", "finished_at"}
 
 
@@ -235,13 +249,15 @@ class DeliveryWriter:
             else:
                 self._pg_stmt = text(
                     f"INSERT INTO {table.name} (delivery_id, event, action, installation_id, issue_key, payload,"
-                    " status, attempts, received_at)"
+                    " status, raw_body, signature, attempts, received_at)"
                     " SELECT t.delivery_id, t.event, t.action, t.installation_id, t.issue_key,"
-                    " CAST(t.payload AS json), t.status, 0, :received_at"
+                    " CAST(t.payload AS json), t.status, t.raw_body, t.signature, 0, :received_at"
                     " FROM unnest(CAST(:delivery_id AS varchar[]), CAST(:event AS varchar[]),"
                     " CAST(:action AS varchar[]), CAST(:installation_id AS bigint[]), CAST(:issue_key AS varchar[]),"
-                    " CAST(:payload AS text[]), CAST(:status AS varchar[]))"
-                    " WITH ORDINALITY AS t(delivery_id, event, action, installation_id, issue_key, payload, status, n)"
+                    " CAST(:payload AS text[]), CAST(:status AS varchar[]), CAST(:raw_body AS bytea[]),"
+                    " CAST(:signature AS varchar[]))"
+                    " WITH ORDINALITY AS t(delivery_id, event, action, installation_id, issue_key, payload, status,"
+                    " raw_body, signature, n)"
                     " ORDER BY t.n"
                     " ON CONFLICT (delivery_id) DO NOTHING"
                     " RETURNING id, delivery_id"
@@ -405,7 +421,8 @@ async def webhook(request: web.Request) -> web.Response:
         DELIVERIES.labels("-", "too_large").inc()
         return _json(413, error=f"payload larger than {settings.max_webhook_bytes} bytes")
     secret = settings.webhook_secret.get_secret_value()
-    if not verify_signature(body, request.headers.get("X-Hub-Signature-256"), secret):
+    signature = request.headers.get("X-Hub-Signature-256")
+    if not verify_signature(body, signature, secret):
         DELIVERIES.labels("-", "bad_signature").inc()
         log.warning("webhook_signature_invalid", remote=request.remote, **_ids(delivery_id))
         return _json(401, error="invalid or missing X-Hub-Signature-256")
@@ -423,17 +440,18 @@ async def webhook(request: web.Request) -> web.Response:
     if event not in HANDLED_EVENTS:
         DELIVERIES.labels("other", "ignored").inc()
         return _json(202, status="ignored", reason=f"omoi does not handle {event} events")
-    inst = payload.get("installation")
-    if not isinstance(inst, dict):  # signed but odd (a list, a number): store it, never a 500
-        inst = {}
+    payload_text, verbatim = _payload_text(body, payload)
     row = {
         "delivery_id": delivery_id,
         "event": event,
-        "action": _column_str(payload.get("action")),
-        "installation_id": _bigint(inst.get("id")),
-        "issue_key": issue_key(payload),  # commands on one issue are processed in arrival order
-        "payload": _payload_text(body, payload),
+        **delivery_columns(payload),
+        "payload": payload_text,
         "status": "queued",
+        # What the worker verifies again before routing (app/processing.py): the signature and the
+        # bytes signed. Those are the payload column's own text for nearly every delivery (both
+        # databases keep a JSON text exactly as given), so the body is not stored twice.
+        "raw_body": None if verbatim else body,
+        "signature": signature.strip(),
     }
     try:
         outcome = await request.app[WRITER_KEY].store(row)

@@ -13,6 +13,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Integer,
+    LargeBinary,
     Numeric,
     String,
     Text,
@@ -74,6 +75,13 @@ class WebhookDelivery(Base):
     # "owner/repo#number" for events on one issue or PR: they are processed in arrival order.
     issue_key: Mapped[str | None] = mapped_column(String(300), index=True)
     payload: Mapped[dict] = mapped_column(JSON)
+    # The X-Hub-Signature-256 the web process verified, and the body it signs when that is not the
+    # payload column's own text (NULL for a UTF-8 body, nearly all: the payload column holds it
+    # verbatim, both databases keep JSON text as written). The worker verifies them again and routes
+    # the payload parsed from the signed bytes, so a row written into the database by anyone without
+    # the webhook secret is never routed (app/processing.py).
+    raw_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    signature: Mapped[str | None] = mapped_column(String(80))
     # received -> queued -> processing -> done | failed | ignored
     status: Mapped[str] = mapped_column(String(16), default="received", index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

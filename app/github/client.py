@@ -1,7 +1,10 @@
-"""The one way omoi talks to GitHub: gidgethub with base_url from settings, plus retries.
+"""The one way omoi talks to GitHub: gidgethub with base_url from settings, plus retries and redaction.
 
 Retries live at the transport layer (`_request`) so every gidgethub call - get, post,
 getiter, graphql - honours `retry-after`, primary rate limits and transient 5xx alike.
+Redaction lives there too, for the same reason: every request body (comments, check runs, pull
+requests, GraphQL variables, whatever the caller) loses every configured secret and the client's
+own live credentials, in every encoding (app/redaction.py), before it leaves the process.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from gidgethub.aiohttp import GitHubAPI
 from app.config import Settings
 from app.github.auth import TOKENS
 from app.logging import get_logger
+from app.redaction import redactor_for
 from app.metrics import GITHUB_REQUESTS
 
 log = get_logger("omoi.github")
@@ -57,12 +61,38 @@ def single_attempt():
         _SINGLE_ATTEMPT.reset(token)
 
 
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return None
+
+
 class OmoiGitHubAPI(GitHubAPI):
     def __init__(self, session: aiohttp.ClientSession, settings: Settings, **kwargs) -> None:
         super().__init__(session, USER_AGENT, base_url=settings.github_api_url, **kwargs)
         self.settings = settings
 
+    def _outbound(self, headers: Mapping[str, str], body: bytes) -> tuple[Mapping[str, str], bytes]:
+        """The body with every secret redacted (the headers, credentials included, untouched but
+        for the length). The live credentials: this client's installation token and App JWT, and
+        whatever token this one request carries (gidgethub passes some per call)."""
+        if isinstance(body, str):  # a non-JSON body gidgethub passes through as the caller gave it
+            body = body.encode("utf-8")
+        extra = [self.oauth_token, getattr(self, "_app_jwt", None)]
+        for name, value in headers.items():
+            if name.lower() == "authorization":
+                extra.append(value.partition(" ")[2].strip())
+        redacted = redactor_for(self.settings, extra).body(body, _header(headers, "content-type"))
+        if redacted is body and _header(headers, "content-length") == str(len(body)):
+            return headers, body
+        headers = {k: v for k, v in headers.items() if k.lower() != "content-length"}
+        headers["content-length"] = str(len(redacted))
+        return headers, redacted
+
     async def _request(self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""):
+        if body:
+            headers, body = self._outbound(headers, body)
         attempt = 0
         while True:
             try:
