@@ -488,7 +488,7 @@ class CostMeter:
             return False
         if mid:
             self._seen.add(mid)
-        from app.llm import Usage, cost_usd
+        from app.pricing import Usage, cost_usd
 
         counted = Usage(**{k: int(usage.get(k) or 0) for k in (
             "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")})

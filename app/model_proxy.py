@@ -12,6 +12,9 @@ address; the proxy
 
 Locally one proxy serves one agent session on a unix socket bound into the sandbox
 (`serve_unix`); the sandbox has no network but loopback, where a forwarder joins the two.
+A remote sandbox (Daytona) reaches the web process's proxy at `<public URL>/model-proxy` (`add_routes`);
+its sessions live in the database (`DatabaseSessions`: `open_db_session` in the worker, the token's
+hash in `model_sessions`), so any web process serves any worker's session.
 """
 from __future__ import annotations
 
@@ -53,6 +56,7 @@ class ProxySession:
     output_tokens: int = 0
     calls: int = 0
     refused: list[str] = field(default_factory=list)
+    row_id: int | None = None  # model_sessions.id of a database-backed session
 
     def exhausted(self) -> str | None:
         if self.max_usd is not None and self.cost_usd >= self.max_usd:
@@ -62,7 +66,7 @@ class ProxySession:
         return None
 
     def record(self, model: str, usage: dict) -> None:
-        from app.llm import Usage, cost_usd
+        from app.pricing import Usage, cost_usd
 
         counted = Usage(**{k: int(usage.get(k) or 0) for k in (
             "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")})
@@ -85,28 +89,131 @@ def _presented_token(request: web.Request) -> str:
     return key
 
 
+class MemorySessions:
+    """Sessions of this process (a local sandbox's proxy lives as long as its one session)."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, ProxySession] = {}
+
+    async def find(self, token: str) -> ProxySession | None:
+        found = None
+        for known, session in self.sessions.items():
+            if hmac.compare_digest(known.encode(), token.encode()):
+                found = session
+        return found
+
+    async def record(self, session: ProxySession, model: str, usage: dict) -> None:
+        session.record(model, usage)
+
+
+class DatabaseSessions:
+    """Sessions in `model_sessions` (opened by a worker with `open_db_session`): found by the token's
+    SHA-256, refused once closed or expired, usage added with one UPDATE per call."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+
+    async def find(self, token: str) -> ProxySession | None:
+        if not token.startswith("omoi-session-"):
+            return None
+        return await asyncio.to_thread(self._find, _sha256(token))
+
+    def _find(self, digest: str) -> ProxySession | None:
+        from app.db.models import ModelSession
+        from app.db.session import session_scope
+        from app.timeutil import as_utc, utc_now
+
+        with session_scope(self.database_url) as s:
+            row = s.query(ModelSession).filter_by(token_sha256=digest).one_or_none()
+            if row is None or row.closed_at is not None or as_utc(row.expires_at) <= utc_now():
+                return None
+            session = ProxySession(max_usd=float(row.max_usd) if row.max_usd is not None else None,
+                                   max_tokens_total=row.max_tokens_total,
+                                   max_tokens_per_request=row.max_tokens_per_request, token="")
+            session.cost_usd, session.calls = float(row.cost_usd or 0), row.calls
+            session.input_tokens, session.output_tokens = row.input_tokens, row.output_tokens
+            session.row_id = row.id
+            return session
+
+    async def record(self, session: ProxySession, model: str, usage: dict) -> None:
+        before = (session.cost_usd, session.input_tokens, session.output_tokens)
+        session.record(model, usage)
+        await asyncio.to_thread(self._add, session.row_id, session.cost_usd - before[0],
+                                session.input_tokens - before[1], session.output_tokens - before[2])
+
+    def _add(self, row_id: int, cost: float, tokens_in: int, tokens_out: int) -> None:
+        from decimal import Decimal
+
+        from sqlalchemy import update
+
+        from app.db.models import ModelSession
+        from app.db.session import session_scope
+
+        with session_scope(self.database_url) as s:
+            s.execute(update(ModelSession).where(ModelSession.id == row_id).values(
+                cost_usd=ModelSession.cost_usd + Decimal(str(round(cost, 6))),
+                input_tokens=ModelSession.input_tokens + tokens_in,
+                output_tokens=ModelSession.output_tokens + tokens_out, calls=ModelSession.calls + 1))
+
+
+def _sha256(token: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def open_db_session(database_url: str, *, label: str, ttl_s: float, max_usd: float | None = None,
+                    max_tokens_total: int | None = None, max_tokens_per_request: int | None = None) -> tuple[str, int]:
+    """A new session for a remote sandbox: returns (token, row id). The token is shown once, here."""
+    from datetime import timedelta
+
+    from app.db.models import ModelSession
+    from app.db.session import session_scope
+    from app.timeutil import utc_now
+
+    token = "omoi-session-" + secrets.token_urlsafe(32)
+    with session_scope(database_url) as s:
+        row = ModelSession(token_sha256=_sha256(token), label=label[:200], max_usd=max_usd,
+                           max_tokens_total=max_tokens_total, max_tokens_per_request=max_tokens_per_request,
+                           expires_at=utc_now() + timedelta(seconds=ttl_s))
+        s.add(row)
+        s.flush()
+        return token, row.id
+
+
+def close_db_session(database_url: str, row_id: int) -> dict:
+    """End a remote session (its token is refused from now on); returns what it used."""
+    from app.db.models import ModelSession
+    from app.db.session import session_scope
+    from app.timeutil import utc_now
+
+    with session_scope(database_url) as s:
+        row = s.get(ModelSession, row_id)
+        if row is None:
+            return {}
+        row.closed_at = row.closed_at or utc_now()
+        return {"cost_usd": float(row.cost_usd or 0), "calls": row.calls, "input_tokens": row.input_tokens,
+                "output_tokens": row.output_tokens}
+
+
 class ModelProxy:
     """An aiohttp app forwarding one or more sessions' Messages API calls (see module docstring)."""
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: Any, store: Any = None) -> None:
         key = getattr(settings, "anthropic_api_key", None)
         self._api_key = (key.get_secret_value() if hasattr(key, "get_secret_value") else key) or ""
         self._upstream = (getattr(settings, "anthropic_base_url", "") or DEFAULT_UPSTREAM).rstrip("/")
-        self.sessions: dict[str, ProxySession] = {}
+        self.store = store or MemorySessions()
         self._client: aiohttp.ClientSession | None = None
 
     def open_session(self, **limits: Any) -> ProxySession:
         session = ProxySession(**limits)
-        self.sessions[session.token] = session
+        self.store.sessions[session.token] = session
         return session
 
-    def _session_for(self, request: web.Request) -> ProxySession | None:
-        presented = _presented_token(request).encode()
-        found = None
-        for token, session in self.sessions.items():
-            if hmac.compare_digest(token.encode(), presented):
-                found = session
-        return found
+    async def _session_for(self, request: web.Request) -> ProxySession | None:
+        presented = _presented_token(request)
+        return await self.store.find(presented) if presented else None
 
     def app(self) -> web.Application:
         application = web.Application(client_max_size=MAX_BODY_BYTES)
@@ -114,10 +221,11 @@ class ModelProxy:
         return application
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        if request.method != "POST" or request.path not in ALLOWED_PATHS:
-            log.warning("model_proxy_refused", method=request.method, path=request.path[:200], reason="not the Messages API")
+        path = "/" + request.match_info.get("tail", "")
+        if request.method != "POST" or path not in ALLOWED_PATHS:
+            log.warning("model_proxy_refused", method=request.method, path=path[:200], reason="not the Messages API")
             return _error(404, "only POST /v1/messages is served here", "not_found_error")
-        session = self._session_for(request)
+        session = await self._session_for(request)
         if session is None:
             log.warning("model_proxy_refused", path=request.path, reason="bad session token")
             return _error(401, "invalid session token", "authentication_error")
@@ -127,7 +235,7 @@ class ModelProxy:
             return _error(400, "the request body is not JSON")
         if not isinstance(body, dict):
             return _error(400, "the request body is not a JSON object")
-        counting = request.path.endswith("count_tokens")
+        counting = path.endswith("count_tokens")
         if not counting:
             why = session.exhausted()
             if why:
@@ -142,7 +250,7 @@ class ModelProxy:
                     thinking["budget_tokens"] = min(thinking["budget_tokens"], max(1024, cap - 1))
         headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARD_HEADERS}
         headers["x-api-key"] = self._api_key
-        url = self._upstream + request.path + (f"?{request.query_string}" if request.query_string else "")
+        url = self._upstream + path + (f"?{request.query_string}" if request.query_string else "")
         if self._client is None:
             self._client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=900,
                                                                                 sock_connect=30))
@@ -173,7 +281,7 @@ class ModelProxy:
             if not streaming:
                 meter.from_json(bytes(raw))
             session.calls += 1
-            session.record(meter.model, meter.usage)
+            await self.store.record(session, meter.model, meter.usage)
         return response
 
     async def close(self) -> None:
@@ -222,6 +330,21 @@ class _UsageReader:
         if isinstance(data, dict):
             self.model = str(data.get("model") or self.model)
             self._take(data.get("usage"))
+
+
+PREFIX = "/model-proxy"
+
+
+def add_routes(app: web.Application, settings: Any) -> None:
+    """Serve `<public URL>/model-proxy/v1/messages` for remote sandboxes (sessions in the database)."""
+    proxy = ModelProxy(settings, DatabaseSessions(settings.database_url))
+    app.router.add_route("*", PREFIX + "/{tail:.*}", proxy._handle)
+
+    async def lifetime(_app: web.Application):
+        yield
+        await proxy.close()
+
+    app.cleanup_ctx.append(lifetime)
 
 
 @asynccontextmanager

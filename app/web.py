@@ -526,6 +526,10 @@ def create_app(settings: Settings, *, setup: bool = False) -> web.Application:
     from app.status_pages import add_status_routes
 
     add_status_routes(app)
+    if settings.sandbox_provider == "daytona":  # remote sandboxes reach the model only through this
+        from app.model_proxy import add_routes as add_model_proxy
+
+        add_model_proxy(app, settings)
     if setup and not settings.has_app_credentials():
         from app.setup import add_setup_routes
 

@@ -90,3 +90,34 @@ async def test_usage_is_read_from_the_stream(settings, fake_anthropic, tmp_path)
     assert session.output_tokens == final.usage.output_tokens > 0
     assert session.input_tokens >= final.usage.input_tokens
     assert json.dumps(final.model_dump())  # a well-formed answer came through unchanged
+
+
+async def test_remote_sessions_live_in_the_database_and_end_when_closed(settings, fake_anthropic, tmp_path,
+                                                                         aiohttp_client):
+    """The web process's proxy (for Daytona sandboxes): a worker opens a session in the database, the
+    web process serves it by the token's hash, adds usage to the row; closed or unknown tokens get 401."""
+    from aiohttp import web
+
+    from app.db.migrate import upgrade
+    from app.db.models import ModelSession
+    from app.db.session import session_scope
+
+    settings = settings.model_copy(update={"database_url": f"sqlite:///{tmp_path}/omoi.db"})
+    upgrade(settings.database_url)  # the migrations, as every omoi process runs them
+    token, row_id = model_proxy.open_db_session(settings.database_url, label="spec-1/T1", ttl_s=600, max_usd=5.0)
+    app = web.Application()
+    model_proxy.add_routes(app, settings)
+    http = await aiohttp_client(app)
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}
+    resp = await http.post("/model-proxy/v1/messages", json=body, headers={"x-api-key": token})
+    assert resp.status == 200, await resp.text()
+    assert (await http.post("/model-proxy/v1/models", json=body, headers={"x-api-key": token})).status == 404
+    assert (await http.post("/model-proxy/v1/messages", json=body, headers={"x-api-key": REAL_KEY})).status == 401
+    with session_scope(settings.database_url) as s:
+        row = s.get(ModelSession, row_id)
+        assert row.calls == 1 and row.cost_usd > 0 and row.input_tokens > 0 and token not in row.token_sha256
+    used = model_proxy.close_db_session(settings.database_url, row_id)
+    assert used["calls"] == 1
+    resp = await http.post("/model-proxy/v1/messages", json=body, headers={"x-api-key": token})
+    assert resp.status == 401
+    assert [r.headers["x-api-key"] for r in fake_anthropic.requests] == [REAL_KEY]

@@ -317,3 +317,25 @@ class WebhookRedelivery(Base):
     status: Mapped[str] = mapped_column(String(16), default="claimed")
     error: Mapped[str | None] = mapped_column(Text)
     requested_at: Mapped[datetime] = _ts()
+
+
+class ModelSession(Base):
+    """A sandboxed agent session's capability at omoi's model proxy (app/model_proxy.py), for sandboxes
+    that reach the proxy over the network (Daytona): the web process serves it, a worker opens and
+    closes it. Only the token's SHA-256 is stored; the token lives in the sandbox's environment."""
+
+    __tablename__ = "model_sessions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    label: Mapped[str] = mapped_column(String(200), default="")  # e.g. spec-12/T3 attempt 2
+    max_usd: Mapped[float | None] = mapped_column(Numeric(12, 6))
+    max_tokens_total: Mapped[int | None] = mapped_column(BigInteger)
+    max_tokens_per_request: Mapped[int | None] = mapped_column(Integer)
+    cost_usd: Mapped[Decimal] = mapped_column(Numeric(12, 6), default=Decimal("0"))
+    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    calls: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = _ts()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
