@@ -81,8 +81,8 @@ MODE_INSTRUCTIONS = {
 SDK_ENV_NAMES = (
     "CLAUDE_CODE_ENTRYPOINT", "CLAUDE_AGENT_SDK_VERSION", "CLAUDE_CODE_SDK_READS_SESSION_STATE",
     "CLAUDE_AGENT_SDK_CLIENT_APP", "CLAUDE_AGENT_SDK_DERIVED_CLIENT_APP",
-    "CLAUDE_CODE_ENABLE_SDK_FILE_CHECKPOINTING", "PWD",
-)
+    "CLAUDE_CODE_ENABLE_SDK_FILE_CHECKPOINTING",
+)  # not PWD: the SDK sets it to the host path; the jail sets its own
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PROXY_PORT = 8787  # inside the jail: the loopback forwarder to the model proxy's socket
 _MAX_TRANSCRIPT_CHARS = 4000
@@ -259,11 +259,12 @@ async def run_agent(
 
     if mode not in MODE_TOOLS:
         return fail(f"unknown agent mode {mode!r}")
+    remote = bool(getattr(sandbox, "remote_agent", False))  # Daytona: the CLI runs in the remote sandbox
     jailed = bool(getattr(sandbox, "use_bwrap", False))
-    if not jailed and not getattr(sandbox, "unconfined_agent_ok", False):
+    if not (remote or jailed or getattr(sandbox, "unconfined_agent_ok", False)):
         return fail("this sandbox cannot run an agent: the agent runs only inside a confined sandbox")
     workdir, cwd = sandbox.workdir, sandbox.agent_cwd
-    if not os.path.isdir(workdir):
+    if not remote and not os.path.isdir(workdir):
         return fail(f"work dir {workdir!r} does not exist")
     if not _secret(getattr(settings, "anthropic_api_key", None)):
         return fail("no Anthropic API key configured: set ANTHROPIC_API_KEY or OMOI_ANTHROPIC_API_KEY")
@@ -298,7 +299,13 @@ async def run_agent(
     stopped: list[str] = []
     try:
         async with _proxy(settings, sandbox, jailed, limits) as (proxy, base_url):
-            if jailed:
+            transport = None
+            if remote:
+                env = {**agent_env(settings, sandbox.agent_home, api_key=proxy.token, base_url=base_url),
+                       "CLAUDE_CODE_ENTRYPOINT": "sdk-py"}
+                cli = None
+                transport = sandbox.agent_transport  # (prompt, options, env, stderr) -> Transport
+            elif jailed:
                 env = agent_env(settings, "/home/agent", api_key=proxy.token, base_url=base_url,
                                 path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
                 cli = sandbox.agent_launcher(bundled_cli(), sorted(set(env) | set(SDK_ENV_NAMES)), proxy_port=PROXY_PORT)
@@ -329,7 +336,8 @@ async def run_agent(
             )
 
             async def consume() -> None:
-                stream = query(prompt=prompt, options=options)
+                stream = query(prompt=prompt, options=options, transport=None if transport is None else
+                               transport(prompt, options, env, lambda line: stderr_tail.append(line)))
                 try:
                     async for message in stream:
                         transcript.extend(_simplify(message))
@@ -429,10 +437,14 @@ async def run_agent(
 
 @asynccontextmanager
 async def _proxy(settings: Any, sandbox: Any, jailed: bool, limits: dict):
-    """The model proxy for one session: on the sandbox's socket (jailed) or on loopback TCP."""
+    """The model proxy for one session: the web process's, with the session in the database (a remote
+    sandbox); on the sandbox's socket (jailed); or on loopback TCP (unconfined)."""
     from app import model_proxy
 
-    if jailed:
+    if getattr(sandbox, "remote_agent", False):
+        async with model_proxy.remote_session(settings, label=f"sandbox {sandbox.id}", **limits) as session:
+            yield session, settings.resolved_public_url() + model_proxy.PREFIX
+    elif jailed:
         async with model_proxy.serve_unix(settings, sandbox.model_socket(), uid=sandbox.jail.uid, **limits) as proxy:
             yield proxy, f"http://127.0.0.1:{PROXY_PORT}"
     else:
@@ -441,7 +453,9 @@ async def _proxy(settings: Any, sandbox: Any, jailed: bool, limits: dict):
 
 
 def _end(sandbox: Any, jailed: bool) -> int:
-    """Hard-stop the agent and everything it started."""
+    """Hard-stop the agent and everything it started (a remote agent: its transport's close ends it)."""
+    if getattr(sandbox, "remote_agent", False):
+        return 0
     if jailed:
         return sandbox.kill_agent()
     return kill_processes_in(sandbox.workdir)

@@ -111,7 +111,7 @@ class Settings(BaseSettings):
     # Limits of every local sandbox's jail (app/sandbox/jail.py): processes (per sandbox), memory (data
     # size of each process), the largest file, each private tmpfs (/tmp and $HOME), the work dir's disk use.
     sandbox_max_processes: int = 512
-    sandbox_max_memory_mb: int = 4096
+    sandbox_max_memory_mb: int = Field(4096, ge=768)  # Claude Code's runtime needs ~550 MB to start
     sandbox_max_file_mb: int = 1024
     sandbox_tmpfs_mb: int = 512
     sandbox_max_workdir_mb: int = 4096
@@ -122,6 +122,11 @@ class Settings(BaseSettings):
     unsafe_allow_unconfined_sandbox: bool = False
     daytona_api_url: str = ""  # empty: the daytona SDK's default (Daytona cloud)
     daytona_api_key: SecretStr | None = None
+    # CIDRs a Daytona sandbox may reach (comma-separated); empty: the public URL's address, where the
+    # web process serves the model proxy. Nothing else is reachable unless sandbox_network is on.
+    daytona_network_allow_list: str = ""
+    daytona_create_attempts: int = 5           # 429/5xx on create are retried with exponential backoff
+    daytona_create_backoff_seconds: float = 1.0
 
     # --- operations ---
     sentry_dsn: SecretStr | None = None  # used only when the optional sentry-sdk is installed

@@ -372,6 +372,29 @@ async def serve_unix(settings: Any, path: str, *, uid: int | None = None, **limi
 
 
 @asynccontextmanager
+async def remote_session(settings: Any, *, label: str, max_usd: float | None = None,
+                         max_tokens_total: int | None = None,
+                         max_tokens_per_request: int | None = None) -> AsyncIterator[ProxySession]:
+    """A database session for a remote sandbox's agent, closed (its token refused) when the block ends.
+    The yielded object's `cost_usd`/`refused` are filled in from the database at the end."""
+    ttl = float(getattr(settings, "agent_timeout_seconds", 1800)) + 600
+    token, row_id = await asyncio.to_thread(
+        open_db_session, settings.database_url, label=label, ttl_s=ttl, max_usd=max_usd,
+        max_tokens_total=max_tokens_total, max_tokens_per_request=max_tokens_per_request)
+    session = ProxySession(max_usd=max_usd, max_tokens_total=max_tokens_total,
+                           max_tokens_per_request=max_tokens_per_request, token=token, row_id=row_id)
+    try:
+        yield session
+    finally:
+        used = await asyncio.to_thread(close_db_session, settings.database_url, row_id)
+        session.cost_usd = float(used.get("cost_usd") or 0)
+        session.calls = int(used.get("calls") or 0)
+        why = session.exhausted()
+        if why:
+            session.refused.append(why)
+
+
+@asynccontextmanager
 async def serve_tcp(settings: Any, **limits: Any) -> AsyncIterator[tuple[ProxySession, str]]:
     """Serve one session on 127.0.0.1 (an unconfined sandbox, which shares the host's network)."""
     proxy = ModelProxy(settings)
@@ -388,4 +411,5 @@ async def serve_tcp(settings: Any, **limits: Any) -> AsyncIterator[tuple[ProxySe
         await runner.cleanup()
 
 
-__all__ = ["ModelProxy", "ProxySession", "serve_unix", "serve_tcp"]
+__all__ = ["ModelProxy", "ProxySession", "serve_unix", "serve_tcp", "remote_session", "add_routes", "open_db_session",
+           "close_db_session"]

@@ -79,6 +79,8 @@ def orphan_sandboxes(settings: Settings | None = None, base_dir: str | Path | No
     are running now (app/task_runner.py labels them `spec-<spec>/<task>` and `verify-<spec>/<task>`)
     are never removed, however old."""
     settings = settings or get_settings()
+    if settings.sandbox_provider == "daytona" and base_dir is None:
+        return _daytona_orphans(settings)
     if settings.sandbox_provider != "local":
         return []
     from app.sandbox.base import label_slug
@@ -253,6 +255,22 @@ def intervene(settings: Settings, task: dict, verdict: GuardianVerdict) -> str |
 
     enqueue("omoi.schedule", task["spec_id"])
     return action
+
+
+def _daytona_orphans(settings: Settings) -> list[str]:
+    """Daytona sandboxes no running task owns (found by label), deleted; see DaytonaSandboxProvider.reap."""
+    from app.sandbox.base import label_slug
+    from app.sandbox.daytona import DaytonaSandboxProvider
+
+    with session_scope(settings.database_url) as s:
+        live = s.execute(select(SpecTask.spec_id, SpecTask.task_id).where(SpecTask.status == "running")).all()
+    labels = {label_slug(f"{kind}-{spec_id}/{task_id}") for spec_id, task_id in live for kind in ("spec", "verify")}
+    max_age = settings.agent_timeout_seconds + settings.verify_timeout_seconds + 300
+    try:
+        return asyncio.run(DaytonaSandboxProvider(settings).reap(labels, min_age_s=max_age))
+    except Exception as exc:  # noqa: BLE001 - Daytona unreachable: the next sweep tries again
+        log.warning("daytona_reap_failed", error=str(exc))
+        return []
 
 
 # --- conductor ------------------------------------------------------------------------------

@@ -313,12 +313,13 @@ async def _attempt(settings: Settings, lease: orchestrator.Lease, beat: Heartbea
             if refusal:
                 bound.warning("task_diff_refused", reason=refusal.reason)
                 return orchestrator.Attempt(ok=False, retryable=False, reason=f"refused: {refusal.reason}",
-                                            cost_usd=cost)
+                                            cost_usd=cost, discoveries=found)
             evidence, failure = await _watch(_verify(sandbox, ctx["verify"], settings), beat.lost) or ([], "lost")
             if beat.lost.is_set():
                 return orchestrator.Attempt(ok=False, lost=True, reason="the lease was lost", cost_usd=cost)
-            if failure:
-                return orchestrator.Attempt(ok=False, reason=failure, evidence=evidence, cost_usd=cost)
+            if failure:  # what the agent found still counts when its change did not pass
+                return orchestrator.Attempt(ok=False, reason=failure, evidence=evidence, cost_usd=cost,
+                                            discoveries=found)
             base = sandbox.base_sha
         finally:
             await sandbox.destroy()
@@ -334,9 +335,11 @@ async def _attempt(settings: Settings, lease: orchestrator.Lease, beat: Heartbea
                                                  secrets=policy.secrets_from_settings(settings, extra=[token]))
         except policy.Refused as exc:
             bound.warning("task_diff_refused", reason=exc.reason)
-            return orchestrator.Attempt(ok=False, retryable=False, reason=f"refused: {exc.reason}", cost_usd=cost)
+            return orchestrator.Attempt(ok=False, retryable=False, reason=f"refused: {exc.reason}", cost_usd=cost,
+                                        discoveries=found)
         except ApplyFailed as exc:
-            return orchestrator.Attempt(ok=False, reason=str(exc)[:800], evidence=evidence, cost_usd=cost)
+            return orchestrator.Attempt(ok=False, reason=str(exc)[:800], evidence=evidence, cost_usd=cost,
+                                        discoveries=found)
         bound.info("task_pushed", commit=pushed.sha, rebased=pushed.rebased, existing=pushed.existing)
         if pushed.rebased or pushed.existing:
             done = await _verify_pushed(settings, provider, repo, token, ctx, pushed.sha, evidence, cost, key)

@@ -496,24 +496,22 @@ async def test_daytona_lifecycle_network_blocked(fake_daytona, source_repo, tmp_
     assert fake_daytona.unhandled == []
 
 
-async def test_daytona_clone_in_sandbox_with_token(fake_daytona, source_repo):
-    """With network on, the daemon clones; the token goes to it as git credentials and is not
-    left in .git/config."""
-    clean = "https://github.example/o/r.git"
-    fake_daytona.repo_map[clean] = str(source_repo.path)
+async def test_daytona_gets_the_code_but_never_the_token(fake_daytona, auth_git_server, source_repo):
+    """Even with the sandbox's network on, omoi clones on the host (the token only in git's environment)
+    and uploads the tree: no request to Daytona carries the token, and the daemon clones nothing."""
     provider = daytona_provider(fake_daytona, network=True)
-    sb = await provider.create(repo_url=f"https://x-access-token:{TOKEN}@github.example/o/r.git", ref="feature",
-                               label="net")
+    url = f"http://x-access-token:{TOKEN}@127.0.0.1:{auth_git_server.port}/repo.git"
+    sb = await provider.create(repo_url=url, ref="feature", label="net")
     fsb = fake_daytona.sandboxes[sb.id]
     try:
-        assert fsb.create_params["networkBlockAll"] is False
-        [clone] = fsb.clones
-        assert clone["url"] == clean and clone["branch"] == "feature"
-        assert clone["username"] == "x-access-token" and clone["password"] == TOKEN
-        assert sb.base_sha == source_repo.feature
-        config = (await sb.download(".git/config")).decode()
-        assert TOKEN not in config and f"url = {clean}" in config
+        assert fsb.clones == [] and sb.base_sha == source_repo.feature
         assert (await sb.download("feature.txt")) == b"feature\n"
+        config = (await sb.download(".git/config")).decode()
+        assert TOKEN not in config and "extraheader" not in config.lower()
+        b64 = base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
+        for rec in fake_daytona.requests:
+            seen = repr((rec.headers, rec.json, rec.query))
+            assert TOKEN not in seen and b64 not in seen, rec.path
     finally:
         await sb.destroy()
     assert fsb.deleted
@@ -538,10 +536,11 @@ async def test_jail_limits_hold(tmp_path, source_repo):
     """Processes, memory, file size, tmpfs and the work dir's disk use are bounded; a command over the
     work-dir limit is stopped (within the watch interval) and says why."""
     from app.config import Settings
+    from app.sandbox.jail import Limits
 
-    settings = Settings(sandbox_max_processes=40, sandbox_max_memory_mb=200, sandbox_max_file_mb=2,
-                        sandbox_tmpfs_mb=4, sandbox_max_workdir_mb=8)
-    sb = await LocalSandboxProvider(settings, base_dir=tmp_path / "sb").create(
+    mb = 1 << 20  # (the memory setting has a floor for Claude Code's runtime; a verify command has none)
+    limits = Limits(max_processes=40, max_memory_bytes=200 * mb, max_file_bytes=2 * mb, tmpfs_bytes=4 * mb)
+    sb = await LocalSandboxProvider(Settings(sandbox_max_workdir_mb=8), base_dir=tmp_path / "sb", limits=limits).create(
         repo_url=str(source_repo.path), ref="main", label="limits")
     try:
         res = await sb.exec("n=0; for i in $(seq 1 100); do (sleep 3 &) 2>/dev/null && n=$((n+1)); done; "

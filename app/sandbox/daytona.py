@@ -4,13 +4,14 @@ Each `create()` makes an ephemeral sandbox (deleted when it stops; auto-stop aft
 `sandbox_timeout_seconds` of inactivity, rounded up to minutes) with all network egress
 blocked unless `sandbox_network` is on, labelled `app=omoi`, with no env vars of ours.
 
-Getting the code in:
-- network blocked (the default): the repo is cloned **on the host** (app.sandbox.local.host_clone,
-  token passed to git as an http.extraHeader through the environment), checked for leftover
-  credentials, tarred and uploaded. The token never reaches Daytona.
-- network on: `sandbox.git.clone(url, ..., username, password)`: the Daytona daemon
-  authenticates in memory (go-git BasicAuth); `ref` must then be a branch name or a full sha.
-  `.git/config` is read back and checked for credentials either way.
+Getting the code in: the repo is cloned **on the host** (app.sandbox.local.host_clone, token passed
+to git as an http.extraHeader through the environment), checked for leftover credentials, tarred and
+uploaded. No GitHub token, App key or model key is ever sent to Daytona.
+
+The agent runs inside the sandbox (app/sandbox/daytona_agent.py): `remote_agent` tells app/agent.py to
+drive it through a session-command transport and to give it a database-backed session of the web
+process's model proxy (`<public URL>/model-proxy`). The sandbox's network is closed except for that
+address (`network_allow_list`: the public URL's host as a /32, or `daytona_network_allow_list`).
 
 Commands go through the daemon's `process/execute`, which returns stdout and stderr combined:
 `ExecResult.stdout` holds both and `stderr` is empty. Each command is wrapped in coreutils
@@ -37,13 +38,12 @@ from app.sandbox.base import (
     RepoSource,
     SandboxError,
     git_diff_args,
-    is_full_sha,
     label_slug,
     safe_relpath,
     shell_command,
     split_repo_url,
 )
-from app.sandbox.local import GIT_IDENTITY, host_clone
+from app.sandbox.local import host_clone
 
 log = get_logger("omoi.sandbox.daytona")
 
@@ -59,6 +59,8 @@ def _secret(value: Any) -> str | None:
 
 
 class DaytonaSandbox:
+    remote_agent = True  # app/agent.py: the CLI runs in this sandbox, through `agent_transport`
+
     def __init__(self, *, client: Any, sandbox: Any, workdir: str, base_sha: str, network: bool,
                  max_output_bytes: int | None) -> None:
         self._client = client
@@ -72,6 +74,23 @@ class DaytonaSandbox:
 
     def __repr__(self) -> str:
         return f"<DaytonaSandbox {self.id} {self.workdir} network={self.network}>"
+
+    @property
+    def agent_cwd(self) -> str:
+        return self.workdir
+
+    @property
+    def agent_home(self) -> str:
+        # Claude Code's config and transcripts: in the sandbox, outside the work tree.
+        return posixpath.join(posixpath.dirname(self.workdir), ".omoi-agent-home")
+
+    def agent_transport(self, prompt: Any, options: Any, env: dict[str, str], stderr: Any = None) -> Any:
+        """The SDK transport that runs Claude Code in this sandbox (see app/sandbox/daytona_agent.py)."""
+        from app.sandbox.daytona_agent import DaytonaSessionTransport, cli_argv
+
+        self._check_alive()
+        argv = cli_argv(prompt, options)
+        return DaytonaSessionTransport(self._sb, argv, env, self.workdir, stderr=stderr, home=self.agent_home)
 
     def _check_alive(self) -> None:
         if self.destroyed:
@@ -185,6 +204,9 @@ class DaytonaSandboxProvider:
         self.timeout_s = float(timeout_s or getattr(settings, "sandbox_timeout_seconds", None) or 3600)
         self.create_timeout_s = create_timeout_s
         self.max_output_bytes = max_output_bytes
+        self.allow_list = proxy_allow_list(settings)
+        self.create_attempts = int(getattr(settings, "daytona_create_attempts", 5) or 5)
+        self.create_backoff_s = float(getattr(settings, "daytona_create_backoff_seconds", 1.0) or 1.0)
 
     def _client(self) -> Any:
         from daytona import AsyncDaytona, DaytonaConfig
@@ -208,7 +230,9 @@ class DaytonaSandboxProvider:
             env_vars={},
             auto_stop_interval=max(1, math.ceil(self.timeout_s / 60)),
             ephemeral=True,  # auto_delete_interval=0: deleted as soon as it stops
-            network_block_all=not self.network,
+            # Closed but for omoi's model proxy, unless the operator opened it (sandbox_network).
+            network_block_all=False if self.network else not self.allow_list,
+            network_allow_list=None if self.network else (self.allow_list or None),
         )
 
     async def create(self, *, repo_url: str, ref: str, label: str) -> DaytonaSandbox:
@@ -219,17 +243,14 @@ class DaytonaSandboxProvider:
         sb = None
         try:
             try:
-                sb = await client.create(self.create_params(label), timeout=self.create_timeout_s)
+                sb = await self._create_with_retries(client, label)
                 root = (await sb.get_work_dir()).rstrip("/") or "/"
             except DaytonaError as exc:
                 raise SandboxError(f"daytona sandbox creation failed: {exc}") from exc
             workdir = posixpath.join(root, "repo")
             sandbox = DaytonaSandbox(client=client, sandbox=sb, workdir=workdir, base_sha="HEAD",
                                      network=self.network, max_output_bytes=self.max_output_bytes)
-            if self.network and not source.is_local:
-                sandbox.base_sha = await self._clone_in_sandbox(sandbox, source, ref)
-            else:
-                sandbox.base_sha = await self._clone_on_host(sandbox, source, ref)
+            sandbox.base_sha = await self._clone_on_host(sandbox, source, ref)
             await self._check_credentials(sandbox, source)
         except BaseException:
             if sb is not None:
@@ -242,6 +263,59 @@ class DaytonaSandboxProvider:
         log.info("sandbox_created", sandbox_id=sandbox.id, provider="daytona", label=label, repo=source.url, ref=ref,
                  sha=sandbox.base_sha, network=self.network)
         return sandbox
+
+    async def _create_with_retries(self, client: Any, label: str) -> Any:
+        """Daytona answers 429 (rate limit) and 5xx while busy: retried with exponential backoff (tenacity);
+        the last failure propagates and ends the attempt visibly."""
+        from daytona import DaytonaError
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+        def transient(exc: BaseException) -> bool:
+            status = getattr(exc, "status_code", None)
+            text = str(exc)
+            return isinstance(exc, DaytonaError) and (status in (429, 500, 502, 503, 504) or any(
+                f" {code}" in text or text.startswith(str(code)) for code in (429, 500, 502, 503, 504)))
+
+        async for attempt in AsyncRetrying(retry=retry_if_exception(transient), reraise=True,
+                                           stop=stop_after_attempt(self.create_attempts),
+                                           wait=wait_exponential(multiplier=self.create_backoff_s, max=30)):
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    log.warning("daytona_create_retry", attempt=attempt.retry_state.attempt_number, label=label)
+                return await client.create(self.create_params(label), timeout=self.create_timeout_s)
+        raise SandboxError("daytona sandbox creation failed")  # unreachable: tenacity re-raises
+
+    async def reap(self, live_labels: set[str], *, min_age_s: float) -> list[str]:
+        """Delete omoi's sandboxes (label app=omoi) older than `min_age_s` whose `omoi-label` no running
+        task owns (a worker died between create and delete). Returns the deleted sandbox ids."""
+        from datetime import datetime, timezone
+
+        from daytona import ListSandboxesQuery
+
+        client = self._client()
+        deleted: list[str] = []
+        try:
+            now = datetime.now(timezone.utc)
+            items = [sb async for sb in client.list(ListSandboxesQuery(labels={"app": "omoi"}))]
+            for sb in items:
+                labels = getattr(sb, "labels", None) or {}
+                created = getattr(sb, "created_at", None)
+                try:
+                    age = (now - datetime.fromisoformat(str(created).replace("Z", "+00:00"))).total_seconds()
+                except ValueError:
+                    age = min_age_s + 1  # no creation time: judged by its label alone
+                if labels.get("app") != "omoi" or age < min_age_s or labels.get("omoi-label") in live_labels:
+                    continue
+                try:
+                    await client.delete(sb)
+                    deleted.append(sb.id)
+                except Exception as exc:  # noqa: BLE001 - the next sweep tries again
+                    log.warning("daytona_reap_failed", sandbox_id=getattr(sb, "id", None), error=str(exc))
+        finally:
+            await client.close()
+        if deleted:
+            log.warning("daytona_orphans_deleted", count=len(deleted), ids=deleted)
+        return deleted
 
     async def _clone_on_host(self, sandbox: DaytonaSandbox, source: RepoSource, ref: str) -> str:
         with tempfile.TemporaryDirectory(prefix="omoi-dt-clone-") as tmp:
@@ -263,33 +337,34 @@ class DaytonaSandboxProvider:
             raise SandboxError(f"unpacking the repository in the sandbox failed: {res.stdout[-2000:]}")
         return sha
 
-    async def _clone_in_sandbox(self, sandbox: DaytonaSandbox, source: RepoSource, ref: str) -> str:
-        from daytona import DaytonaError
-
-        kwargs: dict[str, Any] = {"commit_id": ref} if is_full_sha(ref) else {"branch": ref}
-        if source.password:
-            kwargs.update(username=source.username or "x-access-token", password=source.password)
-        try:
-            await sandbox._sb.git.clone(source.url, sandbox.workdir, **kwargs)
-        except DaytonaError as exc:
-            msg = str(exc)
-            for s in source.secrets():
-                msg = msg.replace(s, "[REDACTED]")
-            raise SandboxError(f"daytona git clone failed: {msg}") from None
-        q = shlex.quote
-        script = (f"git checkout -q --detach && git remote set-url origin {q(source.url)}"
-                  f" && git config user.name {q(GIT_IDENTITY[0])} && git config user.email {q(GIT_IDENTITY[1])}"
-                  " && git rev-parse HEAD")
-        res = await sandbox._exec(script, timeout=120, env=None, cwd=None, limit=None)
-        sha = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
-        if not res.ok or not is_full_sha(sha):
-            raise SandboxError(f"preparing the clone failed: {res.stdout[-2000:]}")
-        return sha
-
     async def _check_credentials(self, sandbox: DaytonaSandbox, source: RepoSource) -> None:
         config = (await sandbox._download_abs(posixpath.join(sandbox.workdir, ".git/config"))).decode(errors="replace")
         if any(s in config for s in source.secrets()) or "extraheader" in config.lower():
             raise SandboxError("credentials found in .git/config after clone")
+
+
+def proxy_allow_list(settings: Any) -> str:
+    """The CIDRs a sandbox may reach: `daytona_network_allow_list`, else the public URL's addresses (/32)."""
+    explicit = str(getattr(settings, "daytona_network_allow_list", "") or "").strip()
+    if explicit or settings is None or not hasattr(settings, "resolved_public_url"):
+        return explicit
+    import ipaddress
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(settings.resolved_public_url())
+    try:
+        infos = socket.getaddrinfo(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80),
+                                   proto=socket.IPPROTO_TCP)
+    except OSError:
+        return ""
+    cidrs = []
+    for info in infos:
+        ip = ipaddress.ip_address(info[4][0])
+        cidr = f"{ip}/{32 if ip.version == 4 else 128}"
+        if ip.version == 4 and cidr not in cidrs:
+            cidrs.append(cidr)
+    return ",".join(cidrs)
 
 
 def _tar_dir(path: Path) -> bytes:
