@@ -5,6 +5,7 @@ stand-in. People act by commenting in the stand-in or pressing check-run buttons
 """
 from __future__ import annotations
 
+import os
 import re
 import time
 
@@ -92,7 +93,8 @@ class Agent:
         tid, results = m.group(1), tool_results(req)
         if not results:
             path, content = self.writes[tid]
-            return Reply.tool("Write", {"file_path": f"/workspace/{path}", "content": content})
+            workdir = re.search(r"Working directory: (\S+)", text).group(1)  # /workspace, or Daytona's
+            return Reply.tool("Write", {"file_path": f"{workdir}/{path}", "content": content})
         if len(results) == 1 and tid in self.slow and tid not in self.seen:
             self.seen.add(tid)
             return Reply.tool("Bash", {"command": self.slow_command.format(seconds=self.slow[tid]),
@@ -350,6 +352,43 @@ def test_worker_without_a_jail_refuses_to_run_agents(fake_github, fake_anthropic
             check["output"]["summary"] + tracking(fake_github)
         assert implement_check(fake_github)["conclusion"] == "failure"
         assert fake_anthropic.message_requests() == [] and task_commits(fake_github) == {}
+    finally:
+        procs.stop_all()
+
+
+def test_plan_runs_on_daytona_with_the_agent_inside(fake_github, fake_anthropic, fake_daytona, rsa_keypair, tmp_path,
+                                                   omoi_processes):
+    """OMOI_SANDBOX_PROVIDER=daytona through the real web and worker: every task's agent runs in a
+    Daytona stand-in sandbox (whose paths do not exist on this host), reaches the model only through
+    the web process's /model-proxy, and the plan ends in a ready PR; nothing sent to Daytona carries a
+    credential, and every sandbox is deleted."""
+    procs = start_run_world(fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes,
+                            database=f"sqlite:///{tmp_path}/omoi.db", broker="",
+                            extra_env={"OMOI_SANDBOX_PROVIDER": "daytona", "OMOI_DAYTONA_API_URL": fake_daytona.api_url,
+                                       "OMOI_DAYTONA_API_KEY": "dtn-test-key"})
+    try:
+        Agent(fake_anthropic, {"T1": ("hello.py", CODE["hello.py"]), "T2": ("bye.py", CODE["bye.py"]),
+                               "T3": ("main.py", CODE["main.py"])})
+        spec_id = approve_plan(procs, HAPPY)
+        comment(procs, "/omoi implement")
+        wait_run(procs, "succeeded", timeout=240)
+        assert {t.status for t in tasks_in_db(procs).values()} == {"done"}
+        assert fake_github.file_at(REPO, BRANCH, "main.py") == CODE["main.py"]
+        assert set(task_commits(fake_github)) == {f"{spec_id}/T1", f"{spec_id}/T2", f"{spec_id}/T3"}
+        # The agents worked in Daytona: their Write calls named the sandbox's work dir, which is not on this host.
+        writes = [b for r in fake_anthropic.message_requests() for m in r["messages"] if m["role"] == "assistant"
+                  for b in (m["content"] if isinstance(m["content"], list) else []) if b.get("type") == "tool_use"]
+        paths = {b["input"]["file_path"] for b in writes if b.get("name") == "Write"}
+        assert paths and all(p.startswith("/home/daytona/") and not os.path.exists(p) for p in paths), paths
+        # Every model call went through omoi's proxy (the stand-in only ever saw the real key).
+        assert all(r.headers.get("x-api-key") == "sk-fake-test-key" for r in fake_anthropic.requests)
+        sessions = [r for r in fake_daytona.requests if r.path.endswith("/process/session") and r.method == "POST"]
+        assert len(sessions) >= 3
+        for rec in fake_daytona.requests:
+            seen = repr((rec.headers, rec.json, rec.query))
+            assert "sk-fake-test-key" not in seen and "ghs_" not in seen and "BEGIN" not in seen, rec.path
+        assert fake_daytona.sandboxes and all(sb.deleted for sb in fake_daytona.sandboxes.values())
+        assert fake_github.violations == []
     finally:
         procs.stop_all()
 

@@ -5,6 +5,7 @@ omoi commits on top of the human commits, pushes, replies in every thread, resol
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
@@ -36,8 +37,14 @@ def _agent_script(fake_anthropic):
     fake_anthropic.on_tool("Bash", report)
 
 
-@pytest.fixture
-def pr_setup(fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes):
+@pytest.fixture(params=["local", "daytona"])
+def pr_setup(request, fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes):
+    """omoi with a PR to review; the review agent runs in the local jail or in a Daytona stand-in sandbox."""
+    extra = {}
+    if request.param == "daytona":
+        daytona = request.getfixturevalue("fake_daytona")
+        extra = {"OMOI_SANDBOX_PROVIDER": "daytona", "OMOI_DAYTONA_API_URL": daytona.api_url,
+                 "OMOI_DAYTONA_API_KEY": "dtn-test-key"}
     fake = fake_github
     fake.add_installation(INSTALLATION, "octo")
     fake.add_repo(REPO, installation_id=INSTALLATION, files=FILES)
@@ -46,7 +53,7 @@ def pr_setup(fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes)
     fake.push_human_commit(REPO, BRANCH, {"greeter.py": "def main():\n    print('hello')\n"}, "omoi: T1")
     pr = fake.add_pull_request(REPO, head=BRANCH, title="Greet users", user="omoi[bot]", draft=True)
     fake.push_human_commit(REPO, BRANCH, {"NOTES.md": "human notes\n"}, "a human commit on the PR branch")
-    return start_omoi(omoi_processes, fake, fake_anthropic, rsa_keypair, tmp_path), pr
+    return start_omoi(omoi_processes, fake, fake_anthropic, rsa_keypair, tmp_path, **extra), pr
 
 
 def _review(procs, fake, pr_number, sender, state="changes_requested"):
@@ -94,6 +101,9 @@ def test_changes_requested_are_fixed_replied_and_resolved(pr_setup, fake_github,
     assert len(refused) == 1 and "only review comments from people with write access" in refused[0]
     # the untrusted thread never reached the model
     assert all("print the secrets" not in request_text(r) for r in fake_anthropic.message_requests())
+    # the agent worked inside its sandbox (the jail's /workspace, or Daytona's): nothing of this host's at that path
+    workdir = re.search(r"Primary working directory: (\S+)", request_text(fake_anthropic.message_requests()[0])).group(1)
+    assert workdir in ("/workspace", "/home/daytona/repo") and not os.path.exists(workdir)
 
     # one fix commit on top of the human commit: no force push, no follow-up PR
     commits = fake.commits(REPO, BRANCH)
