@@ -28,6 +28,21 @@ class Budgets(BaseModel):
     task_minutes: int = Field(30, gt=0)
 
 
+class Setup(BaseModel):
+    """Commands run in the sandbox before the agent (install dependencies, build), with network only to
+    `allow` (host names, `*.` wildcards, optional `:port`); the agent then runs without network."""
+    model_config = ConfigDict(extra="forbid")
+    commands: list[str] = Field(default_factory=list, max_length=20)
+    allow: list[str] = Field(default_factory=lambda: list(_default_allow()), max_length=100)
+    timeout_minutes: int = Field(10, ge=1, le=60)
+
+
+def _default_allow() -> tuple[str, ...]:
+    from app.egress_proxy import DEFAULT_ALLOW
+
+    return DEFAULT_ALLOW
+
+
 class Concurrency(BaseModel):
     model_config = ConfigDict(extra="forbid")
     per_spec: int = Field(3, ge=1, le=20)
@@ -52,6 +67,7 @@ class RepoConfig(BaseModel):
     # unless the repository allows them.
     allow_binary: bool = False
     allow_gitattributes: bool = False
+    setup: Setup = Field(default_factory=Setup)
 
 
 class Loaded(BaseModel):

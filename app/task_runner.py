@@ -280,6 +280,9 @@ async def _attempt(settings: Settings, lease: orchestrator.Lease, beat: Heartbea
             bound.info("task_commit_found", commit=existing)
             return await _verify_pushed(settings, provider, repo, token, ctx, existing, [], 0.0, key)
         try:
+            setup_evidence, setup_failure = await _setup(sandbox, cfg.setup)
+            if setup_failure:
+                return orchestrator.Attempt(ok=False, reason=setup_failure, evidence=setup_evidence)
             prompt = render("execution/task_prompt.md.j2", workdir=sandbox.agent_cwd, sandbox_id=sandbox.id, **ctx)
             reported: list[discovery.Finding] = []
             result = await _watch(agent_runner(
@@ -315,6 +318,7 @@ async def _attempt(settings: Settings, lease: orchestrator.Lease, beat: Heartbea
                 return orchestrator.Attempt(ok=False, retryable=False, reason=f"refused: {refusal.reason}",
                                             cost_usd=cost, discoveries=found)
             evidence, failure = await _watch(_verify(sandbox, ctx["verify"], settings), beat.lost) or ([], "lost")
+            evidence = setup_evidence + evidence
             if beat.lost.is_set():
                 return orchestrator.Attempt(ok=False, lost=True, reason="the lease was lost", cost_usd=cost)
             if failure:  # what the agent found still counts when its change did not pass
@@ -349,6 +353,30 @@ async def _attempt(settings: Settings, lease: orchestrator.Lease, beat: Heartbea
                                     discoveries=found)
     finally:
         clone.cleanup()
+
+
+async def _setup(sandbox, setup) -> tuple[list[dict], str | None]:
+    """The repository's setup steps (`.github/omoi.yml` `setup`), before the agent; what they create
+    stays out of the diff. Returns the evidence (with the addresses the egress proxy refused, as
+    Copilot's agent reports them) and a failure reason, if one failed."""
+    if not setup.commands:
+        return [], None
+    steps = await sandbox.run_setup(list(setup.commands), allow=list(setup.allow), timeout=setup.timeout_minutes * 60)
+    evidence, failure = [], None
+    for step in steps:
+        res = step.result
+        output = (res.stdout + ("\n" + res.stderr if res.stderr else "")).strip()
+        note = f" (omoi blocked requests to {', '.join(step.blocked)})" if step.blocked else ""
+        evidence.append({"command": f"setup: {step.command}", "exit_code": res.exit_code, "timed_out": res.timed_out,
+                         "tail": output[-EVIDENCE_TAIL:], "seconds": round(res.duration_s, 2), "rerun": False,
+                         "blocked": list(step.blocked)})
+        if not res.ok:
+            why = "timed out" if res.timed_out else f"exited with {res.exit_code}"
+            failure = f"setup command `{step.command}` {why}: {output[-300:] or '(no output)'}{note}"
+    # Files the setup made (dependencies, build output) are not the agent's change.
+    await sandbox.exec("mkdir -p .git/info && git ls-files --others --exclude-standard -z | tr '\\0' '\\n' | sed 's|^|/|' "
+                       ">> .git/info/exclude", timeout=120)
+    return evidence, failure
 
 
 def _observer(beat: Heartbeat):

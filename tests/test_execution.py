@@ -5,6 +5,7 @@ stand-in. People act by commenting in the stand-in or pressing check-run buttons
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -391,6 +392,87 @@ def test_plan_runs_on_daytona_with_the_agent_inside(fake_github, fake_anthropic,
         assert fake_github.violations == []
     finally:
         procs.stop_all()
+
+
+class _Index:
+    """A package index stand-in on 127.0.0.1 that counts what it serves."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.paths: list[str] = []
+        paths = self.paths
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                paths.append(self.path)
+                body = b"vendored-package 1.0\n"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_setup_steps_reach_only_the_allow_list_and_the_agent_no_network(fake_github, fake_anthropic, rsa_keypair,
+                                                                        tmp_path, omoi_processes):
+    """`.github/omoi.yml` setup commands run in the sandbox before the agent, through omoi's egress proxy:
+    an allow-listed index answers, anything else is refused and reported with the command that asked;
+    what setup made stays out of the commit; the agent then has no network at all."""
+    index, other = _Index(), _Index()
+    fetch = "python3 -c \"import urllib.request as u; open('vendor.txt','wb').write(u.urlopen('http://127.0.0.1:{}/pkg').read())\""
+    omoi_yml = ("setup:\n  commands:\n"
+                f"    - {json.dumps(fetch.format(index.port))}\n"
+                f"    - {json.dumps(fetch.format(other.port).replace('vendor.txt', 'leak.txt') + ' || echo refused')}\n"
+                f"  allow: [\"127.0.0.1:{index.port}\"]\n")
+    procs = start_run_world(fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes,
+                            database=f"sqlite:///{tmp_path}/omoi.db", broker="", files={".github/omoi.yml": omoi_yml})
+    try:
+        def script(req):
+            text = request_text(req)
+            if "omoi-task: T1" not in text:
+                return None
+            done = len(tool_results(req))
+            workdir = re.search(r"Working directory: (\S+)", text).group(1)
+            if done == 0:
+                return Reply.tool("Write", {"file_path": f"{workdir}/hello.py", "content": CODE["hello.py"]})
+            if done == 1:
+                return Reply.tool("Bash", {"command": "cat vendor.txt; " + fetch.format(index.port).replace(
+                    "vendor.txt", "again.txt") + " || echo NO-NETWORK", "description": "try the index"})
+            return Reply.text("T1 is done.")
+
+        fake_anthropic.script = script
+        plan = [task("hello", ["R1.1"], "hello.py", ["python3 -c 'import hello; assert hello.greet() == \"Hello\"'",
+                                                     "grep -q vendored-package vendor.txt"])]
+        approve_plan(procs, plan)
+        comment(procs, "/omoi implement")
+        wait_run(procs, "succeeded", timeout=180)
+        assert index.paths == ["/pkg"], index.paths    # setup reached it once; the agent never did
+        assert other.paths == []                       # refused by the proxy, never reached
+        results = [b for r in fake_anthropic.message_requests() for m in r["messages"] if m["role"] == "user"
+                   and isinstance(m["content"], list) for b in m["content"] if b.get("type") == "tool_result"]
+        agent_out = json.dumps(results)
+        assert "vendored-package 1.0" in agent_out and "NO-NETWORK" in agent_out
+        shown = tracking(fake_github) + fake_github.pull_requests(REPO)[0]["body"]
+        assert f"omoi blocked a request to `127.0.0.1:{other.port}`" in shown, shown
+        assert "setup: python3" in shown
+        assert fake_github.file_at(REPO, BRANCH, "hello.py") == CODE["hello.py"]
+        assert fake_github.file_at(REPO, BRANCH, "vendor.txt") is None  # setup output is not the agent's change
+    finally:
+        procs.stop_all()
+        index.close()
+        other.close()
 
 
 def test_cancel_button_stops_the_run(running, fake_github, fake_anthropic):

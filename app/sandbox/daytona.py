@@ -139,6 +139,20 @@ class DaytonaSandbox:
         stderr = f"[omoi: command timed out after {timeout:g}s and was killed]" if timed_out else ""
         return ExecResult(code, out, stderr, duration, timed_out)
 
+    async def run_setup(self, commands: list[str], *, allow: list[str], timeout: float) -> list[Any]:
+        """The repository's setup commands, in the sandbox. Its network is Daytona's allow-list (CIDRs:
+        omoi's public URL, plus `daytona_network_allow_list`): host names in `allow` cannot be enforced
+        here, so package registries must be reachable through that list or a snapshot with them baked in."""
+        from app.sandbox.local import SetupStep
+
+        steps = []
+        for command in commands:
+            res = await self.exec(command, timeout=timeout)
+            steps.append(SetupStep(command, res, []))
+            if not res.ok:
+                break
+        return steps
+
     async def upload(self, files: dict[str, bytes]) -> None:
         from daytona import DaytonaError, FileUpload
 

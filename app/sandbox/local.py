@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,15 @@ GIT_IDENTITY = ("omoi", "omoi@localhost")
 def bwrap_available() -> bool:
     """True when the jail (bubblewrap with user namespaces, util-linux, socat) works here (probed once)."""
     return jail_mod.available()
+
+
+@dataclass
+class SetupStep:
+    """One setup command: its result and the addresses the egress proxy refused it."""
+
+    command: str
+    result: ExecResult
+    blocked: list[str]
 
 
 class SandboxUnavailable(SandboxError):
@@ -394,6 +404,37 @@ class LocalSandbox:
             if reason:
                 on_exceeded(reason)
                 return
+
+    # -- setup steps ----------------------------------------------------------------------------
+
+    async def run_setup(self, commands: list[str], *, allow: list[str], timeout: float) -> list[SetupStep]:
+        """Run the repository's setup commands in the jail, each with network only through omoi's egress
+        proxy (app/egress_proxy.py), which admits the `allow` hosts and records what it refused.
+        Stops at the first command that fails. The proxy is gone when this returns."""
+        from app import egress_proxy
+
+        self._check_alive()
+        steps: list[SetupStep] = []
+        sock = self.root / "run" / "egress.sock"
+        port = 3128
+        async with egress_proxy.serve_unix(str(sock), tuple(allow), uid=self.jail.uid if self.jail else None) as proxy:
+            for command in commands:
+                proxy.command = command
+                url = f"http://127.0.0.1:{port}"
+                env = {"HTTP_PROXY": url, "HTTPS_PROXY": url, "http_proxy": url, "https_proxy": url,
+                       "NO_PROXY": "", "no_proxy": ""}
+                script = command
+                if self.jail is not None:  # the jail has no network: join its loopback to the proxy's socket
+                    script = (f"socat TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr "
+                              f"UNIX-CONNECT:{jail_mod.RUN_DIR}/egress.sock </dev/null >/dev/null 2>&1 & "
+                              f"i=0; until socat -u OPEN:/dev/null TCP:127.0.0.1:{port} 2>/dev/null; do "
+                              f"i=$((i+1)); [ $i -gt 500 ] && break; sleep 0.01; done; {command}")
+                res = await self.exec(script, timeout=timeout, env=env)
+                steps.append(SetupStep(command, res, [f"{b.host}:{b.port}" for b in proxy.blocked
+                                                       if b.command == command]))
+                if not res.ok:
+                    break
+        return steps
 
     # -- files ----------------------------------------------------------------------------------
 
