@@ -124,6 +124,8 @@ class Settings(BaseSettings):
     daytona_api_key: SecretStr | None = None
     # CIDRs a Daytona sandbox may reach (comma-separated); empty: the public URL's address, where the
     # web process serves the model proxy. Nothing else is reachable unless sandbox_network is on.
+    daytona_snapshot: str = ""  # the image sandboxes start from: it must contain the `claude` CLI
+    daytona_target: str = ""    # region; empty: the organisation's default
     daytona_network_allow_list: str = ""
     daytona_create_attempts: int = 5           # 429/5xx on create are retried with exponential backoff
     daytona_create_backoff_seconds: float = 1.0
