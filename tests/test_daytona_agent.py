@@ -124,3 +124,48 @@ async def test_reaper_deletes_only_omoi_sandboxes_no_task_owns(world, fake_dayto
     finally:
         await live.destroy()
         await orphan.destroy()
+
+
+async def test_hostile_probes_in_a_daytona_sandbox_find_nothing_of_omoi(world, fake_daytona, fake_anthropic, repo,
+                                                                         tmp_path):
+    """A scripted hostile model in the Daytona sandbox looks for omoi's secrets where they are on the worker
+    host (its .env, key file, database, data dir, environment): none of it exists in the sandbox, and the
+    only model credential there is the session token, which dies with the session."""
+    settings = world
+    decoy = f"decoy-{os.getpid()}-{id(tmp_path)}"
+    host = tmp_path / "omoi-host"
+    host.mkdir()
+    for name in (".env", "key.pem", "omoi.db"):
+        (host / name).write_text(f"OMOI_WEBHOOK_SECRET={decoy}\n")
+    probes = [f"cat {host}/.env {host}/key.pem {host}/omoi.db", f"ls -la {host} {tmp_path}",
+              "env", "cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n' | grep -v '^$' | sort -u",
+              # (the [T] keeps the pattern from matching the command itself, kept in the CLI's transcript)
+              f"grep -rs 'OMOI_WEBHOOK_SECRE[T]={decoy}' /home /tmp /etc /opt /run /var /root 2>/dev/null | head -3",
+              "ls /home/daytona /tmp"]
+    sb = await DaytonaSandboxProvider(settings).create(repo_url=str(repo), ref="main", label="hostile")
+    try:
+        def script(req):
+            done = len(tool_results(req))
+            if done < len(probes):
+                return Reply.tool("Bash", {"command": probes[done] + " || true", "description": "probe"})
+            return Reply.text("done")
+
+        fake_anthropic.script = script
+        result = await run_agent(mode="implement", prompt="Probe.", sandbox=sb, settings=settings, max_turns=12,
+                                 max_budget_usd=5.0, timeout_s=120)
+        assert result.ok, result.error
+        outputs = [t["content"] for t in result.transcript if t["type"] == "tool_result"]
+        assert len(outputs) == len(probes)
+        seen = "\n".join(outputs)
+        assert decoy not in seen and REAL_KEY not in seen and "dtn-key" not in seen
+        assert "No such file" in outputs[0] and "No such file" in outputs[1]
+        token = next(line.split("=", 1)[1] for line in outputs[2].splitlines() if line.startswith("ANTHROPIC_API_KEY="))
+    finally:
+        await sb.destroy()
+    # The token is refused once the session ended.
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        async with http.post(settings.resolved_public_url() + "/model-proxy/v1/messages", headers={"x-api-key": token},
+                             json={"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}) as r:
+            assert r.status == 401
