@@ -183,19 +183,43 @@ def _pr_body(view: dict) -> str:
 # --- publishing -------------------------------------------------------------------------------
 
 
+PUBLISH_WAIT_SECONDS = 3  # a worker slot never waits long: the holder publishes again for us
+
+
 async def publish(gh, settings: Settings, spec_id: int) -> None:
-    """Re-render the check run, the tracking comment and the pull request body (one publisher at a time)."""
-    key, owner = f"publish:spec:{spec_id}", owner_id()
-    deadline = time.monotonic() + 60
+    """Re-render the check run, the tracking comment and the pull request body (one publisher at a time).
+
+    A caller that finds another publisher busy for more than a moment leaves a "wanted" mark and returns
+    (a worker killed while holding the lock must not hold every pool slot, and with them lease recovery,
+    until the lock expires); the holder, or the next publisher, sees the mark and publishes again, so
+    the newest state always reaches GitHub."""
+    key, wanted, owner = f"publish:spec:{spec_id}", f"publish-wanted:spec:{spec_id}", owner_id()
+    deadline = time.monotonic() + PUBLISH_WAIT_SECONDS
     while not try_acquire(key, owner, 120):
         if time.monotonic() > deadline:
-            log.warning("publish_skipped_busy", spec_id=spec_id)
+            try_acquire(wanted, owner, 600)
+            log.info("publish_deferred_busy", spec_id=spec_id)
             return
         await asyncio.sleep(0.05)
     try:
-        await _publish(gh, settings, spec_id)
+        for _ in range(3):
+            _take_wanted(wanted)
+            await _publish(gh, settings, spec_id)
+            if not _take_wanted(wanted):
+                break
     finally:
         release(key, owner)
+
+
+def _take_wanted(key: str) -> bool:
+    """Remove the "publish again" mark; True if there was one."""
+    from sqlalchemy import delete
+
+    from app.db.models import IssueLock
+    from app.db.session import session_scope
+
+    with session_scope() as s:
+        return s.execute(delete(IssueLock).where(IssueLock.key == key)).rowcount > 0
 
 
 _READY_FOR_REVIEW = """
