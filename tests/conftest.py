@@ -217,9 +217,25 @@ class OmoiProcesses:
                 os.killpg(proc.pid, 9)
                 proc.wait(timeout=10)
 
-    def stop_all(self) -> None:
-        for name in list(self.procs):
-            self.stop(name)
+    def stop_all(self, grace: float = 1.5) -> None:
+        """Teardown: SIGTERM to every process at once, SIGKILL what is still running after `grace` s (a
+        Celery worker's warm shutdown can take seconds; nothing here depends on it)."""
+        procs = [p for p in (self.procs.pop(n) for n in list(self.procs)) if p.poll() is None]
+        for proc in procs:
+            try:
+                os.killpg(proc.pid, 15)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.05, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, 9)
+                except ProcessLookupError:
+                    pass
+                proc.wait(timeout=10)
 
 
 @pytest.fixture
@@ -284,3 +300,16 @@ def fake_daytona():
     fake = FakeDaytona().start()
     yield fake
     fake.stop()
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    """A one-commit git repository (`hello.py` with `greet()`) for sandbox and agent tests."""
+    path = tmp_path / "source"
+    path.mkdir()
+    ids = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e"}
+    env = {**os.environ, **ids, "HOME": str(tmp_path)}
+    (path / "hello.py").write_text("def greet():\n    return 'hi'\n")
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "init"]):
+        subprocess.run(["git", *args], cwd=path, env=env, check=True, capture_output=True)
+    return path

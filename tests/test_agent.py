@@ -3,7 +3,6 @@ against tests/fakes/anthropic.py through omoi's model proxy."""
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -14,19 +13,7 @@ from app.config import Settings
 from app.sandbox.local import LocalSandboxProvider, bwrap_available
 from tests.fakes.anthropic import Reply, tool_results
 
-GIT_ID = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e"}
 API_KEY = "sk-fake-test-key"
-
-
-@pytest.fixture
-def repo(tmp_path) -> Path:
-    path = tmp_path / "source"
-    path.mkdir()
-    env = {**os.environ, **GIT_ID, "HOME": str(tmp_path)}
-    (path / "hello.py").write_text("def greet():\n    return 'hi'\n")
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "init"]):
-        subprocess.run(["git", *args], cwd=path, env=env, check=True, capture_output=True)
-    return path
 
 
 @pytest.fixture

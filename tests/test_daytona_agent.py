@@ -4,8 +4,6 @@ reaching the model only through the web process's model proxy with a database-ba
 from __future__ import annotations
 
 import os
-import subprocess
-from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -20,18 +18,6 @@ from app.sandbox.daytona import DaytonaSandboxProvider
 from tests.fakes.anthropic import Reply, tool_results
 
 REAL_KEY = "sk-ant-daytona-test-real-key-0123456789"
-GIT_ID = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e"}
-
-
-@pytest.fixture
-def repo(tmp_path) -> Path:
-    path = tmp_path / "source"
-    path.mkdir()
-    env = {**os.environ, **GIT_ID, "HOME": str(tmp_path)}
-    (path / "hello.py").write_text("def greet():\n    return 'hi'\n")
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "init"]):
-        subprocess.run(["git", *args], cwd=path, env=env, check=True, capture_output=True)
-    return path
 
 
 @pytest.fixture

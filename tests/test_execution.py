@@ -464,9 +464,10 @@ def test_setup_steps_reach_only_the_allow_list_and_the_agent_no_network(fake_git
                    and isinstance(m["content"], list) for b in m["content"] if b.get("type") == "tool_result"]
         agent_out = json.dumps(results)
         assert "vendored-package 1.0" in agent_out and "NO-NETWORK" in agent_out
-        shown = tracking(fake_github) + fake_github.pull_requests(REPO)[0]["body"]
-        assert f"omoi blocked a request to `127.0.0.1:{other.port}`" in shown, shown
-        assert "setup: python3" in shown
+        blocked = f"omoi blocked a request to `127.0.0.1:{other.port}`"
+        body = wait_for(lambda: (b := fake_github.pull_requests(REPO)[0]["body"]) if blocked in b else None,
+                        timeout=30, message="the final PR body")  # the last publish follows the run's end
+        assert "setup: python3" in body
         assert fake_github.file_at(REPO, BRANCH, "hello.py") == CODE["hello.py"]
         assert fake_github.file_at(REPO, BRANCH, "vendor.txt") is None  # setup output is not the agent's change
     finally:
