@@ -256,15 +256,18 @@ class Pushed:
 
 
 def commit_and_push(clone: Clone, *, base_sha: str, patch: str, message: str, task_key: str,
-                    limits: policy.Limits | None = None, secrets: Sequence[str] = (), max_rounds: int = 8) -> Pushed:
+                    limits: policy.Limits | None = None, secrets: Sequence[str] = (), max_rounds: int = 8,
+                    precommitted: str | None = None) -> Pushed:
     """Commit the task's patch on top of the branch and push it, re-applying it on the new head when
     others pushed first. Raises `policy.Refused` before committing anything the policy forbids (checked
-    again after each re-apply). Idempotent per `task_key`: a commit already pushed is found and returned."""
+    again after each re-apply). Idempotent per `task_key`: a commit already pushed is found and returned.
+    `precommitted`: the commit `clone.commit_patch(base_sha, ...)` already made (and checked) outside the
+    caller's branch lock, so tasks racing for one branch apply and scan in parallel."""
     head = clone.fetch()
     existing = clone.find_task_commit(task_key, head)
     if existing:
         return Pushed(existing, rebased=False, existing=True)
-    sha = clone.commit_patch(base_sha, patch, message, limits, secrets)
+    sha = precommitted or clone.commit_patch(base_sha, patch, message, limits, secrets)
     rebased = False
     for _ in range(max_rounds):
         if head != base_sha and not clone.contains(sha, head):

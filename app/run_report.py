@@ -191,24 +191,32 @@ async def publish(gh, settings: Settings, spec_id: int) -> None:
 
     A caller that finds another publisher busy for more than a moment leaves a "wanted" mark and returns
     (a worker killed while holding the lock must not hold every pool slot, and with them lease recovery,
-    until the lock expires); the holder, or the next publisher, sees the mark and publishes again, so
-    the newest state always reaches GitHub."""
+    until the lock expires). A publisher looks for the mark after it released the lock and publishes
+    again if it finds one; a caller that left a mark tries the lock once more after leaving it. Either
+    way the newest state reaches GitHub."""
     key, wanted, owner = f"publish:spec:{spec_id}", f"publish-wanted:spec:{spec_id}", owner_id()
-    deadline = time.monotonic() + PUBLISH_WAIT_SECONDS
-    while not try_acquire(key, owner, 120):
-        if time.monotonic() > deadline:
+    for _ in range(5):
+        if not await _acquire(key, owner, PUBLISH_WAIT_SECONDS):
             try_acquire(wanted, owner, 600)
-            log.info("publish_deferred_busy", spec_id=spec_id)
-            return
-        await asyncio.sleep(0.05)
-    try:
-        for _ in range(3):
+            if not try_acquire(key, owner, 120):  # the holder will see the mark once it has released
+                log.info("publish_deferred_busy", spec_id=spec_id)
+                return
+        try:
             _take_wanted(wanted)
             await _publish(gh, settings, spec_id)
-            if not _take_wanted(wanted):
-                break
-    finally:
-        release(key, owner)
+        finally:
+            release(key, owner)
+        if not _take_wanted(wanted):  # nobody asked for a newer state meanwhile
+            return
+
+
+async def _acquire(key: str, owner: str, wait_s: float) -> bool:
+    deadline = time.monotonic() + wait_s
+    while not try_acquire(key, owner, 120):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
 
 
 def _take_wanted(key: str) -> bool:

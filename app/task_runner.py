@@ -328,15 +328,18 @@ async def _attempt(settings: Settings, lease: orchestrator.Lease, beat: Heartbea
         finally:
             await sandbox.destroy()
         message = render("execution/commit_message.txt.j2", **ctx)
+        secrets = policy.secrets_from_settings(settings, extra=[token])
         try:
+            # Apply, inspect and commit on the sandbox's base before queueing for the branch: in parallel.
+            made = await asyncio.to_thread(clone.commit_patch, base, patch, message, limits, secrets)
             # One pusher per branch at a time: racing pushes only bounce off each other and retry.
             async with _branch_lock(f"push:{ctx['full_name']}:{ctx['branch']}"):
                 # Ask the database, not the last heartbeat: a cancel may have landed a moment ago.
                 if not await asyncio.to_thread(beat.confirm):
                     return orchestrator.Attempt(ok=False, lost=True, reason="the lease was lost", cost_usd=cost)
                 pushed = await asyncio.to_thread(commit_and_push, clone, base_sha=base, patch=patch,
-                                                 message=message, task_key=key, limits=limits,
-                                                 secrets=policy.secrets_from_settings(settings, extra=[token]))
+                                                 message=message, task_key=key, limits=limits, secrets=secrets,
+                                                 precommitted=made)
         except policy.Refused as exc:
             bound.warning("task_diff_refused", reason=exc.reason)
             return orchestrator.Attempt(ok=False, retryable=False, reason=f"refused: {exc.reason}", cost_usd=cost,

@@ -465,7 +465,7 @@ def test_setup_steps_reach_only_the_allow_list_and_the_agent_no_network(fake_git
         agent_out = json.dumps(results)
         assert "vendored-package 1.0" in agent_out and "NO-NETWORK" in agent_out
         blocked = f"omoi blocked a request to `127.0.0.1:{other.port}`"
-        body = wait_for(lambda: (b := fake_github.pull_requests(REPO)[0]["body"]) if blocked in b else None,
+        body = wait_for(lambda: next((b for b in [fake_github.pull_requests(REPO)[0]["body"]] if blocked in b), None),
                         timeout=30, message="the final PR body")  # the last publish follows the run's end
         assert "setup: python3" in body
         assert fake_github.file_at(REPO, BRANCH, "hello.py") == CODE["hello.py"]
