@@ -28,7 +28,7 @@ from typing import Iterable, Sequence
 from app import policy
 from app.redaction import redact_outbound
 from app.policy import Refused  # noqa: F401 - callers catch it from here too
-from app.sandbox.local import DEFAULT_PATH
+from app.sandbox.clone import DEFAULT_PATH
 
 TRAILER = "Omoi-Task"
 # `git -c` settings for every command; they outrank the clone's own config. `diff.external=` is not

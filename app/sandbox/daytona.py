@@ -43,7 +43,7 @@ from app.sandbox.base import (
     shell_command,
     split_repo_url,
 )
-from app.sandbox.local import host_clone
+from app.sandbox.clone import host_clone
 
 log = get_logger("omoi.sandbox.daytona")
 

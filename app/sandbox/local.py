@@ -13,23 +13,20 @@ import asyncio
 import os
 import shutil
 import shlex
-import signal
-import subprocess
+import stat
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import stat
-
 from app.logging import get_logger
 from app.sandbox import jail as jail_mod
+from app.sandbox.clone import base_env, host_clone  # noqa: F401 - host_clone is part of this module's interface
+from app.sandbox.process import kill_group, run_process
 from app.sandbox.base import (
     DEFAULT_MAX_OUTPUT_BYTES,
     ExecResult,
-    RepoSource,
     SandboxError,
     git_diff_args,
     label_slug,
@@ -39,8 +36,6 @@ from app.sandbox.base import (
 
 log = get_logger("omoi.sandbox.local")
 
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-GIT_IDENTITY = ("omoi", "omoi@localhost")
 
 
 def bwrap_available() -> bool:
@@ -59,201 +54,6 @@ class SetupStep:
 
 class SandboxUnavailable(SandboxError):
     """The sandbox cannot be built on this worker; nothing untrusted was run."""
-
-
-def base_env(home: str, extra: dict | None = None) -> dict[str, str]:
-    """The allow-listed environment every sandboxed command starts from (nothing inherited
-    except PATH)."""
-    env = {
-        "PATH": os.environ.get("PATH") or DEFAULT_PATH,
-        "HOME": home,
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        "TMPDIR": "/tmp",
-        "GIT_TERMINAL_PROMPT": "0",
-        "PYTHONDONTWRITEBYTECODE": "1",  # keeps __pycache__ out of diffs
-    }
-    for key, value in (extra or {}).items():
-        if not isinstance(key, str) or not key or "=" in key or "\x00" in key:
-            raise SandboxError(f"invalid environment variable name {key!r}")
-        env[key] = str(value)
-    return env
-
-
-# --------------------------------------------------------------------------------------------
-# host-side clone (also used by the Daytona provider when the sandbox has no network)
-
-
-def _git(args: list[str], *, cwd: str | None, env: dict, secrets: list[str], timeout: float = 600) -> str:
-    try:
-        proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        raise SandboxError(f"git {args[0]} timed out after {timeout}s") from exc
-    if proc.returncode != 0:
-        msg = (proc.stderr or proc.stdout).decode(errors="replace").strip()
-        for s in secrets:
-            msg = msg.replace(s, "[REDACTED]")
-        raise SandboxError(f"git {args[0]} failed ({proc.returncode}): {msg[-2000:]}")
-    return proc.stdout.decode(errors="replace").strip()
-
-
-def host_clone(source: RepoSource, ref: str, dest: Path, home: Path) -> str:
-    """Clone `source` into `dest`, check out `ref` detached, return the commit sha.
-
-    Blocking; call it in a thread."""
-    if not ref or ref.startswith("-") or any(c in ref for c in "\x00\n\r"):
-        raise SandboxError(f"invalid ref {ref!r}")
-    secrets = source.secrets()
-    env = base_env(str(home), {"GIT_CONFIG_NOSYSTEM": "1", "GIT_ASKPASS": "/bin/false",
-                               "SSH_ASKPASS": "/bin/false", "GIT_SSH_COMMAND": "false"})
-    auth = dict(env)
-    header = source.auth_header()
-    if header:
-        auth.update({"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader", "GIT_CONFIG_VALUE_0": header})
-    url = source.url
-    if source.is_local and not url.startswith("file://"):
-        url = str(Path(url).resolve())
-    # --no-hardlinks: a sandboxed process must not be able to rewrite the source repo's objects.
-    _git(["clone", "-q", "--no-checkout", "--no-hardlinks", "--", url, str(dest)], cwd=None, env=auth, secrets=secrets)
-    work = str(dest)
-    sha = None
-    for candidate in (f"refs/remotes/origin/{ref}", f"refs/tags/{ref}", ref):
-        try:
-            sha = _git(["rev-parse", "--verify", "-q", f"{candidate}^{{commit}}"], cwd=work, env=env, secrets=secrets)
-            break
-        except SandboxError:
-            continue
-    if not sha:
-        _git(["fetch", "-q", "origin", "--", ref], cwd=work, env=auth, secrets=secrets)
-        sha = _git(["rev-parse", "--verify", "FETCH_HEAD^{commit}"], cwd=work, env=env, secrets=secrets)
-    _git(["checkout", "-q", "--detach", sha], cwd=work, env=env, secrets=secrets)
-    _git(["remote", "set-url", "origin", source.url], cwd=work, env=env, secrets=secrets)
-    _git(["config", "user.name", GIT_IDENTITY[0]], cwd=work, env=env, secrets=secrets)
-    _git(["config", "user.email", GIT_IDENTITY[1]], cwd=work, env=env, secrets=secrets)
-    assert_no_credentials(dest, source)
-    return sha
-
-
-def assert_no_credentials(workdir: Path, source: RepoSource) -> None:
-    git_dir = workdir / ".git"
-    for name in ("config", "FETCH_HEAD", "logs/HEAD", "packed-refs"):
-        path = git_dir / name
-        if not path.is_file():
-            continue
-        text = path.read_text(errors="replace")
-        leaked = [s for s in source.secrets() if s and s in text]
-        if leaked or (name == "config" and "extraheader" in text.lower()):
-            raise SandboxError(f"credentials found in {path.relative_to(workdir)} after clone")
-
-
-# --------------------------------------------------------------------------------------------
-# process execution
-
-
-async def _drain(stream: asyncio.StreamReader | None, limit: int | None) -> tuple[bytes, bool]:
-    """Read a pipe to EOF, keeping at most `limit` bytes; returns (data, truncated)."""
-    if stream is None:
-        return b"", False
-    buf = bytearray()
-    truncated = False
-    while True:
-        chunk = await stream.read(65536)
-        if not chunk:
-            break
-        if limit is not None and len(buf) + len(chunk) > limit:
-            buf += chunk[: max(0, limit - len(buf))]
-            truncated = True
-        else:
-            buf += chunk
-    return bytes(buf), truncated
-
-
-def _decode(out: tuple[bytes, bool], limit: int | None) -> str:
-    data, truncated = out
-    text = data.decode("utf-8", errors="replace")
-    return text + f"\n[omoi: output truncated at {limit} bytes]" if truncated else text
-
-
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-async def run_process(argv: list[str], *, cwd: str, env: dict, timeout: float, limit: int | None,
-                      running: set[int] | None = None, pass_fds: tuple[int, ...] = (),
-                      watch: Any = None, kill: Any = None) -> ExecResult:
-    """Run `argv`; kill its process group on timeout, or when `watch()` (polled in a thread every 2 s)
-    returns a reason (a sandbox limit was exceeded)."""
-    started = time.monotonic()
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
-            pass_fds=pass_fds,
-        )
-    except OSError as exc:
-        return ExecResult(127, "", f"cannot start {argv[0]}: {exc}", time.monotonic() - started)
-    if running is not None:
-        running.add(proc.pid)
-    readers = [asyncio.ensure_future(_drain(proc.stdout, limit)), asyncio.ensure_future(_drain(proc.stderr, limit))]
-    timed_out = False
-    exceeded: list[str] = []
-
-    def stop() -> None:
-        if kill is not None:
-            kill(proc.pid)  # the jail's PID namespace (its processes may have left our process group)
-        _kill_group(proc.pid)
-
-    try:
-        try:
-            await asyncio.wait_for(_wait_watched(proc, watch, exceeded, stop), timeout)
-        except asyncio.TimeoutError:
-            timed_out = True
-        # Nothing a command started survives it (under bwrap the PID namespace is gone already).
-        stop()
-        await proc.wait()
-        done, pending = await asyncio.wait(readers, timeout=5)
-        for task in pending:
-            task.cancel()
-        outs = [t.result() if t in done and not t.cancelled() and t.exception() is None else (b"", False)
-                for t in readers]
-    except asyncio.CancelledError:
-        stop()
-        for task in readers:
-            task.cancel()
-        raise
-    finally:
-        if running is not None:
-            running.discard(proc.pid)
-    rc = proc.returncode if proc.returncode is not None else -1
-    if rc < 0:
-        rc = 128 - rc  # killed by a signal: shell convention
-    stderr = _decode(outs[1], limit)
-    if timed_out:
-        stderr += f"\n[omoi: command timed out after {timeout:g}s and was killed]"
-    if exceeded:
-        stderr += f"\n[omoi: command killed: {exceeded[0]}]"
-        rc = rc or 137
-    return ExecResult(rc, _decode(outs[0], limit), stderr, time.monotonic() - started, timed_out)
-
-
-async def _wait_watched(proc: asyncio.subprocess.Process, watch: Any, exceeded: list[str], stop: Any) -> None:
-    if watch is None:
-        await proc.wait()
-        return
-    while True:
-        try:
-            await asyncio.wait_for(asyncio.shield(proc.wait()), 2.0)
-            return
-        except asyncio.TimeoutError:
-            reason = await asyncio.to_thread(watch)
-            if reason:
-                exceeded.append(reason)
-                stop()
-                await proc.wait()
-                return
 
 
 # --------------------------------------------------------------------------------------------
@@ -496,7 +296,7 @@ class LocalSandbox:
         self.destroyed = True
         self.kill_agent()
         for pid in list(self._running):
-            _kill_group(pid)
+            kill_group(pid)
         if self.jail is not None:
             jail_mod.kill(uid=self.jail.uid)  # whatever is left of the jail's own uid
         await asyncio.to_thread(shutil.rmtree, self.root, True)
