@@ -112,6 +112,26 @@ def orphan_sandboxes(settings: Settings | None = None, base_dir: str | Path | No
     return removed
 
 
+def orphan_commit_clones(settings: Settings | None = None, parent: Path | None = None) -> list[str]:
+    """Delete omoi's own commit clones (app/gitwork.py) left by a worker that died mid-attempt: older than
+    twice the longest an attempt can last, so a clone still in use is never touched."""
+    settings = settings or get_settings()
+    from app.gitwork import private_parent
+
+    max_age = 2 * (settings.agent_timeout_seconds + settings.verify_timeout_seconds + 300)
+    removed = []
+    for path in (parent or private_parent()).glob("omoi-commit-*"):
+        try:
+            if path.is_dir() and not path.is_symlink() and time.time() - path.stat().st_mtime > max_age:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(str(path))
+        except OSError:
+            continue
+    if removed:
+        log.warning("orphan_commit_clones_removed", count=len(removed))
+    return removed
+
+
 # --- guardian -------------------------------------------------------------------------------
 
 

@@ -33,6 +33,7 @@ def execution_health() -> int:
     try:
         monitoring.stalls()
         monitoring.orphan_sandboxes()
+        monitoring.orphan_commit_clones()
     except Exception:  # noqa: BLE001 - supervision must never stop recovery
         pass
     for spec_id in running:

@@ -377,3 +377,18 @@ async def test_orphan_sweep_finds_what_the_local_provider_creates(omoi_env, tmp_
     finally:
         await sandbox.destroy()
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_commit_clones_left_by_a_dead_worker_are_removed(omoi_env, tmp_path):
+    """omoi's own commit clones are removed once older than any attempt could keep one; younger ones stay."""
+    settings = Settings(agent_timeout_seconds=60, verify_timeout_seconds=30)
+    parent = tmp_path / "commits"
+    old, young, other = parent / "omoi-commit-old1", parent / "omoi-commit-young", parent / "someone-else"
+    for path in (old, young, other):
+        (path / "repo.git").mkdir(parents=True)
+    lifetime = 2 * (60 + 30 + 300)
+    for path, age in ((old, lifetime + 60), (young, lifetime - 60), (other, lifetime + 600)):
+        os.utime(path, (time.time() - age, time.time() - age))
+    assert monitoring.orphan_commit_clones(settings, parent) == [str(old)]
+    assert not old.exists() and young.exists() and other.exists()
+
