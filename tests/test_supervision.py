@@ -193,8 +193,10 @@ def test_stalled_run_is_reported_until_progress_resumes(world, fake_github, fake
     # before the stall, and again while the agent works on (still running), the notice is not there
     assert timeline[0] == "running", timeline
     assert "running" in timeline[stalled[0] + 1:], timeline
-    final = tracking(fake)
-    assert "All 1 tasks are done" in final and notice not in final
+    # the check run is published before the tracking comment: wait for the comment's last edit
+    final = wait_for(lambda: next((b for b in [tracking(fake)] if "All 1 tasks are done" in b), None), timeout=30,
+                     message="the final tracking comment")
+    assert notice not in final
     assert notice not in implement_check(fake)["output"]["summary"]
     assert any(notice in (c.json.get("output") or {}).get("summary", "") for c in fake.calls
                if c.method in ("POST", "PATCH") and "/check-runs" in c.path and isinstance(c.json, dict))
