@@ -306,8 +306,9 @@ async def run_agent(
                 cli = None
                 transport = sandbox.agent_transport  # (prompt, options, env, stderr) -> Transport
             elif jailed:
-                env = agent_env(settings, "/home/agent", api_key=proxy.token, base_url=base_url,
-                                path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+                from app.sandbox.jail import INSIDE_PATH
+
+                env = agent_env(settings, sandbox.home, api_key=proxy.token, base_url=base_url, path=INSIDE_PATH)
                 cli = sandbox.agent_launcher(bundled_cli(), sorted(set(env) | set(SDK_ENV_NAMES)), proxy_port=PROXY_PORT)
             else:
                 home = os.path.join(tmp, "home")
@@ -504,9 +505,7 @@ class CostMeter:
             self._seen.add(mid)
         from app.pricing import Usage, cost_usd
 
-        counted = Usage(**{k: int(usage.get(k) or 0) for k in (
-            "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")})
-        self.total += float(cost_usd(getattr(message, "model", "") or "", counted))
+        self.total += float(cost_usd(getattr(message, "model", "") or "", Usage.of(usage)))
         return True
 
 

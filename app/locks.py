@@ -46,6 +46,12 @@ def release(key: str, owner: str) -> None:
         s.execute(delete(IssueLock).where(IssueLock.key == key, IssueLock.owner == owner))
 
 
+def clear(key: str) -> bool:
+    """Delete `key` whoever holds it (a mark, not a lock: app/run_report.py); True if it was there."""
+    with session_scope() as s:
+        return s.execute(delete(IssueLock).where(IssueLock.key == key)).rowcount > 0
+
+
 class Busy(Exception):
     pass
 

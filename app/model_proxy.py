@@ -50,7 +50,7 @@ class ProxySession:
     max_usd: float | None = None
     max_tokens_total: int | None = None
     max_tokens_per_request: int | None = None
-    token: str = field(default_factory=lambda: "omoi-session-" + secrets.token_urlsafe(32))
+    token: str = field(default_factory=lambda: new_token())
     cost_usd: float = 0.0
     input_tokens: int = 0
     output_tokens: int = 0
@@ -65,14 +65,24 @@ class ProxySession:
             return f"the session's allowance of {self.max_tokens_total} tokens is used up"
         return None
 
-    def record(self, model: str, usage: dict) -> None:
+    def record(self, model: str, usage: dict) -> tuple[float, int, int]:
+        """Add one call's usage; returns what it added: (dollars, input tokens, output tokens)."""
         from app.pricing import Usage, cost_usd
 
-        counted = Usage(**{k: int(usage.get(k) or 0) for k in (
-            "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")})
-        self.cost_usd += float(cost_usd(model or "", counted))
-        self.input_tokens += counted.input_tokens + counted.cache_creation_input_tokens + counted.cache_read_input_tokens
-        self.output_tokens += counted.output_tokens
+        counted = Usage.of(usage)
+        added = (float(cost_usd(model or "", counted)),
+                 counted.input_tokens + counted.cache_creation_input_tokens + counted.cache_read_input_tokens,
+                 counted.output_tokens)
+        self.cost_usd += added[0]
+        self.input_tokens += added[1]
+        self.output_tokens += added[2]
+        return added
+
+
+def new_token() -> str:
+    """A session's capability token (the `omoi-session-` prefix lets the web proxy skip the database for
+    anything else)."""
+    return "omoi-session-" + secrets.token_urlsafe(32)
 
 
 def _error(status: int, message: str, kind: str = "invalid_request_error") -> web.Response:
@@ -136,10 +146,7 @@ class DatabaseSessions:
             return session
 
     async def record(self, session: ProxySession, model: str, usage: dict) -> None:
-        before = (session.cost_usd, session.input_tokens, session.output_tokens)
-        session.record(model, usage)
-        await asyncio.to_thread(self._add, session.row_id, session.cost_usd - before[0],
-                                session.input_tokens - before[1], session.output_tokens - before[2])
+        await asyncio.to_thread(self._add, session.row_id, *session.record(model, usage))
 
     def _add(self, row_id: int, cost: float, tokens_in: int, tokens_out: int) -> None:
         from decimal import Decimal
@@ -171,7 +178,7 @@ def open_db_session(database_url: str, *, label: str, ttl_s: float, max_usd: flo
     from app.db.session import session_scope
     from app.timeutil import utc_now
 
-    token = "omoi-session-" + secrets.token_urlsafe(32)
+    token = new_token()
     with session_scope(database_url) as s:
         row = ModelSession(token_sha256=_sha256(token), label=label[:200], max_usd=max_usd,
                            max_tokens_total=max_tokens_total, max_tokens_per_request=max_tokens_per_request,
@@ -348,27 +355,36 @@ def add_routes(app: web.Application, settings: Any) -> None:
 
 
 @asynccontextmanager
-async def serve_unix(settings: Any, path: str, *, uid: int | None = None, **limits: Any) -> AsyncIterator[ProxySession]:
-    """Serve one session on the unix socket `path` (owned by `uid`, mode 0600) until the block ends."""
+async def _one_session(settings: Any, limits: dict) -> AsyncIterator[tuple[ProxySession, web.AppRunner]]:
+    """A proxy serving one in-memory session; when the block ends, a call still in flight is aborted."""
     proxy = ModelProxy(settings)
     session = proxy.open_session(**limits)
     runner = web.AppRunner(proxy.app(), access_log=None, handle_signals=False, shutdown_timeout=0.5)
     await runner.setup()
     try:
-        if os.path.lexists(path):
-            os.unlink(path)
-        await web.UnixSite(runner, path).start()
-        os.chmod(path, 0o600)
-        if uid is not None:
-            os.chown(path, uid, uid)
-        yield session
+        yield session, runner
     finally:
-        await proxy.close()  # aborts a call still in flight: the session is over
+        await proxy.close()
         await runner.cleanup()
+
+
+@asynccontextmanager
+async def serve_unix(settings: Any, path: str, *, uid: int | None = None, **limits: Any) -> AsyncIterator[ProxySession]:
+    """Serve one session on the unix socket `path` (owned by `uid`, mode 0600) until the block ends."""
+    async with _one_session(settings, limits) as (session, runner):
         try:
-            os.unlink(path)
-        except OSError:
-            pass
+            if os.path.lexists(path):
+                os.unlink(path)
+            await web.UnixSite(runner, path).start()
+            os.chmod(path, 0o600)
+            if uid is not None:
+                os.chown(path, uid, uid)
+            yield session
+        finally:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
 
 @asynccontextmanager
@@ -397,18 +413,11 @@ async def remote_session(settings: Any, *, label: str, max_usd: float | None = N
 @asynccontextmanager
 async def serve_tcp(settings: Any, **limits: Any) -> AsyncIterator[tuple[ProxySession, str]]:
     """Serve one session on 127.0.0.1 (an unconfined sandbox, which shares the host's network)."""
-    proxy = ModelProxy(settings)
-    session = proxy.open_session(**limits)
-    runner = web.AppRunner(proxy.app(), access_log=None, handle_signals=False, shutdown_timeout=0.5)
-    await runner.setup()
-    try:
+    async with _one_session(settings, limits) as (session, runner):
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         yield session, f"http://127.0.0.1:{port}"
-    finally:
-        await proxy.close()
-        await runner.cleanup()
 
 
 __all__ = ["ModelProxy", "ProxySession", "serve_unix", "serve_tcp", "remote_session", "add_routes", "open_db_session",

@@ -72,6 +72,20 @@ def stalls(settings: Settings | None = None) -> list[int]:
     return changed
 
 
+def attempt_lifetime(settings: Settings) -> float:
+    """The longest an attempt can keep its sandbox: its agent session, verify commands, and slack."""
+    return settings.agent_timeout_seconds + settings.verify_timeout_seconds + 300
+
+
+def running_task_labels(settings: Settings) -> set[str]:
+    """The sandbox labels (as app/task_runner.py gives them, slugged) of the tasks running now."""
+    from app.sandbox.base import label_slug
+
+    with session_scope(settings.database_url) as s:
+        live = s.execute(select(SpecTask.spec_id, SpecTask.task_id).where(SpecTask.status == "running")).all()
+    return {label_slug(f"{kind}-{spec_id}/{task_id}") for spec_id, task_id in live for kind in ("spec", "verify")}
+
+
 def orphan_sandboxes(settings: Settings | None = None, base_dir: str | Path | None = None) -> list[str]:
     """Delete local sandbox directories no attempt can still own (older than an attempt can last).
 
@@ -83,11 +97,10 @@ def orphan_sandboxes(settings: Settings | None = None, base_dir: str | Path | No
         return _daytona_orphans(settings)
     if settings.sandbox_provider != "local":
         return []
-    from app.sandbox.base import label_slug
     from app.sandbox.local import sandbox_base_dir
 
     base = Path(base_dir) if base_dir else sandbox_base_dir(settings)
-    max_age = settings.agent_timeout_seconds + settings.verify_timeout_seconds + 300
+    max_age = attempt_lifetime(settings)
     old = []
     for path in base.glob("omoi-sb-*"):
         try:
@@ -97,10 +110,7 @@ def orphan_sandboxes(settings: Settings | None = None, base_dir: str | Path | No
             continue
     if not old:
         return []
-    with session_scope(settings.database_url) as s:
-        live = s.execute(select(SpecTask.spec_id, SpecTask.task_id).where(SpecTask.status == "running")).all()
-    prefixes = tuple(f"omoi-sb-{label_slug(f'{kind}-{spec_id}/{task_id}')}-"
-                     for spec_id, task_id in live for kind in ("spec", "verify"))
+    prefixes = tuple(f"omoi-sb-{label}-" for label in running_task_labels(settings))
     removed = []
     for path in old:
         if prefixes and path.name.startswith(prefixes):
@@ -118,7 +128,7 @@ def orphan_commit_clones(settings: Settings | None = None, parent: Path | None =
     settings = settings or get_settings()
     from app.gitwork import private_parent
 
-    max_age = 2 * (settings.agent_timeout_seconds + settings.verify_timeout_seconds + 300)
+    max_age = 2 * attempt_lifetime(settings)
     removed = []
     for path in (parent or private_parent()).glob("omoi-commit-*"):
         try:
@@ -279,15 +289,11 @@ def intervene(settings: Settings, task: dict, verdict: GuardianVerdict) -> str |
 
 def _daytona_orphans(settings: Settings) -> list[str]:
     """Daytona sandboxes no running task owns (found by label), deleted; see DaytonaSandboxProvider.reap."""
-    from app.sandbox.base import label_slug
     from app.sandbox.daytona import DaytonaSandboxProvider
 
-    with session_scope(settings.database_url) as s:
-        live = s.execute(select(SpecTask.spec_id, SpecTask.task_id).where(SpecTask.status == "running")).all()
-    labels = {label_slug(f"{kind}-{spec_id}/{task_id}") for spec_id, task_id in live for kind in ("spec", "verify")}
-    max_age = settings.agent_timeout_seconds + settings.verify_timeout_seconds + 300
+    labels = running_task_labels(settings)
     try:
-        return asyncio.run(DaytonaSandboxProvider(settings).reap(labels, min_age_s=max_age))
+        return asyncio.run(DaytonaSandboxProvider(settings).reap(labels, min_age_s=attempt_lifetime(settings)))
     except Exception as exc:  # noqa: BLE001 - Daytona unreachable: the next sweep tries again
         log.warning("daytona_reap_failed", error=str(exc))
         return []

@@ -53,14 +53,9 @@ class Limits:
 
 def secrets_from_settings(settings: object, extra: Iterable[str | None] = ()) -> list[str]:
     """omoi's configured secrets (the values the secret scan must never let through), plus `extra`."""
-    values: list[str | None] = list(extra)
-    for name in ("webhook_secret", "anthropic_api_key", "daytona_api_key"):
-        value = getattr(settings, name, None)
-        values.append(value.get_secret_value() if hasattr(value, "get_secret_value") else value)
-    try:
-        values.append(settings.private_key_pem())  # type: ignore[attr-defined]
-    except Exception:  # noqa: BLE001 - no key configured, or its file is unreadable: nothing to look for
-        pass
+    from app.redaction import secrets_of  # the same set the redaction point covers
+
+    values: list[str | None] = [*extra, *sorted(secrets_of(settings))]
     return [v for v in values if isinstance(v, str) and len(v.strip()) >= MIN_SECRET_CHARS]
 
 

@@ -37,14 +37,12 @@ class Usage:
 
     @classmethod
     def of(cls, usage: Any) -> "Usage":
+        """From the SDK's usage object, or a usage mapping as the API and the CLI's messages carry it."""
         if usage is None:
             return cls()
-        return cls(
-            input_tokens=int(getattr(usage, "input_tokens", 0) or 0),
-            output_tokens=int(getattr(usage, "output_tokens", 0) or 0),
-            cache_creation_input_tokens=int(getattr(usage, "cache_creation_input_tokens", 0) or 0),
-            cache_read_input_tokens=int(getattr(usage, "cache_read_input_tokens", 0) or 0),
-        )
+        get = usage.get if isinstance(usage, dict) else (lambda name, default: getattr(usage, name, default))
+        return cls(**{name: int(get(name, 0) or 0) for name in (
+            "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")})
 
 
 def price_for(model: str) -> tuple[Decimal, Decimal]:

@@ -16,7 +16,7 @@ from app.db.session import session_scope
 from app.github import comments, repo_vars
 from app.github.checks import upsert_check_run
 from app.github.repo_files import branch_name, ensure_branch
-from app.locks import owner_id, release, try_acquire
+from app.locks import clear, owner_id, release, try_acquire
 from app.logging import get_logger
 from app.orchestrator import task_number
 from app.render import GITHUB_BODY_LIMIT, render
@@ -202,11 +202,11 @@ async def publish(gh, settings: Settings, spec_id: int) -> None:
                 log.info("publish_deferred_busy", spec_id=spec_id)
                 return
         try:
-            _take_wanted(wanted)
+            clear(wanted)
             await _publish(gh, settings, spec_id)
         finally:
             release(key, owner)
-        if not _take_wanted(wanted):  # nobody asked for a newer state meanwhile
+        if not clear(wanted):  # nobody asked for a newer state meanwhile
             return
 
 
@@ -217,17 +217,6 @@ async def _acquire(key: str, owner: str, wait_s: float) -> bool:
             return False
         await asyncio.sleep(0.05)
     return True
-
-
-def _take_wanted(key: str) -> bool:
-    """Remove the "publish again" mark; True if there was one."""
-    from sqlalchemy import delete
-
-    from app.db.models import IssueLock
-    from app.db.session import session_scope
-
-    with session_scope() as s:
-        return s.execute(delete(IssueLock).where(IssueLock.key == key)).rowcount > 0
 
 
 _READY_FOR_REVIEW = """

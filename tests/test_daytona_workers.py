@@ -19,10 +19,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from app import monitoring
 from app.config import Settings
 from app.db.models import SpecTask
 from app.db.session import get_engine, session_scope
-from app.sandbox.base import label_slug
 from app.sandbox.daytona import DaytonaSandboxProvider
 from tests.conftest import (
     _create_pg_database,
@@ -247,12 +247,10 @@ def test_two_daytona_workers_share_a_run_and_one_is_killed_mid_task(fake_github,
     assert made_by_survivor and made_by_survivor <= set(fake_daytona.sandboxes)
     left = {sid for sid, sb in fake_daytona.sandboxes.items() if not sb.deleted}
     assert first_t1_box in left and not left & made_by_survivor, (left, made_by_survivor)
-    with session_scope(database) as s:
-        live = s.execute(select(SpecTask.spec_id, SpecTask.task_id).where(SpecTask.status == "running")).all()
-    live_labels = {label_slug(f"{kind}-{sid}/{tid}") for sid, tid in live for kind in ("spec", "verify")}
-    assert live_labels == set()
     settings = Settings(sandbox_provider="daytona", daytona_api_url=fake_daytona.api_url,
                         daytona_api_key="dtn-test-key", database_url=database)
+    live_labels = monitoring.running_task_labels(settings)
+    assert live_labels == set()
     reaped = asyncio.run(DaytonaSandboxProvider(settings).reap(live_labels, min_age_s=0))
     assert set(reaped) == left
     assert all(sb.deleted for sb in fake_daytona.sandboxes.values())

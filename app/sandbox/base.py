@@ -41,6 +41,15 @@ class ExecResult:
         return self.exit_code == 0 and not self.timed_out
 
 
+@dataclass
+class SetupStep:
+    """One of a repository's setup commands: its result and the addresses the egress proxy refused it."""
+
+    command: str
+    result: ExecResult
+    blocked: list[str]
+
+
 @runtime_checkable
 class Sandbox(Protocol):
     id: str
@@ -174,6 +183,6 @@ def label_slug(label: str) -> str:
 
 
 __all__ = [
-    "Sandbox", "SandboxProvider", "ExecResult", "SandboxError", "RepoSource", "split_repo_url",
+    "Sandbox", "SandboxProvider", "ExecResult", "SetupStep", "SandboxError", "RepoSource", "split_repo_url",
     "looks_like_sha", "is_full_sha", "safe_relpath", "shell_command", "DEFAULT_MAX_OUTPUT_BYTES",
 ]

@@ -37,6 +37,7 @@ from app.sandbox.base import (
     ExecResult,
     RepoSource,
     SandboxError,
+    SetupStep,
     git_diff_args,
     label_slug,
     safe_relpath,
@@ -143,8 +144,6 @@ class DaytonaSandbox:
         """The repository's setup commands, in the sandbox. Its network is Daytona's allow-list (CIDRs:
         omoi's public URL, plus `daytona_network_allow_list`): host names in `allow` cannot be enforced
         here, so package registries must be reachable through that list or a snapshot with them baked in."""
-        from app.sandbox.local import SetupStep
-
         steps = []
         for command in commands:
             res = await self.exec(command, timeout=timeout)

@@ -228,11 +228,7 @@ class Jail:
         if self.run_dir is None:
             raise ValueError("an agent jail needs the model proxy's run dir")
         kept = " ".join(f'${{{n}+"{n}=${n}"}}' for n in keep_env)
-        inner = (f"socat TCP-LISTEN:{proxy_port},bind=127.0.0.1,fork,reuseaddr UNIX-CONNECT:{RUN_DIR}/model.sock "
-                 f"</dev/null >/dev/null 2>&1 & "
-                 f"i=0; until socat -u OPEN:/dev/null TCP:127.0.0.1:{proxy_port} 2>/dev/null; do "
-                 f"i=$((i+1)); [ $i -gt 500 ] && break; sleep 0.01; done; "
-                 f'exec {CLI_INSIDE} "$@"')
+        inner = loopback_forwarder(proxy_port, "model.sock") + f'exec {CLI_INSIDE} "$@"'
         jailed = host_prefix(self.uid, self.limits) + self.bwrap_args(cli=cli, info_fd=7) + [
             "--", "/bin/sh", "-c", inner, "sh"]
         script = directory / "claude-jailed"
@@ -242,6 +238,15 @@ class Jail:
                           f'exec /usr/bin/env -i {kept} {shlex.join(jailed)} "$@"\n')
         script.chmod(0o700)
         return str(script)
+
+
+def loopback_forwarder(port: int, socket_name: str) -> str:
+    """Shell that joins 127.0.0.1:`port` of the jail's own loopback to one of omoi's unix sockets in
+    `RUN_DIR` (the jail has no other network) and waits until it listens; the command follows it."""
+    return (f"socat TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr UNIX-CONNECT:{RUN_DIR}/{socket_name} "
+            f"</dev/null >/dev/null 2>&1 & "
+            f"i=0; until socat -u OPEN:/dev/null TCP:127.0.0.1:{port} 2>/dev/null; do "
+            f"i=$((i+1)); [ $i -gt 500 ] && break; sleep 0.01; done; ")
 
 
 def kill(infofile: Path | None = None, *, pid: int | None = None, uid: int | None = None, wait_s: float = 5.0) -> int:

@@ -16,7 +16,6 @@ import shlex
 import stat
 import tempfile
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from app.sandbox.process import kill_group, run_process
 from app.sandbox.base import (
     DEFAULT_MAX_OUTPUT_BYTES,
     ExecResult,
+    SetupStep,
     SandboxError,
     git_diff_args,
     label_slug,
@@ -41,15 +41,6 @@ log = get_logger("omoi.sandbox.local")
 def bwrap_available() -> bool:
     """True when the jail (bubblewrap with user namespaces, util-linux, socat) works here (probed once)."""
     return jail_mod.available()
-
-
-@dataclass
-class SetupStep:
-    """One setup command: its result and the addresses the egress proxy refused it."""
-
-    command: str
-    result: ExecResult
-    blocked: list[str]
 
 
 class SandboxUnavailable(SandboxError):
@@ -225,10 +216,7 @@ class LocalSandbox:
                        "NO_PROXY": "", "no_proxy": ""}
                 script = command
                 if self.jail is not None:  # the jail has no network: join its loopback to the proxy's socket
-                    script = (f"socat TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr "
-                              f"UNIX-CONNECT:{jail_mod.RUN_DIR}/egress.sock </dev/null >/dev/null 2>&1 & "
-                              f"i=0; until socat -u OPEN:/dev/null TCP:127.0.0.1:{port} 2>/dev/null; do "
-                              f"i=$((i+1)); [ $i -gt 500 ] && break; sleep 0.01; done; {command}")
+                    script = jail_mod.loopback_forwarder(port, "egress.sock") + command
                 res = await self.exec(script, timeout=timeout, env=env)
                 steps.append(SetupStep(command, res, [f"{b.host}:{b.port}" for b in proxy.blocked
                                                        if b.command == command]))
