@@ -11,17 +11,17 @@ import uuid
 from pathlib import Path
 
 from app.config import get_settings, reset_settings_cache
-from app.logging import configure_logging, get_logger
-from app.redaction import secrets_of
+from app.observability.logs import configure_logging, get_logger
+from app.text.redaction import secrets_of
 
 log = get_logger("omoi.cli")
 
 
 def _setup(process: str = "omoi") -> None:
     settings = get_settings()
-    # Every configured secret, the private key read from its file included (app/redaction.py).
+    # Every configured secret, the private key read from its file included (app/text/redaction.py).
     configure_logging(settings.log_level, settings.log_json, sorted(secrets_of(settings)))
-    from app.observability import init_sentry
+    from app.observability.sentry import init_sentry
 
     init_sentry(settings, process)  # only with OMOI_SENTRY_DSN and the optional sentry-sdk
 
@@ -42,7 +42,7 @@ def cmd_migrate(_args) -> int:
 
 
 def cmd_web(_args) -> int:
-    from app.web import MissingWebhookSecret, create_app
+    from app.web.server import MissingWebhookSecret, create_app
 
     _setup("web")
     settings = get_settings()
@@ -85,7 +85,7 @@ def _serve_web_processes(settings, setup: bool) -> int:
     connections). Each builds its own app after the fork (broker and database connections are
     per process); the parent serves too, and ends the others when it ends."""
     from app.db.session import dispose_engines
-    from app.web import create_app
+    from app.web.server import create_app
 
     dispose_engines()
     children: list[int] = []
@@ -176,7 +176,7 @@ def cmd_serve(_args) -> int:
     _ensure_dev_secret()
     _setup()
     _migrate()  # once, before either process starts
-    _args.setup = True  # first run without App credentials: offer the manifest flow (app/setup.py)
+    _args.setup = True  # first run without App credentials: offer the manifest flow (app/web/setup.py)
     worker = subprocess.Popen([sys.executable, "-m", "app", "worker", "--beat"])
 
     def _stop(signum, _frame):
@@ -235,10 +235,10 @@ def cmd_replay(args) -> int:
 
 
 def cmd_redeliver(args) -> int:
-    """One sweep of GitHub's delivery log (app/redelivery.py): redeliver what never reached omoi."""
+    """One sweep of GitHub's delivery log (app/intake/redelivery.py): redeliver what never reached omoi."""
     import json
 
-    from app.redelivery import sweep_github_deliveries
+    from app.intake.redelivery import sweep_github_deliveries
 
     _setup()
     settings = get_settings()

@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     github_retry_max_wait_seconds: float = 60
     delivery_stale_seconds: int = 120
     issue_lock_seconds: int = 600
-    # Recovery sweep of GitHub's own delivery log (app/redelivery.py, Celery beat): deliveries GitHub
+    # Recovery sweep of GitHub's own delivery log (app/intake/redelivery.py, Celery beat): deliveries GitHub
     # could not hand over (connection refused, timeout, 5xx) and omoi never stored are redelivered.
     github_redelivery_interval_seconds: float = 300  # 0: no sweep
     github_redelivery_lookback_minutes: float = 60
@@ -195,7 +195,7 @@ class Settings(BaseSettings):
         return self.public_url or f"http://127.0.0.1:{self.port}"
 
     def has_app_credentials(self) -> bool:
-        """An App id and a private key: what the setup flow (app/setup.py) writes to .env."""
+        """An App id and a private key: what the setup flow (app/web/setup.py) writes to .env."""
         if not self.github_app_id:
             return False
         if self.github_private_key is not None and self.github_private_key.get_secret_value().strip():

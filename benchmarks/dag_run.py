@@ -70,7 +70,7 @@ def main() -> int:
     })
     from app.config import get_settings
     from app.db.migrate import upgrade
-    from app.logging import configure_logging
+    from app.observability.logs import configure_logging
 
     settings = get_settings()
     configure_logging("WARNING", False, [])
@@ -119,14 +119,14 @@ class ThreadDispatcher:
         self.threads: list[threading.Thread] = []
 
     def run_task(self, spec_id: int, task_id: str, token: str) -> None:
-        from app import task_runner
+        from app.execution import task_runner
 
         t = threading.Thread(target=task_runner.run_task, args=(spec_id, task_id, token), daemon=True)
         self.threads.append(t)
         t.start()
 
     def schedule(self, spec_id: int, delay: float) -> None:
-        from app import task_runner
+        from app.execution import task_runner
         from app.config import get_settings
 
         threading.Timer(delay, task_runner.advance, args=(get_settings(), spec_id)).start()
@@ -135,8 +135,10 @@ class ThreadDispatcher:
 def run_one(settings, spec_id: int, seconds: float) -> None:
     import re
 
-    from app import orchestrator, task_runner
-    from app.agent import AgentResult
+    from app.execution import orchestrator
+
+    from app.execution import task_runner
+    from app.agent.session import AgentResult
     from app.db.models import Spec
     from app.db.session import session_scope
 
@@ -186,7 +188,10 @@ def _timed(name, fn):
 
 def instrument() -> None:
     """Time omoi's phases (same code, wrapped) to show where the overhead goes."""
-    from app import gitwork, orchestrator, run_report, task_runner
+    from app.execution import gitwork
+    from app.execution import orchestrator
+    from app.execution import run_report
+    from app.execution import task_runner
     from app.sandbox.local import LocalSandbox, LocalSandboxProvider
 
     task_runner.commit_and_push = _timed("commit+push (incl. rebases)", gitwork.commit_and_push)

@@ -36,7 +36,7 @@ def _repo(base: Path) -> Path:
 
 
 async def _measure(jailed: bool, repo: Path, base: Path, fake, commands: int, sessions: int) -> dict[str, list[float]]:
-    from app.agent import run_agent
+    from app.agent.session import run_agent
     from app.config import Settings
     from app.sandbox.local import LocalSandboxProvider
     from tests.fakes.anthropic import Reply, tool_results

@@ -39,7 +39,7 @@ async def one_spec(settings, fake_gh, number: int) -> tuple[dict[str, float], in
     from app.db.models import LLMCall
     from app.db.session import session_scope
     from app.github.client import installation_client
-    from app.spec import flow
+    from app.planning import flow
 
     fake_gh.add_issue("octo/greeter", number, title="Greet users", body="Print Hello.", user="alice")
     spec_id, _ = flow.start_spec(settings, "octo/greeter", number, repository_id=1, installation_id=91,
@@ -83,7 +83,7 @@ def main() -> None:
         })
         from app.config import get_settings
         from app.db.migrate import upgrade
-        from app.logging import configure_logging
+        from app.observability.logs import configure_logging
 
         settings = get_settings()
         configure_logging("WARNING", True, [])

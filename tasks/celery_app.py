@@ -37,7 +37,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
         },
     )
     if settings.github_redelivery_interval_seconds > 0:
-        # Deliveries GitHub could not hand over (omoi down, 503): app/redelivery.py.
+        # Deliveries GitHub could not hand over (omoi down, 503): app/intake/redelivery.py.
         app.conf.beat_schedule["sweep-github-deliveries"] = {
             "task": "omoi.sweep_github_deliveries", "schedule": float(settings.github_redelivery_interval_seconds)}
     return app

@@ -1,9 +1,11 @@
-"""Thin Celery tasks for executing approved tasks: the work is in app.task_runner and app.orchestrator."""
+"""Thin Celery tasks for executing approved tasks: the work is in app.execution.task_runner and app.execution.orchestrator."""
 from __future__ import annotations
 
 from celery.signals import worker_ready
 
-from app import orchestrator, task_runner
+from app.execution import orchestrator
+
+from app.execution import task_runner
 from app.config import get_settings
 from tasks.celery_app import celery_app
 
@@ -27,7 +29,7 @@ def run_task(spec_id: int, task_id: str, token: str) -> str:
 @celery_app.task(name="omoi.execution_health")
 def execution_health() -> int:
     """Re-queue tasks of dead workers and nudge every running spec (Celery beat; worker start)."""
-    from app import monitoring
+    from app.execution import monitoring
 
     running = orchestrator.recover()
     try:
@@ -44,7 +46,7 @@ def execution_health() -> int:
 @celery_app.task(name="omoi.guardian")
 def guardian() -> int:
     """LLM judgement of every running task's trajectory; interventions (Celery beat)."""
-    from app import monitoring
+    from app.execution import monitoring
 
     if not get_settings().guardian_enabled:
         return 0
@@ -54,7 +56,7 @@ def guardian() -> int:
 @celery_app.task(name="omoi.conductor")
 def conductor() -> int:
     """Duplicate or conflicting work across a spec's running tasks (Celery beat)."""
-    from app import monitoring
+    from app.execution import monitoring
 
     return len(monitoring.conductor())
 

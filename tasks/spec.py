@@ -1,7 +1,7 @@
-"""Thin Celery task for spec phases: the work is in app.spec.runner."""
+"""Thin Celery task for spec phases: the work is in app.planning.runner."""
 from __future__ import annotations
 
-from app.spec import runner
+from app.planning import runner
 from tasks.celery_app import celery_app
 
 

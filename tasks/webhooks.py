@@ -1,9 +1,9 @@
-"""Thin Celery tasks: all the work is in app.processing."""
+"""Thin Celery tasks: all the work is in app.intake.processing."""
 from __future__ import annotations
 
 from celery.signals import worker_ready
 
-from app import processing
+from app.intake import processing
 from tasks.celery_app import celery_app
 
 
@@ -22,9 +22,9 @@ def sweep_deliveries() -> int:
 
 @celery_app.task(name="omoi.sweep_github_deliveries")
 def sweep_github_deliveries() -> dict:
-    """Ask GitHub to redeliver failed deliveries omoi never stored (app/redelivery.py; never raises)."""
+    """Ask GitHub to redeliver failed deliveries omoi never stored (app/intake/redelivery.py; never raises)."""
     from app.config import get_settings
-    from app.redelivery import sweep_github_deliveries as sweep
+    from app.intake.redelivery import sweep_github_deliveries as sweep
 
     return sweep(get_settings()).as_dict()
 

@@ -138,7 +138,7 @@ def omoi_env(monkeypatch, tmp_path, rsa_keypair, database_url):
     GitHub points at a closed port here; tests that talk to GitHub use `github_env`."""
     from app.config import reset_settings_cache
     from app.db.migrate import upgrade
-    from app import repo_config
+    from app.github import repo_config
     from app.github import permissions
     from app.github.auth import TOKENS
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.agent import MODE_TOOLS, run_agent
+from app.agent.session import MODE_TOOLS, run_agent
 from app.config import Settings
 from app.sandbox.local import LocalSandboxProvider, bwrap_available
 from tests.fakes.anthropic import Reply, tool_results

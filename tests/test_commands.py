@@ -1,4 +1,4 @@
-"""Tests for app.commands, the slash-command grammar (pure, no I/O)."""
+"""Tests for app.commands.grammar, the slash-command grammar (pure, no I/O)."""
 
 import re
 import unicodedata
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from app.commands import (
+from app.commands.grammar import (
     MAX_COMMANDS,
     MAX_TEXT_CHARS,
     VERBS,

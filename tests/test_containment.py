@@ -28,7 +28,7 @@ from app.db.models import Discovery, Spec, SpecStage, SpecTask
 from app.db.session import get_engine, session_scope
 from app.sandbox.jail import CLI_INSIDE
 from app.sandbox.local import bwrap_available, sandbox_base_dir
-from app.spec.schemas import RequirementsDraft, TasksDraft, assign_ids, assign_task_ids
+from app.planning.schemas import RequirementsDraft, TasksDraft, assign_ids, assign_task_ids
 from tests.conftest import APP_ID, OmoiProcesses, base_env, free_port, wait_for
 from tests.fakes.anthropic import Reply, request_text, tool_results, tool_uses
 from tests.fakes.webhooks import issue_comment_created_payload, post_delivery
@@ -42,7 +42,7 @@ ISSUE = 9
 BRANCH = "omoi/issue-9-harden-greetings"
 GREETER = "def greet():\n    return 'Hello'\n"
 VERIFY = "python3 -c 'import hello; assert hello.greet() == \"Hello\"'"
-PROXY = "http://127.0.0.1:8787"  # the model proxy's forwarder inside the jail (app/agent.py PROXY_PORT)
+PROXY = "http://127.0.0.1:8787"  # the model proxy's forwarder inside the jail (app/agent/session.py PROXY_PORT)
 # Small limits that the CLI still starts under: Bun (Claude Code's runtime) aborts at start below about
 # 550 MB of RLIMIT_DATA, so the memory limit is tested at 1 GB.
 LIMITS_ENV = {"OMOI_SANDBOX_MAX_PROCESSES": "64", "OMOI_SANDBOX_MAX_FILE_MB": "5", "OMOI_SANDBOX_TMPFS_MB": "16",

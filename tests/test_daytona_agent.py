@@ -8,8 +8,10 @@ import os
 import pytest
 from aiohttp import web
 
-from app import discovery, model_proxy
-from app.agent import run_agent
+from app.execution import discovery
+
+from app.agent import model_proxy
+from app.agent.session import run_agent
 from app.config import Settings
 from app.db.migrate import upgrade
 from app.db.models import ModelSession

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from app import monitoring
+from app.execution import monitoring
 from app.config import Settings
 from app.db.models import SpecTask
 from app.db.session import get_engine, session_scope
@@ -122,7 +122,7 @@ def paths_in_use(pgid: int) -> set[str]:
 
 
 class LeaseWatch(threading.Thread):
-    """Records every lease owner each task has had (`<token>@<hostname>:<pid>:<nonce>`, app/locks.py
+    """Records every lease owner each task has had (`<token>@<hostname>:<pid>:<nonce>`, app/db/locks.py
     owner_id), as seen in the shared database; an attempt holds its lease for seconds at least."""
 
     def __init__(self, database_url: str) -> None:
@@ -240,7 +240,7 @@ def test_two_daytona_workers_share_a_run_and_one_is_killed_mid_task(fake_github,
         assert {o.split(":")[0] for o in t1_owners} == {hostnames[holder], hostnames[survivor]}, leases.seen
 
     # Daytona: every sandbox the survivor made is deleted; what the killed worker left behind (at
-    # least T1's first sandbox) is found by label and deleted by the reaper (app/monitoring.py's sweep
+    # least T1's first sandbox) is found by label and deleted by the reaper (app/execution/monitoring.py's sweep
     # uses an age bound of minutes; here the age bound is 0, the live labels as it computes them).
     # (The killed worker may also have died between creating a sandbox and logging it.)
     made_by_survivor = {r["sandbox_id"] for r in log_events(procs, survivor, "sandbox_created")}

@@ -15,7 +15,7 @@ from sqlalchemy import Text, cast, insert, select, update
 
 from app.db.models import WebhookDelivery
 from app.db.session import session_scope
-from app.processing import INTEGRITY_FAILED
+from app.intake.processing import INTEGRITY_FAILED
 from app.timeutil import utc_now
 from tests.conftest import REDIS_URL, WEBHOOK_SECRET, base_env, free_port, redis_available, require_service, wait_for
 from tests.fakes.webhooks import issues_labeled_payload, post_delivery, sign
@@ -71,7 +71,7 @@ def _body(payload: dict) -> bytes:
 
 
 def _columns(payload: dict) -> dict:
-    from app.web import delivery_columns
+    from app.web.server import delivery_columns
 
     return delivery_columns(payload)
 
@@ -104,7 +104,7 @@ def _store_like_the_web_process(url: str, delivery_id: str, body: bytes, signatu
     """A row exactly as the web process stores it (its own writer, its own columns)."""
     from app.config import get_settings
     from app.db.session import get_engine
-    from app.web import DeliveryWriter, _payload_text, delivery_columns
+    from app.web.server import DeliveryWriter, _payload_text, delivery_columns
 
     payload = json.loads(body)
     text_, verbatim = _payload_text(body, payload)
@@ -253,7 +253,7 @@ def test_batched_deliveries_keep_their_own_body_and_signature(omoi):
         assert row.signature == sign(body, WEBHOOK_SECRET)
         assert row.payload == json.loads(body)
     # and every one of them passes the worker's check
-    from app.processing import verified_payload
+    from app.intake.processing import verified_payload
 
     for delivery_id, body in bodies.items():
         row = _row(omoi.database_url, delivery_id)
@@ -264,7 +264,7 @@ def test_batched_deliveries_keep_their_own_body_and_signature(omoi):
 def test_the_worker_checks_each_row_before_routing_it(omoi_env, database_url, monkeypatch):
     """In-process, every way a row can fail the check; GitHub points at a closed port here, so a
     row that were routed would end with another error (or be retried)."""
-    from app import processing
+    from app.intake import processing
     from app.config import reset_settings_cache
 
     monkeypatch.setenv("OMOI_GITHUB_MAX_RETRIES", "0")

@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from app.db.models import Spec, SpecStage, SpecTask
 from app.db.session import session_scope
-from app.gitwork import Clone, commit_and_push
-from app.spec.schemas import TasksDraft, assign_ids, assign_task_ids, RequirementsDraft
+from app.execution.gitwork import Clone, commit_and_push
+from app.planning.schemas import TasksDraft, assign_ids, assign_task_ids, RequirementsDraft
 from tests.conftest import (
     WEBHOOK_SECRET,
     _create_pg_database,

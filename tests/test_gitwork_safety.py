@@ -1,7 +1,7 @@
 """omoi's commit clone against a hostile repository and a hostile patch.
 
 Real git throughout: a bare repository is `origin` (file:// URL), patches are made by `git diff
---binary` in a scratch clone exactly as a sandbox makes them, and app/gitwork.py commits and pushes.
+--binary` in a scratch clone exactly as a sandbox makes them, and app/execution/gitwork.py commits and pushes.
 Planted hooks and drivers would write a marker file; the tests assert that it never appears.
 """
 from __future__ import annotations
@@ -21,8 +21,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from app import policy
-from app.gitwork import ApplyFailed, Clone, commit_and_push, private_parent
+from app.execution import policy
+from app.execution.gitwork import ApplyFailed, Clone, commit_and_push, private_parent
 from app.sandbox.base import git_diff_args
 
 BRANCH = "main"

@@ -24,13 +24,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings, strategies as st
 from sqlalchemy import func, select
 
-from app.commands import MAX_COMMANDS, MAX_TEXT_CHARS, Command, InvalidCommand, parse_commands
+from app.commands.grammar import MAX_COMMANDS, MAX_TEXT_CHARS, Command, InvalidCommand, parse_commands
 from app.config import get_settings
 from app.db.models import WebhookDelivery
 from app.db.session import session_scope
 from app.events import HANDLED_EVENTS
-from app.sanitize import sanitize_inline, sanitize_untrusted
-from app.web import create_app
+from app.text.sanitize import sanitize_inline, sanitize_untrusted
+from app.web.server import create_app
 from tests.conftest import APP_ID, WEBHOOK_SECRET, base_env, free_port, wait_for
 from tests.fakes.anthropic import request_text
 from tests.fakes.webhooks import issue_comment_created_payload, issues_labeled_payload, post_delivery, sign
@@ -278,7 +278,7 @@ def test_nan_and_infinity_are_not_json(endpoint):
 def test_worker_ends_every_hostile_signed_payload_without_a_crash_loop(endpoint, monkeypatch):
     """What the web process stores, the worker must finish: a recorded outcome on the first attempt
     (never an exception that rolls the attempt back and leaves the row for the sweep forever)."""
-    from app import processing
+    from app.intake import processing
     from app.config import reset_settings_cache
 
     monkeypatch.setenv("OMOI_GITHUB_MAX_RETRIES", "0")

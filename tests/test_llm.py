@@ -1,4 +1,4 @@
-"""app/llm.py through the real anthropic SDK against tests/fakes/anthropic.py, plus one run of
+"""app/llm/structured.py through the real anthropic SDK against tests/fakes/anthropic.py, plus one run of
 the real Claude Code CLI (bundled in claude-agent-sdk) against the same stand-in."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from app.db.models import LLMCall
 from app.db.session import session_scope
-from app.llm import (
+from app.llm.structured import (
     LLMNotConfigured,
     LLMOutputInvalid,
     Usage,

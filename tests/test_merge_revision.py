@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from app import orchestrator
+from app.execution import orchestrator
 from app.config import Settings
 from app.db.models import Spec, SpecTask
 from app.db.session import session_scope
-from app.spec.schemas import TasksDraft, assign_task_ids
+from app.planning.schemas import TasksDraft, assign_task_ids
 
 
 def draft(key, title, depends_on=(), verify=("true",), description="d"):

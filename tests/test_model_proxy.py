@@ -9,7 +9,7 @@ import anthropic
 import httpx2 as httpx
 import pytest
 
-from app import model_proxy
+from app.agent import model_proxy
 from app.config import Settings
 from tests.fakes.anthropic import Reply
 

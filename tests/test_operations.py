@@ -13,9 +13,9 @@ from sqlalchemy import update
 from app.config import Settings, get_settings
 from app.db.models import LLMCall, Spec, WebhookDelivery
 from app.db.session import session_scope
-from app.observability import init_sentry
+from app.observability.sentry import init_sentry
 from app.timeutil import utc_now
-from app.web import create_app
+from app.web.server import create_app
 
 
 def _samples(text: str) -> dict:

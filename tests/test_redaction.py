@@ -1,4 +1,4 @@
-"""One redaction point for everything sent to GitHub (app/redaction.py, used by the client's
+"""One redaction point for everything sent to GitHub (app/text/redaction.py, used by the client's
 `_request`), and the same variants in the logs.
 
 The real gidgethub client talks to the GitHub stand-in; every body the model could have written
@@ -16,7 +16,7 @@ import pytest
 
 from app.config import get_settings, reset_settings_cache
 from app.github.client import OmoiGitHubAPI, installation_client
-from app.redaction import REDACTED, redact_outbound, redactor_for
+from app.text.redaction import REDACTED, redact_outbound, redactor_for
 from tests.conftest import WEBHOOK_SECRET
 
 REPO = "octo/hello"
@@ -185,7 +185,7 @@ def test_redact_outbound_for_commit_messages(secrets_env, rsa_keypair):
 
 
 def test_logs_use_the_same_variants(secrets_env, rsa_keypair):
-    from app.logging import _redact_processor, redact, set_secrets
+    from app.observability.logs import _redact_processor, redact, set_secrets
 
     set_secrets(get_settings().secret_values())  # what `configure_logging` is given
     try:

@@ -1,5 +1,5 @@
 """`.github/omoi.yml`: schema, defaults and the messages people see for a broken file."""
-from app.repo_config import RepoConfig, parse
+from app.github.repo_config import RepoConfig, parse
 
 
 def test_empty_or_missing_settings_are_the_defaults():

@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from app.config import ROOT, Settings, reset_settings_cache
 from app.db.migrate import upgrade
-from app.web import create_app
+from app.web.server import create_app
 from tests.conftest import WEBHOOK_SECRET, free_port, require_service, wait_for
 from tests.fakes.github import manifest_problems
 

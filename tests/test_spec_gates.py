@@ -1,10 +1,10 @@
-"""Tests for app.spec.schemas (ID assignment) and app.spec.gates (pure, no I/O)."""
+"""Tests for app.planning.schemas (ID assignment) and app.planning.gates (pure, no I/O)."""
 from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
 
-from app.spec.gates import (
+from app.planning.gates import (
     MAX_TASKS,
     GateResult,
     check_design,
@@ -16,7 +16,7 @@ from app.spec.gates import (
     passed,
     path_problem,
 )
-from app.spec.schemas import (
+from app.planning.schemas import (
     Design,
     RequirementsDraft,
     Task,

@@ -1,14 +1,14 @@
-"""Tests for app.spec.render: stage comments, spec files and revision diffs (pure)."""
+"""Tests for app.planning.documents: stage comments, spec files and revision diffs (pure)."""
 from __future__ import annotations
 
 import re
 
 import pytest
 
-from app.render import GITHUB_BODY_LIMIT
-from app.spec.gates import check_design, check_requirements, check_tasks
-from app.spec.render import diff_summary, doc_hash, render_spec_file, render_stage_comment
-from app.spec.schemas import Design, RequirementsDraft, TasksDraft, assign_ids, assign_task_ids
+from app.text.rendering import GITHUB_BODY_LIMIT
+from app.planning.gates import check_design, check_requirements, check_tasks
+from app.planning.documents import diff_summary, doc_hash, render_spec_file, render_stage_comment
+from app.planning.schemas import Design, RequirementsDraft, TasksDraft, assign_ids, assign_task_ids
 
 REPO = {"src/app.py", "tests/test_app.py"}
 

@@ -1,4 +1,4 @@
-"""Read-only status pages behind signed, expiring links (app/status_links.py)."""
+"""Read-only status pages behind signed, expiring links (app/web/links.py)."""
 from __future__ import annotations
 
 import hashlib
@@ -15,7 +15,7 @@ import pytest
 from app.config import get_settings
 from app.db.models import Installation, LLMCall, Spec, SpecStage
 from app.db.session import session_scope
-from app.status_links import (
+from app.web.links import (
     LINK_TTL_SECONDS,
     installation_status_url,
     sign_path,
@@ -25,7 +25,7 @@ from app.status_links import (
     verify,
 )
 from app.timeutil import utc_now
-from app.web import create_app
+from app.web.server import create_app
 from tests.conftest import WEBHOOK_SECRET
 
 LEAKED_TOKEN = "ghs_" + "A1b2C3d4E5f6G7h8I9j0K1l2"

@@ -1,4 +1,4 @@
-"""Supervision of running work end to end (issue 6, app/monitoring.py): the conductor pausing duplicate
+"""Supervision of running work end to end (issue 6, app/execution/monitoring.py): the conductor pausing duplicate
 work, the stall notice, orphan sandbox clean-up. Real web process and Celery worker with beat, the real
 Claude Code CLI against the Anthropic stand-in (scripted per task and per session), git behind the
 GitHub stand-in; the guardian runs too (it judges every session on track here).
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
-from app import monitoring
+from app.execution import monitoring
 from app.config import Settings
 from app.db.models import Intervention, Spec, SpecTask
 from app.db.session import session_scope
@@ -38,7 +38,7 @@ from tests.test_execution import (
 BYE = task("bye", ["R1.2"], "bye.py", ["python3 -c 'import bye; assert bye.bye() == \"Bye\"'"])  # independent
 PAUSED_WAIT = 30  # seconds the paused session would wait if nothing stopped it: longer than the whole test
 # Both agents also write this helper, undeclared. Over 4 KB, like most real files: the trajectory keeps a
-# clipped copy of such a Write call (app/agent.py), and the conductor must still see which file it wrote.
+# clipped copy of such a Write call (app/agent/session.py), and the conductor must still see which file it wrote.
 SHARED = "words.py", '"""Greeting words."""\n' + "".join(f"WORD_{i} = 'word number {i}'\n" for i in range(200))
 
 
@@ -243,7 +243,7 @@ def test_stall_flag_follows_progress_and_ends_with_the_run(omoi_env):
     # cleared, so a retried run does not show the old notice before the next sweep
     assert monitoring.stalls(settings) == [spec_id] and not flagged()
     # `/omoi retry`: running again with only old progress on record; the stall clock restarts now
-    from app import orchestrator
+    from app.execution import orchestrator
 
     assert orchestrator.request_retry(settings, spec_id)[0] == "retrying"
     assert monitoring.stalls(settings) == [] and not flagged()
@@ -258,7 +258,7 @@ def test_conductor_finds_duplicates_by_intent_and_by_written_files(omoi_env):
     settings = Settings(discovery_similarity=0.85)
 
     def write_call(task: str, path: str, content: str = "x = 1\n", name: str = "Write") -> dict:
-        # as app/agent.py keeps it: JSON, clipped to 4000 characters; the jailed agent's work dir
+        # as app/agent/session.py keeps it: JSON, clipped to 4000 characters; the jailed agent's work dir
         raw = json.dumps({"file_path": f"/workspace/{path}", "content": content})
         clipped = raw if len(raw) <= 4000 else raw[:4000] + f"... [{len(raw) - 4000} more chars]"
         return {"role": "assistant", "type": "tool_use", "name": name, "input": clipped}

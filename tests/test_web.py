@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from app.config import Settings, get_settings
 from app.db.models import WebhookDelivery
 from app.db.session import session_scope
-from app.web import MissingWebhookSecret, create_app
+from app.web.server import MissingWebhookSecret, create_app
 from tests.conftest import WEBHOOK_SECRET
 from tests.fakes.webhooks import headers_for, issues_labeled_payload, load_examples, sign
 

@@ -79,7 +79,7 @@ class WebhookDelivery(Base):
     # payload column's own text (NULL for a UTF-8 body, nearly all: the payload column holds it
     # verbatim, both databases keep JSON text as written). The worker verifies them again and routes
     # the payload parsed from the signed bytes, so a row written into the database by anyone without
-    # the webhook secret is never routed (app/processing.py).
+    # the webhook secret is never routed (app/intake/processing.py).
     raw_body: Mapped[bytes | None] = mapped_column(LargeBinary)
     signature: Mapped[str | None] = mapped_column(String(80))
     # received -> queued -> processing -> done | failed | ignored
@@ -116,7 +116,7 @@ class Spec(Base):
     spec_check_run_id: Mapped[int | None] = mapped_column(BigInteger)
     branch: Mapped[str | None] = mapped_column(String(255))  # omoi/issue-<n>-<slug>, fixed once chosen
     last_error: Mapped[str | None] = mapped_column(Text)
-    # Execution of the approved tasks (app/orchestrator.py): running -> succeeded | failed | cancelled
+    # Execution of the approved tasks (app/execution/orchestrator.py): running -> succeeded | failed | cancelled
     run_state: Mapped[str | None] = mapped_column(String(16))
     run_error: Mapped[str | None] = mapped_column(Text)
     pr_number: Mapped[int | None] = mapped_column(Integer)
@@ -125,7 +125,7 @@ class Spec(Base):
     tracking_comment_id: Mapped[int | None] = mapped_column(BigInteger)
     run_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     run_finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # Budgets (app/budgets.py): this spec's own limit when raised by `/omoi budget` (None: the repo's
+    # Budgets (app/execution/budgets.py): this spec's own limit when raised by `/omoi budget` (None: the repo's
     # budgets.spec_usd), dollars it may spend past the repo's monthly limit, and why the run paused.
     budget_usd: Mapped[Decimal | None] = mapped_column(Numeric(12, 6))
     budget_overage_usd: Mapped[Decimal] = mapped_column(Numeric(12, 6), default=Decimal(0))
@@ -241,7 +241,7 @@ class SpecTask(Base):
     duration_s: Mapped[float] = mapped_column(default=0.0)
     error: Mapped[str | None] = mapped_column(Text)
     evidence: Mapped[list] = mapped_column(JSON, default=list)  # [{command, exit_code, tail, at}]
-    # plan (from the approved tasks) | discovery (added by app/discovery.py); kind implement | explore
+    # plan (from the approved tasks) | discovery (added by app/execution/discovery.py); kind implement | explore
     origin: Mapped[str] = mapped_column(String(16), default="plan")
     kind: Mapped[str] = mapped_column(String(16), default="implement")
     trajectory: Mapped[list] = mapped_column(JSON, default=list)  # the running agent's recent messages
@@ -253,7 +253,7 @@ class SpecTask(Base):
 
 
 class Discovery(Base):
-    """New work an agent reported during a task (app/discovery.py), and what omoi did with it."""
+    """New work an agent reported during a task (app/execution/discovery.py), and what omoi did with it."""
 
     __tablename__ = "discoveries"
 
@@ -275,7 +275,7 @@ class Discovery(Base):
 
 
 class Intervention(Base):
-    """A supervisor's judgement of a running task and what it did about it (app/monitoring.py)."""
+    """A supervisor's judgement of a running task and what it did about it (app/execution/monitoring.py)."""
 
     __tablename__ = "interventions"
 
@@ -293,7 +293,7 @@ class Intervention(Base):
 
 
 class WebhookRedelivery(Base):
-    """A redelivery omoi asked GitHub for (app/redelivery.py), one row per request.
+    """A redelivery omoi asked GitHub for (app/intake/redelivery.py), one row per request.
 
     The row is committed before the request is sent, and both unique keys make it a claim: two
     sweeps (or two beat processes) that pick the same failed attempt, or the same attempt number
@@ -320,7 +320,7 @@ class WebhookRedelivery(Base):
 
 
 class ModelSession(Base):
-    """A sandboxed agent session's capability at omoi's model proxy (app/model_proxy.py), for sandboxes
+    """A sandboxed agent session's capability at omoi's model proxy (app/agent/model_proxy.py), for sandboxes
     that reach the proxy over the network (Daytona): the web process serves it, a worker opens and
     closes it. Only the token's SHA-256 is stored; the token lives in the sandbox's environment."""
 

@@ -5,13 +5,13 @@ from gidgethub import sansio
 from gidgethub.routing import Router
 from sqlalchemy import or_, select
 
-from app import orchestrator
+from app.execution import orchestrator
 from app.db.models import Spec
 from app.db.session import session_scope
 from app.events.context import EventContext
 from app.github.permissions import check_sender
-from app.queue import enqueue
-from app.run_report import CHECK_NAME
+from app.jobs import enqueue
+from app.execution.run_report import CHECK_NAME
 
 router = Router()
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 from gidgethub import sansio
 from gidgethub.routing import Router
 
-from app import claims, repo_config
-from app.command_actions import run
-from app.commands import parse_commands
+from app.db import claims
+
+from app.github import repo_config
+from app.commands.actions import run
+from app.commands.grammar import parse_commands
 from app.events.context import EventContext
 from app.github import comments
 from app.github.permissions import check_sender
-from app.render import render
+from app.text.rendering import render
 
 router = Router()
 

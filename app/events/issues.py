@@ -3,15 +3,15 @@ from __future__ import annotations
 
 from gidgethub import sansio
 from gidgethub.routing import Router
-from app import repo_config
+from app.github import repo_config
 from app.db.models import Spec
 from app.db.session import session_scope
 from app.events.context import EventContext
 from app.github import comments
 from app.github.permissions import check_sender
-from app.queue import enqueue
-from app.render import render
-from app.spec.flow import start_spec
+from app.jobs import enqueue
+from app.text.rendering import render
+from app.planning.flow import start_spec
 
 router = Router()
 ACK_MARKER = "<!-- omoi:ack"

@@ -4,12 +4,12 @@ from __future__ import annotations
 from gidgethub import sansio
 from gidgethub.routing import Router
 
-from app.commands import Command, parse_commands
+from app.commands.grammar import Command, parse_commands
 from app.events.context import EventContext
 from app.github import comments
 from app.github.permissions import check_sender
-from app.queue import enqueue
-from app.review import is_omoi_pull_request
+from app.jobs import enqueue
+from app.execution.review_fix import is_omoi_pull_request
 
 router = Router()
 

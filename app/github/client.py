@@ -4,7 +4,7 @@ Retries live at the transport layer (`_request`) so every gidgethub call - get, 
 getiter, graphql - honours `retry-after`, primary rate limits and transient 5xx alike.
 Redaction lives there too, for the same reason: every request body (comments, check runs, pull
 requests, GraphQL variables, whatever the caller) loses every configured secret and the client's
-own live credentials, in every encoding (app/redaction.py), before it leaves the process.
+own live credentials, in every encoding (app/text/redaction.py), before it leaves the process.
 """
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from gidgethub.aiohttp import GitHubAPI
 
 from app.config import Settings
 from app.github.auth import TOKENS
-from app.logging import get_logger
-from app.redaction import redactor_for
-from app.metrics import GITHUB_REQUESTS
+from app.observability.logs import get_logger
+from app.text.redaction import redactor_for
+from app.observability.metrics import GITHUB_REQUESTS
 
 log = get_logger("omoi.github")
 RETRY_STATUSES = {500, 502, 503, 504}

@@ -10,8 +10,8 @@ import gidgethub
 from app.config import Settings
 from app.github import repo_vars
 from app.github.client import single_attempt
-from app.logging import get_logger
-from app.render import GITHUB_BODY_LIMIT
+from app.observability.logs import get_logger
+from app.text.rendering import GITHUB_BODY_LIMIT
 
 log = get_logger("omoi.github.comments")
 

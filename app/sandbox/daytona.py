@@ -8,7 +8,7 @@ Getting the code in: the repo is cloned **on the host** (app.sandbox.local.host_
 to git as an http.extraHeader through the environment), checked for leftover credentials, tarred and
 uploaded. No GitHub token, App key or model key is ever sent to Daytona.
 
-The agent runs inside the sandbox (app/sandbox/daytona_agent.py): `remote_agent` tells app/agent.py to
+The agent runs inside the sandbox (app/sandbox/daytona_agent.py): `remote_agent` tells app/agent/session.py to
 drive it through a session-command transport and to give it a database-backed session of the web
 process's model proxy (`<public URL>/model-proxy`). The sandbox's network is closed except for that
 address (`network_allow_list`: the public URL's host as a /32, or `daytona_network_allow_list`).
@@ -31,7 +31,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from app.logging import get_logger
+from app.observability.logs import get_logger
 from app.sandbox.base import (
     DEFAULT_MAX_OUTPUT_BYTES,
     ExecResult,
@@ -60,7 +60,7 @@ def _secret(value: Any) -> str | None:
 
 
 class DaytonaSandbox:
-    remote_agent = True  # app/agent.py: the CLI runs in this sandbox, through `agent_transport`
+    remote_agent = True  # app/agent/session.py: the CLI runs in this sandbox, through `agent_transport`
 
     def __init__(self, *, client: Any, sandbox: Any, workdir: str, base_sha: str, network: bool,
                  max_output_bytes: int | None) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 from claude_agent_sdk import ClaudeAgentOptions
 from claude_agent_sdk._internal.transport import Transport
 
-from app.logging import get_logger
+from app.observability.logs import get_logger
 
 log = get_logger("omoi.sandbox.daytona_agent")
 

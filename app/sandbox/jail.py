@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.logging import get_logger
+from app.observability.logs import get_logger
 
 log = get_logger("omoi.sandbox.jail")
 

@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from app.logging import get_logger
+from app.observability.logs import get_logger
 from app.sandbox import jail as jail_mod
 from app.sandbox.clone import base_env, host_clone  # noqa: F401 - host_clone is part of this module's interface
 from app.sandbox.process import kill_group, run_process
@@ -72,7 +72,7 @@ class LocalSandbox:
         self.max_workdir_bytes = max_workdir_bytes
         self.destroyed = False
         self._running: set[int] = set()
-        # The operator's explicit, unsafe opt-out: an agent may run on the host (app/agent.py).
+        # The operator's explicit, unsafe opt-out: an agent may run on the host (app/agent/session.py).
         self.unconfined_agent_ok = jail is None and allow_unconfined
 
     @property
@@ -200,9 +200,9 @@ class LocalSandbox:
 
     async def run_setup(self, commands: list[str], *, allow: list[str], timeout: float) -> list[SetupStep]:
         """Run the repository's setup commands in the jail, each with network only through omoi's egress
-        proxy (app/egress_proxy.py), which admits the `allow` hosts and records what it refused.
+        proxy (app/sandbox/egress_proxy.py), which admits the `allow` hosts and records what it refused.
         Stops at the first command that fails. The proxy is gone when this returns."""
-        from app import egress_proxy
+        from app.sandbox import egress_proxy
 
         self._check_alive()
         steps: list[SetupStep] = []

@@ -251,7 +251,7 @@ def test_malformed_tool_output_is_repaired_then_succeeds(stack):
 
 
 def _spec_for(settings, number: int) -> int:
-    from app.spec.flow import start_spec
+    from app.planning.flow import start_spec
 
     spec_id, started = start_spec(settings, REPO, number, repository_id=None, installation_id=INSTALLATION,
                                   title="Flag", requested_by="alice")
@@ -264,7 +264,7 @@ def test_model_529_until_exhausted_ends_in_one_visible_failure_comment(github_en
     """The spec runner in-process (Celery's countdowns would make this take minutes): while
     attempts remain a 529 is retried quietly; the last attempt reports one failure comment."""
     from app.config import get_settings, reset_settings_cache
-    from app.spec import runner
+    from app.planning import runner
 
     monkeypatch.setenv("OMOI_LLM_MAX_RETRIES", "1")
     reset_settings_cache()

@@ -1,4 +1,4 @@
-"""Recovery sweep of GitHub's delivery log (app/redelivery.py): deliveries GitHub could not hand
+"""Recovery sweep of GitHub's delivery log (app/intake/redelivery.py): deliveries GitHub could not hand
 over are redelivered, once per failed attempt, only when a retry can help, and never beyond the limit.
 
 The sweep runs in this process against the GitHub stand-in (whose delivery log is filled by
@@ -21,7 +21,7 @@ from sqlalchemy import select
 from app.config import get_settings, reset_settings_cache
 from app.db.models import WebhookDelivery, WebhookRedelivery
 from app.db.session import session_scope
-from app.redelivery import sweep_github_deliveries, worth_redelivering
+from app.intake.redelivery import sweep_github_deliveries, worth_redelivering
 from app.timeutil import utc_now
 from tests.conftest import ROOT, WEBHOOK_SECRET, base_env, free_port, wait_for
 from tests.fakes.webhooks import issue_comment_created_payload
@@ -177,7 +177,7 @@ def test_only_the_look_back_window_and_the_page_cap_are_read(sweep_env, fake_git
     guids = [fake.send_webhook(_down_url(), WEBHOOK_SECRET, "issues", _payload(i)) for i in range(5)]
     with fake.state.lock:  # the first one failed two hours ago: outside the 60-minute window
         fake.state.hook_deliveries[0].delivered_at -= 7200
-    monkeypatch.setattr("app.redelivery.PER_PAGE", 2)
+    monkeypatch.setattr("app.intake.redelivery.PER_PAGE", 2)
     monkeypatch.setenv("OMOI_GITHUB_REDELIVERY_MAX_PAGES", "1")
     reset_settings_cache()
     capped = sweep_github_deliveries(get_settings())

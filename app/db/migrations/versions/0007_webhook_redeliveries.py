@@ -1,6 +1,6 @@
 """webhook redeliveries
 
-Redelivery requests omoi made through GitHub's App delivery log (app/redelivery.py).
+Redelivery requests omoi made through GitHub's App delivery log (app/intake/redelivery.py).
 
 Revision ID: 0007
 Revises: 0006

@@ -1,0 +1,1 @@
+"""Slash commands: the grammar and what each verb does."""

@@ -1,0 +1,1 @@
+"""An approved plan carried out: the task DAG, attempts, verify, commits, reports, supervision."""

@@ -1,0 +1,205 @@
+"""New work found by agents during a task.
+
+An agent reports a finding (schema `Finding`) through the `report_discovery` tool (an in-process
+MCP tool, `report_tool`, offered in every mode, so read-only exploration tasks can report too), or
+by writing `.omoi-discoveries.json` (a list of findings) in its work dir, which
+app/execution/task_runner.py downloads and deletes before the diff is taken. `record` (inside the transaction that records the attempt, so a run cannot be declared
+finished between the two) stores every finding and decides:
+
+- a duplicate of an existing task or an earlier discovery (normalised title similarity at least
+  `discovery_similarity`, or the same files for the same kind) -> `duplicate`, nothing added;
+- a change to the agreed scope (kind `missing_requirement`, or suggested phase requirements or
+  design) -> `proposed`: posted on the issue as a proposed spec revision (`post_proposals`); a
+  `/omoi approve` starts a revision of the tasks stage with the finding as feedback, which people
+  approve like any other revision;
+- otherwise a new task in the running graph (ids continue after the highest, it depends on the
+  reporting task; an `investigation` becomes a read-only exploration task), at most
+  `max_discovered_tasks_per_spec` per spec -> `added`, or `over_limit` past that.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy import select
+
+from app.config import Settings
+from app.db.models import Discovery, SpecTask
+from app.db.session import session_scope
+from app.observability.logs import get_logger
+
+log = get_logger("omoi.discovery")
+RESULT_FILE = ".omoi-discoveries.json"
+MAX_FINDINGS = 10
+PREFIXES = {"bug": "Fix", "refactor": "Refactor", "investigation": "Investigate"}
+
+
+class Finding(BaseModel):
+    kind: Literal["missing_requirement", "bug", "refactor", "investigation"]
+    title: str = Field(min_length=3, max_length=200)
+    description: str = Field("", max_length=4000)
+    evidence: str = Field("", max_length=4000)
+    suggested_phase: Literal["requirements", "design", "tasks"] = "tasks"
+    files: list[str] = Field(default_factory=list, max_length=20)
+
+
+def parse(raw: bytes | str | None) -> list[Finding]:
+    """The valid findings in the agent's file (invalid entries are skipped, never fatal)."""
+    if not raw:
+        return []
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return []
+    if isinstance(data, dict):
+        data = data.get("discoveries") or [data]
+    out = []
+    for item in data if isinstance(data, list) else []:
+        try:
+            out.append(_finding(item))
+        except ValidationError:
+            continue
+    return out[:MAX_FINDINGS]
+
+
+def _finding(item) -> Finding:
+    """One validated finding, its files kept only as paths inside the repository."""
+    f = Finding.model_validate(item)
+    f.files = [p.strip().lstrip("./") for p in f.files
+               if isinstance(p, str) and p.strip() and ".." not in p.split("/") and not p.startswith("/")]
+    return f
+
+
+def report_tool(sink: list[Finding]):
+    """The `report_discovery` tool for one agent session; valid findings are appended to `sink`."""
+    from claude_agent_sdk import tool
+
+    schema = Finding.model_json_schema()
+
+    @tool("report_discovery", "Report work you found that is needed but outside your task (a bug elsewhere, a "
+          "missing requirement, a refactor, something to investigate). omoi deduplicates it and either adds a "
+          "task to the plan or proposes a spec revision to the people who approved it. Do not do that work "
+          "yourself.", schema)
+    async def report_discovery(args: dict) -> dict:
+        try:
+            finding = _finding(args)
+        except ValidationError as exc:
+            return {"content": [{"type": "text", "text": f"Not recorded, invalid finding: {exc}"}], "is_error": True}
+        if len(sink) >= MAX_FINDINGS:
+            return {"content": [{"type": "text", "text": f"Not recorded: at most {MAX_FINDINGS} findings per "
+                                 "task."}], "is_error": True}
+        sink.append(finding)
+        return {"content": [{"type": "text", "text": "Recorded. omoi will plan it; continue with your own task."}]}
+
+    return report_discovery
+
+
+def normalise(title: str) -> str:
+    t = title.lower().strip()
+    t = re.sub(r"^(fix|refactor|investigate|write|add|implement)\s*:?\s+", "", t)
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", t).split())
+
+
+def similar(a: str, b: str, threshold: float) -> bool:
+    na, nb = normalise(a), normalise(b)
+    return bool(na and nb) and difflib.SequenceMatcher(None, na, nb).ratio() >= threshold
+
+
+def changes_scope(f: Finding) -> bool:
+    return f.kind == "missing_requirement" or f.suggested_phase in ("requirements", "design")
+
+
+def record(s, settings: Settings, spec_id: int, task_id: str, findings: list[Finding]) -> list[Discovery]:
+    """Store the findings and add tasks to the graph (call inside the attempt's transaction)."""
+    tasks = s.scalars(select(SpecTask).where(SpecTask.spec_id == spec_id)).all()
+    earlier = s.scalars(select(Discovery).where(Discovery.spec_id == spec_id)).all()
+    from app.execution.orchestrator import task_number
+
+    next_number = max((task_number(t.task_id) for t in tasks), default=0) + 1
+    added_before = sum(1 for t in tasks if t.origin == "discovery")
+    out = []
+    for f in findings:
+        row = Discovery(spec_id=spec_id, task_id=task_id, kind=f.kind, title=f.title, description=f.description,
+                        evidence=f.evidence, suggested_phase=f.suggested_phase, files=list(f.files))
+        dup = next((t.task_id for t in tasks if similar(t.title, f.title, settings.discovery_similarity)), None)
+        if dup is None:
+            prior = next((d for d in earlier if similar(d.title, f.title, settings.discovery_similarity)
+                          or (f.files and d.kind == f.kind and sorted(d.files or []) == sorted(f.files))), None)
+            dup = f"discovery {prior.id}" if prior is not None else None
+        if dup:
+            row.status, row.duplicate_of = "duplicate", dup
+        elif changes_scope(f):
+            row.status = "proposed"
+        elif added_before >= settings.max_discovered_tasks_per_spec:
+            row.status = "over_limit"
+        else:
+            new_id = f"T{next_number}"
+            next_number += 1
+            added_before += 1
+            explore = f.kind == "investigation"
+            body = f.description or f.title
+            if f.evidence:
+                body += f"\n\nEvidence: {f.evidence}"
+            body += f"\n\n(Found by {task_id} while it worked on its own task.)"
+            t = SpecTask(spec_id=spec_id, task_id=new_id, title=f"{PREFIXES.get(f.kind, 'Fix')}: {f.title}"[:300],
+                         description=body, covers=[], depends_on=[task_id], files=list(f.files), verify=[],
+                         origin="discovery", kind="explore" if explore else "implement")
+            s.add(t)
+            tasks.append(t)
+            row.status, row.new_task_id = "added", new_id
+        s.add(row)
+        earlier.append(row)
+        out.append(row)
+        log.info("discovery_recorded", spec_id=spec_id, task=task_id, kind=f.kind, status=row.status,
+                 new_task=row.new_task_id, duplicate_of=row.duplicate_of)
+    s.flush()
+    return out
+
+
+def views(s, spec_id: int) -> list[dict]:
+    rows = s.scalars(select(Discovery).where(Discovery.spec_id == spec_id).order_by(Discovery.id)).all()
+    return [{"id": d.id, "task": d.task_id, "kind": d.kind, "title": d.title, "status": d.status,
+             "new_task": d.new_task_id, "duplicate_of": d.duplicate_of, "phase": d.suggested_phase} for d in rows]
+
+
+def proposal_marker(discovery_id: int) -> str:
+    return f"<!-- omoi:discovery id={discovery_id} "
+
+
+async def post_proposals(gh, settings: Settings, spec_id: int) -> int:
+    """Post each scope-changing finding once as a proposed spec revision on the issue."""
+    from app.db.models import Spec
+    from app.github import comments
+    from app.text.rendering import render
+
+    with session_scope(settings.database_url) as s:
+        spec = s.get(Spec, spec_id)
+        full_name, number = spec.repo_full_name, spec.issue_number
+        todo = [(d.id, {"id": d.id, "task": d.task_id, "kind": d.kind, "title": d.title,
+                        "description": d.description, "evidence": d.evidence, "phase": d.suggested_phase,
+                        "status": d.status})
+                for d in s.scalars(select(Discovery).where(Discovery.spec_id == spec_id, Discovery.status == "proposed",
+                                                           Discovery.comment_id.is_(None)))]
+    for discovery_id, view in todo:
+        posted = await comments.upsert(gh, settings, full_name, number, proposal_marker(discovery_id),
+                                       render("execution/discovery_proposal.md.j2", d=view, spec_id=spec_id))
+        with session_scope(settings.database_url) as s:
+            s.get(Discovery, discovery_id).comment_id = posted.comment_id
+    return len(todo)
+
+
+def approve_proposal(settings: Settings, spec_id: int, user: str) -> dict | None:
+    """`/omoi approve` with no stage waiting: accept the oldest proposed revision (None if there is none)."""
+    with session_scope(settings.database_url) as s:
+        d = s.scalars(select(Discovery).where(Discovery.spec_id == spec_id, Discovery.status == "proposed")
+                      .order_by(Discovery.id).limit(1)).first()
+        if d is None:
+            return None
+        d.status = "approved"
+        feedback = (f"A task found new work that changes the agreed scope ({d.kind.replace('_', ' ')}, "
+                    f"reported by {d.task_id}, approved by @{user}): {d.title}. {d.description}"
+                    + (f" Evidence: {d.evidence}" if d.evidence else ""))
+        return {"id": d.id, "title": d.title, "feedback": feedback[:4000]}

@@ -1,0 +1,274 @@
+"""How a run shows on GitHub: the branch and draft pull request, the `omoi / implement` check run,
+one tracking comment on the issue. All of it is rendered from the database after every change.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from decimal import Decimal
+
+import gidgethub
+from sqlalchemy import select
+
+from app.config import Settings
+from app.db.models import Spec, SpecStage, SpecTask
+from app.db.session import session_scope
+from app.github import comments, repo_vars
+from app.github.checks import upsert_check_run
+from app.github.repo_files import branch_name, ensure_branch
+from app.db.locks import clear, owner_id, release, try_acquire
+from app.observability.logs import get_logger
+from app.execution.orchestrator import task_number
+from app.text.rendering import GITHUB_BODY_LIMIT, render
+from app.planning.schemas import Design, Requirements
+from app.timeutil import as_utc, utc_now
+
+log = get_logger("omoi.run_report")
+CHECK_NAME = "omoi / implement"
+CONCLUSIONS = {"succeeded": "success", "failed": "failure", "cancelled": "cancelled",
+               "paused_budget": "action_required"}
+CANCEL_ACTION = {"label": "Cancel", "description": "Stop this run", "identifier": "cancel"}
+RETRY_ACTION = {"label": "Retry", "description": "Retry the failed or cancelled tasks", "identifier": "retry"}
+
+
+
+def tracking_marker(spec_id: int) -> str:
+    return f"<!-- omoi:run spec={spec_id} "
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def _approved(s, spec_id: int, stage: str):
+    row = s.scalars(select(SpecStage).where(SpecStage.spec_id == spec_id, SpecStage.stage == stage,
+                                            SpecStage.status == "approved")
+                    .order_by(SpecStage.revision.desc()).limit(1)).first()
+    if row is None:
+        return None
+    return (Requirements if stage == "requirements" else Design).model_validate(row.document)
+
+
+def run_view(settings: Settings, spec_id: int) -> dict:
+    """Everything the templates show, read from the database in one go."""
+    with session_scope(settings.database_url) as s:
+        spec = s.get(Spec, spec_id)
+        tasks = sorted(s.scalars(select(SpecTask).where(SpecTask.spec_id == spec_id)).all(),
+                       key=lambda t: task_number(t.task_id))
+        requirements = _approved(s, spec_id, "requirements")
+        design = _approved(s, spec_id, "design")
+        web = settings.github_web_url
+        started, finished = spec.run_started_at, spec.run_finished_at
+        elapsed = (as_utc(finished or utc_now()) - as_utc(started)).total_seconds() if started else 0
+        rows = [{
+            "id": t.task_id, "title": t.title, "status": t.status, "attempts": t.attempts,
+            "covers": list(t.covers or []), "depends_on": list(t.depends_on or []), "verify": list(t.verify or []),
+            "commit": t.commit_sha, "commit_short": (t.commit_sha or "")[:7],
+            "commit_url": f"{web}/{spec.repo_full_name}/commit/{t.commit_sha}" if t.commit_sha else None,
+            "cost": f"${Decimal(t.cost_usd or 0):.4f}", "duration": _duration(t.duration_s or 0),
+            "error": t.error, "evidence": list(t.evidence or []),
+        } for t in tasks]
+        total_cost = sum((Decimal(t.cost_usd or 0) for t in tasks), Decimal(0))
+        trace = []
+        if requirements is not None:
+            for story in requirements.stories:
+                for c in story.criteria:
+                    covering = [r for r in rows if c.id in r["covers"]]
+                    trace.append({"id": c.id, "text": c.text, "tasks": covering})
+        counts = {k: sum(1 for r in rows if r["status"] == k)
+                  for k in ("done", "running", "pending", "failed", "cancelled")}
+        return {
+            "spec_id": spec.id, "full_name": spec.repo_full_name, "issue_number": spec.issue_number,
+            "title": spec.title, "branch": spec.branch, "run_state": spec.run_state, "run_error": spec.run_error,
+            "pr_number": spec.pr_number, "check_id": spec.implement_check_run_id,
+            "check_sha": spec.implement_check_sha, "comment_id": spec.tracking_comment_id,
+            "tasks": rows, "counts": counts, "total": len(rows), "elapsed": _duration(elapsed),
+            "cost": f"${total_cost:.4f}", "trace": trace,
+            "summary": requirements.summary if requirements else "",
+            "overview": design.overview if design else "",
+            "failed": [r for r in rows if r["status"] == "failed"],
+            "issue_url": f"{web}/{spec.repo_full_name}/issues/{spec.issue_number}",
+            "pr_url": f"{web}/{spec.repo_full_name}/pull/{spec.pr_number}" if spec.pr_number else None,
+            "max_attempts": settings.task_max_attempts,
+            **_supervision_view(s, settings, spec),
+        }
+
+
+def _supervision_view(s, settings: Settings, spec: Spec) -> dict:
+    """Budget stop, stall notice, discoveries and interventions (app/execution/budgets.py, discovery.py, monitoring.py)."""
+    from app.execution import discovery
+    from app.db.models import Intervention
+
+    interventions = [{"task": i.task_id, "attempt": i.attempt, "source": i.source, "verdict": i.verdict,
+                      "action": i.action, "reason": i.reason, "guidance": i.guidance,
+                      "delivered": i.delivered_at is not None}
+                     for i in s.scalars(select(Intervention).where(Intervention.spec_id == spec.id)
+                                        .order_by(Intervention.id))]
+    stalled = None
+    if spec.run_state == "running" and spec.stall_reported_at is not None:
+        stalled = _duration((utc_now() - as_utc(spec.stall_reported_at)).total_seconds() + settings.stall_minutes * 60)
+    return {"budget_stop": spec.budget_stop if spec.run_state == "paused_budget" else None, "stalled": stalled,
+            "discoveries": discovery.views(s, spec.id), "interventions": interventions,
+            "max_discovered": settings.max_discovered_tasks_per_spec}
+
+
+# --- set-up ---------------------------------------------------------------------------------
+
+
+async def ensure_branch_and_pr(gh, settings: Settings, spec_id: int) -> tuple[str, dict]:
+    """The spec's branch exists (from the default branch head if it was never created); a draft pull
+    request is open for it if there is anything to compare. Returns (branch, repository JSON)."""
+    with session_scope(settings.database_url) as s:
+        spec = s.get(Spec, spec_id)
+        if not spec.branch:
+            spec.branch = branch_name(spec.issue_number, spec.title)
+        full_name, branch = spec.repo_full_name, spec.branch
+    repo = await gh.getitem("/repos/{owner}/{repo}", url_vars=repo_vars(full_name))
+    default = repo.get("default_branch") or "main"
+    ref = await gh.getitem("/repos/{owner}/{repo}/git/ref/{ref}", url_vars={**repo_vars(full_name), "ref": f"heads/{default}"})
+    await ensure_branch(gh, full_name, branch, ref["object"]["sha"])
+    await _ensure_pr(gh, settings, spec_id, full_name, branch, default)
+    return branch, repo
+
+
+async def _ensure_pr(gh, settings: Settings, spec_id: int, full_name: str, branch: str, base: str) -> int | None:
+    with session_scope(settings.database_url) as s:
+        known = s.get(Spec, spec_id).pr_number
+    if known:
+        return known
+    owner = full_name.split("/", 1)[0]
+    number = None
+    async for pr in gh.getiter("/repos/{owner}/{repo}/pulls{?head,state}",
+                               url_vars={**repo_vars(full_name), "head": f"{owner}:{branch}", "state": "open"}):
+        number = pr["number"]
+        break
+    if number is None:
+        view = run_view(settings, spec_id)
+        try:
+            created = await gh.post("/repos/{owner}/{repo}/pulls", url_vars=repo_vars(full_name), data={
+                "title": render("execution/pr_title.j2", **view).strip(), "head": branch, "base": base,
+                "body": _pr_body(view), "draft": True, "maintainer_can_modify": True,
+            })
+            number = created["number"]
+        except gidgethub.BadRequest as exc:
+            if exc.status_code != 422:
+                raise
+            # Nothing to compare yet (no commit on the branch), or a PR was opened meanwhile.
+            async for pr in gh.getiter("/repos/{owner}/{repo}/pulls{?head,state}",
+                                       url_vars={**repo_vars(full_name), "head": f"{owner}:{branch}", "state": "open"}):
+                number = pr["number"]
+                break
+            if number is None:
+                log.info("pr_deferred", spec_id=spec_id, reason=str(exc)[:200])
+                return None
+    with session_scope(settings.database_url) as s:
+        s.get(Spec, spec_id).pr_number = number
+    return number
+
+
+def _pr_body(view: dict) -> str:
+    body = render("execution/pr_body.md.j2", **view)
+    if len(body) > GITHUB_BODY_LIMIT:
+        body = render("execution/pr_body.md.j2", **{**view, "tasks": [{**t, "evidence": []} for t in view["tasks"]]})
+    return body[:GITHUB_BODY_LIMIT]
+
+
+# --- publishing -------------------------------------------------------------------------------
+
+
+PUBLISH_WAIT_SECONDS = 3  # a worker slot never waits long: the holder publishes again for us
+
+
+async def publish(gh, settings: Settings, spec_id: int) -> None:
+    """Re-render the check run, the tracking comment and the pull request body (one publisher at a time).
+
+    A caller that finds another publisher busy for more than a moment leaves a "wanted" mark and returns
+    (a worker killed while holding the lock must not hold every pool slot, and with them lease recovery,
+    until the lock expires). A publisher looks for the mark after it released the lock and publishes
+    again if it finds one; a caller that left a mark tries the lock once more after leaving it. Either
+    way the newest state reaches GitHub."""
+    key, wanted, owner = f"publish:spec:{spec_id}", f"publish-wanted:spec:{spec_id}", owner_id()
+    for _ in range(5):
+        if not await _acquire(key, owner, PUBLISH_WAIT_SECONDS):
+            try_acquire(wanted, owner, 600)
+            if not try_acquire(key, owner, 120):  # the holder will see the mark once it has released
+                log.info("publish_deferred_busy", spec_id=spec_id)
+                return
+        try:
+            clear(wanted)
+            await _publish(gh, settings, spec_id)
+        finally:
+            release(key, owner)
+        if not clear(wanted):  # nobody asked for a newer state meanwhile
+            return
+
+
+async def _acquire(key: str, owner: str, wait_s: float) -> bool:
+    deadline = time.monotonic() + wait_s
+    while not try_acquire(key, owner, 120):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+_READY_FOR_REVIEW = """
+mutation($id: ID!) { markPullRequestReadyForReview(input: {pullRequestId: $id}) { pullRequest { isDraft } } }
+"""
+
+
+async def _ready_for_review(gh, spec_id: int, pr: dict) -> None:
+    """Every task done and verified: the draft becomes a pull request ready for review (REST cannot
+    change a draft; GraphQL can). A failure leaves it a draft and is logged, never fatal."""
+    try:
+        await gh.graphql(_READY_FOR_REVIEW, id=pr["node_id"])
+        log.info("pull_request_ready_for_review", spec_id=spec_id, pr=pr.get("number"))
+    except Exception as exc:  # noqa: BLE001 - the run's result is already published
+        log.warning("pull_request_ready_failed", spec_id=spec_id, error=exc.__class__.__name__)
+
+
+async def _publish(gh, settings: Settings, spec_id: int) -> None:
+    view = run_view(settings, spec_id)
+    if view["run_state"] is None or not view["branch"]:
+        return
+    full_name, branch = view["full_name"], view["branch"]
+    if not view["pr_number"] and view["run_state"] == "running":
+        repo = await gh.getitem("/repos/{owner}/{repo}", url_vars=repo_vars(full_name))
+        if await _ensure_pr(gh, settings, spec_id, full_name, branch, repo.get("default_branch") or "main"):
+            view = run_view(settings, spec_id)
+    # The check run lives on the branch head; when the head moves, the old one is closed as superseded.
+    ref = await gh.getitem("/repos/{owner}/{repo}/git/ref/{ref}", url_vars={**repo_vars(full_name), "ref": f"heads/{branch}"})
+    head = ref["object"]["sha"]
+    check_id = view["check_id"]
+    if check_id and view["check_sha"] and view["check_sha"] != head:
+        await upsert_check_run(gh, full_name, check_run_id=check_id, name=CHECK_NAME, head_sha=view["check_sha"],
+                               title=render("execution/check_superseded.j2", head=head).strip(),
+                               summary=render("execution/check_superseded.j2", head=head),
+                               conclusion="neutral", actions=[])
+        check_id = None
+    state = view["run_state"]
+    actions = [CANCEL_ACTION] if state == "running" else [RETRY_ACTION] if state in ("failed", "cancelled") else []
+    check_id = await upsert_check_run(
+        gh, full_name, check_run_id=check_id, name=CHECK_NAME, head_sha=head,
+        title=render("execution/check_title.j2", **view).strip(), summary=render("execution/check_summary.md.j2", **view),
+        conclusion=CONCLUSIONS.get(state), details_url=view["pr_url"] or view["issue_url"], actions=actions,
+    )
+    comment = await comments.upsert(gh, settings, full_name, view["issue_number"], tracking_marker(spec_id),
+                                     render("execution/tracking.md.j2", **view), known_id=view["comment_id"])
+    if view["pr_number"]:
+        pr = await gh.patch("/repos/{owner}/{repo}/pulls/{pull_number}",
+                            url_vars={**repo_vars(full_name), "pull_number": view["pr_number"]},
+                            data={"body": _pr_body(view)})
+        if state == "succeeded" and pr.get("draft"):
+            await _ready_for_review(gh, spec_id, pr)
+    with session_scope(settings.database_url) as s:
+        spec = s.get(Spec, spec_id)
+        spec.implement_check_run_id, spec.implement_check_sha = check_id, head
+        spec.tracking_comment_id = comment.comment_id

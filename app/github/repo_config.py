@@ -1,0 +1,141 @@
+"""Per-repository settings from `.github/omoi.yml` on the default branch.
+
+Validated against a schema with defaults. A broken file never stops omoi: the issue being
+handled gets one comment naming the bad key (once per version of the file), and omoi carries on
+with the defaults.
+"""
+from __future__ import annotations
+
+import base64
+import time
+
+import gidgethub
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from app.config import Settings
+
+PATH = ".github/omoi.yml"
+_CACHE_SECONDS = 60
+_cache: dict[tuple[str, str], tuple[float, "Loaded"]] = {}
+
+
+class Budgets(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    task_usd: float = Field(5.0, gt=0)
+    spec_usd: float = Field(50.0, gt=0)
+    monthly_usd: float = Field(500.0, gt=0)
+    task_minutes: int = Field(30, gt=0)
+
+
+class Setup(BaseModel):
+    """Commands run in the sandbox before the agent (install dependencies, build), with network only to
+    `allow` (host names, `*.` wildcards, optional `:port`); the agent then runs without network."""
+    model_config = ConfigDict(extra="forbid")
+    commands: list[str] = Field(default_factory=list, max_length=20)
+    allow: list[str] = Field(default_factory=lambda: list(_default_allow()), max_length=100)
+    timeout_minutes: int = Field(10, ge=1, le=60)
+
+
+def _default_allow() -> tuple[str, ...]:
+    from app.sandbox.egress_proxy import DEFAULT_ALLOW
+
+    return DEFAULT_ALLOW
+
+
+class Concurrency(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    per_spec: int = Field(3, ge=1, le=20)
+
+
+class Models(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    planner: str | None = None
+    reviewer: str | None = None
+
+
+class RepoConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    trigger_label: str | None = Field(None, min_length=1, max_length=50)
+    approvers: list[str] = Field(default_factory=list, max_length=100)  # empty: anyone with write access
+    concurrency: Concurrency = Field(default_factory=Concurrency)
+    budgets: Budgets = Field(default_factory=Budgets)
+    blocked_paths: list[str] = Field(default_factory=lambda: [".github/**"], max_length=100)
+    models: Models = Field(default_factory=Models)
+    auto_resolve_threads: bool = False
+    # What an agent's change may contain (app/execution/policy.py): binary files and .gitattributes are refused
+    # unless the repository allows them.
+    allow_binary: bool = False
+    allow_gitattributes: bool = False
+    setup: Setup = Field(default_factory=Setup)
+
+
+class Loaded(BaseModel):
+    config: RepoConfig
+    error: str | None = None  # what was wrong with the file, if anything
+    sha: str | None = None    # blob sha of the file, to report each broken version once
+
+
+def parse(text: str) -> tuple[RepoConfig, str | None]:
+    """The config in `text`, or the defaults plus a message naming what is wrong."""
+    try:
+        data = yaml.safe_load(text) if text.strip() else {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        return RepoConfig(), f"{PATH} is not valid YAML{where}"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        return RepoConfig(), f"{PATH} must be a mapping of settings"
+    try:
+        return RepoConfig.model_validate(data), None
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors()[:5]:
+            key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            msg = "is not a known setting" if err["type"] == "extra_forbidden" else err["msg"]
+            problems.append(f"`{key}` {msg}")
+        return RepoConfig(), f"{PATH}: " + "; ".join(problems)
+
+
+async def load(gh, settings: Settings, full_name: str) -> Loaded:
+    key = (settings.github_api_url, full_name.lower())
+    hit = _cache.get(key)
+    if hit and hit[0] > time.monotonic():
+        return hit[1]
+    owner, repo = full_name.split("/", 1)
+    try:
+        item = await gh.getitem("/repos/{owner}/{repo}/contents/{path}",
+                                url_vars={"owner": owner, "repo": repo, "path": PATH})
+    except gidgethub.BadRequest as exc:
+        if exc.status_code != 404:
+            raise
+        loaded = Loaded(config=RepoConfig())
+    else:
+        text = base64.b64decode(item.get("content", "")).decode("utf-8", "replace") if isinstance(item, dict) else ""
+        config, error = parse(text)
+        loaded = Loaded(config=config, error=error, sha=item.get("sha") if isinstance(item, dict) else None)
+    _cache[key] = (time.monotonic() + _CACHE_SECONDS, loaded)
+    return loaded
+
+
+def trigger_label(loaded: Loaded, settings: Settings) -> str:
+    return loaded.config.trigger_label or settings.trigger_label
+
+
+def clear_cache() -> None:
+    _cache.clear()
+
+
+async def load_and_report(gh, settings: Settings, full_name: str, issue_number: int) -> RepoConfig:
+    """Load the config; if it is broken, say so once on this issue and return the defaults."""
+    from app.db import claims
+    from app.github import comments
+    from app.text.rendering import render
+
+    loaded = await load(gh, settings, full_name)
+    if loaded.error and claims.claim(f"config-error:{full_name}:{loaded.sha}", "notice"):
+        await comments.upsert(gh, settings, full_name, issue_number, f"<!-- omoi:config-error sha={loaded.sha} ",
+                              render("replies/config_error.md.j2", error=loaded.error, sha=loaded.sha))
+    return loaded.config

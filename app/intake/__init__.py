@@ -1,0 +1,1 @@
+"""A stored delivery on the worker side: verify, route, record; redelivery sweeps."""

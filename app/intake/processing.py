@@ -1,0 +1,221 @@
+"""Worker side of a delivery: load it from the database, verify it, route it, record the outcome.
+
+The database row is the source of truth, not the broker message: a delivery is done only
+when its row says so, and anything stored but unfinished is re-enqueued by the sweep.
+
+A row is not a command by itself: before routing, the worker checks the row's stored body against
+the X-Hub-Signature-256 the web process verified (HMAC-SHA256 with the webhook secret, again) and
+routes the payload parsed from that body. Whoever can write to the database but does not hold the
+webhook secret cannot make omoi act: such a row ends `failed` ("integrity check failed").
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import traceback
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Callable
+
+import aiohttp
+import gidgethub
+from gidgethub import sansio
+from sqlalchemy import Text, cast, select, update
+
+from app.config import get_settings
+from app.db.models import WebhookDelivery
+from app.db.session import session_scope
+from app.events import HANDLED_EVENTS, router
+from app.events.context import EventContext
+from app.events.records import remember
+from app.intake.delivery_keys import issue_key
+from app.db.locks import Busy, issue_lock
+from app.observability.logs import get_logger, redact
+from app.observability.metrics import EVENTS_PROCESSED
+from app.timeutil import utc_now
+
+log = get_logger("omoi.worker")
+MAX_ATTEMPTS = 5
+INTEGRITY_FAILED = "integrity check failed"
+
+
+@dataclass
+class Result:
+    outcome: str
+    retry_in: float | None = None
+
+
+def _older_unfinished(s, delivery_pk: int, key: str) -> bool:
+    """An earlier delivery about the same issue still waits: this one must wait behind it."""
+    return s.scalars(select(WebhookDelivery.id).where(
+        WebhookDelivery.issue_key == key, WebhookDelivery.id < delivery_pk,
+        WebhookDelivery.status.in_(("received", "queued", "processing")),
+        WebhookDelivery.attempts < MAX_ATTEMPTS,
+    ).limit(1)).first() is not None
+
+
+def _not_json(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def verified_payload(d: WebhookDelivery, payload_text: str | None, secret: str | None) -> tuple[dict | None, str]:
+    """The payload to route, parsed from the bytes GitHub signed once the row's stored signature
+    checks out with the webhook secret and the row's other columns agree with them; otherwise None
+    and why (for the log). The signed bytes are `raw_body`, or, when that is NULL (nearly always:
+    the web process stores a UTF-8 body once), the payload column's own text (`payload_text`,
+    kept exactly as written by both databases). The `event` column cannot be checked: GitHub does
+    not sign headers; it must be one the web process stores."""
+    from app.web.server import delivery_columns, verify_signature  # the web process's own rules
+
+    if not secret:
+        return None, "no_webhook_secret"
+    if d.event not in HANDLED_EVENTS:
+        return None, "event_not_handled"
+    if not d.signature:
+        return None, "no_signature"
+    if d.raw_body is not None:
+        signed = bytes(d.raw_body)
+    elif payload_text is not None:
+        signed = payload_text.encode("utf-8", "surrogatepass")
+    else:
+        return None, "no_signed_body"
+    if not verify_signature(signed, d.signature, secret):
+        return None, "bad_signature"
+    try:
+        payload = json.loads(signed, parse_constant=_not_json)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None, "not_json"
+    if not isinstance(payload, dict):
+        return None, "not_json"
+    if d.payload != payload:  # only a stored raw_body can differ from the column; a changed column cannot verify
+        return None, "payload_differs"
+    columns = delivery_columns(payload)
+    if (d.action, d.installation_id, d.issue_key) != (
+            columns["action"], columns["installation_id"], columns["issue_key"]):
+        return None, "columns_differ"
+    return payload, ""
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError, gidgethub.GitHubBroken)):
+        return True
+    return isinstance(exc, gidgethub.HTTPException) and exc.status_code in (429, 500, 502, 503, 504)
+
+
+def process_delivery(delivery_pk: int) -> Result:
+    settings = get_settings()
+    with session_scope(settings.database_url) as s:
+        try:
+            d = s.get(WebhookDelivery, delivery_pk)
+        except ValueError:  # a payload column that is not JSON: not a row omoi wrote
+            d = False
+        if d is None:
+            return Result("missing")
+        if d is not False:
+            if d.status in ("done", "ignored", "failed"):
+                return Result("already-" + d.status)  # redelivered broker message: nothing twice
+            # the order and the lock only: the row is verified before anything is routed
+            key = d.issue_key or (issue_key(d.payload) if isinstance(d.payload, dict) else None)
+            if key and _older_unfinished(s, delivery_pk, key):
+                return Result("waiting", retry_in=1.0)  # commands on one issue run in arrival order
+    if d is False:
+        with session_scope(settings.database_url) as s:
+            status, delivery_id = s.execute(select(WebhookDelivery.status, WebhookDelivery.delivery_id)
+                                            .where(WebhookDelivery.id == delivery_pk)).one()
+        if status in ("done", "ignored", "failed"):
+            return Result("already-" + status)
+        return _integrity_failed(delivery_pk, delivery_id, "payload_not_json")
+    try:
+        with issue_lock(key, settings.issue_lock_seconds):
+            return _process_locked(settings, delivery_pk)
+    except Busy:
+        return Result("busy", retry_in=1.0)  # queues behind the holder; never cancels it
+
+
+def _integrity_failed(delivery_pk: int, delivery_id: str | None, why: str, *, mark: bool = True) -> Result:
+    """A row that failed verification: `failed` (never routed, never retried), and a warning."""
+    if mark:
+        table = WebhookDelivery.__table__
+        with session_scope() as s:  # Core: the row's payload may not even load
+            s.execute(update(table).where(table.c.id == delivery_pk).values(
+                status="failed", attempts=table.c.attempts + 1, error=INTEGRITY_FAILED, finished_at=utc_now()))
+    log.warning("delivery_integrity_failed", delivery_id=str(delivery_id)[:64], delivery_pk=delivery_pk, reason=why)
+    EVENTS_PROCESSED.labels("-", "integrity_failed").inc()
+    return Result("failed")
+
+
+def _process_locked(settings, delivery_pk: int) -> Result:
+    with session_scope(settings.database_url) as s:
+        d = s.get(WebhookDelivery, delivery_pk)
+        if d.status in ("done", "ignored", "failed"):
+            return Result("already-" + d.status)
+        secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+        payload_text = None
+        if d.raw_body is None:  # the column's text as stored, not parsed and serialised again
+            payload_text = s.scalar(
+                select(cast(WebhookDelivery.payload, Text)).where(WebhookDelivery.id == delivery_pk))
+        payload, why = verified_payload(d, payload_text, secret)
+        if payload is None:  # never routed; not retried either: the row will not become genuine
+            d.status, d.attempts, d.error, d.finished_at = "failed", d.attempts + 1, INTEGRITY_FAILED, utc_now()
+        else:
+            d.status, d.attempts, d.started_at = "processing", d.attempts + 1, utc_now()
+            event_name, attempts = d.event, d.attempts
+            remember(s, payload)
+        delivery_id = d.delivery_id
+    if payload is None:
+        return _integrity_failed(delivery_pk, delivery_id, why, mark=False)
+
+    bound = log.bind(delivery_id=delivery_id, event=event_name, action=payload.get("action"))
+    inst = payload.get("installation")
+    installation_id = inst.get("id") if isinstance(inst, dict) else None  # signed but malformed: no crash
+    try:
+        asyncio.run(_dispatch(event_name, payload, delivery_id, installation_id, bound))
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded, then retried or ended
+        error = redact("".join(traceback.format_exception_only(type(exc), exc)).strip())
+        if is_transient(exc) and attempts < MAX_ATTEMPTS:
+            bound.warning("delivery_retry", error=error, attempt=attempts)
+            _set_status(delivery_pk, "queued", error)
+            EVENTS_PROCESSED.labels(event_name, "retry").inc()
+            return Result("retry", retry_in=min(2 ** attempts, 60))
+        bound.error("delivery_failed", error=error, attempt=attempts)
+        _set_status(delivery_pk, "failed", error)
+        EVENTS_PROCESSED.labels(event_name, "failed").inc()
+        return Result("failed")
+    _set_status(delivery_pk, "done")
+    EVENTS_PROCESSED.labels(event_name, "done").inc()
+    return Result("done")
+
+
+async def _dispatch(event_name: str, payload: dict, delivery_id: str, installation_id, bound) -> None:
+    settings = get_settings()
+    event = sansio.Event(payload, event=event_name, delivery_id=delivery_id)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        ctx = EventContext(settings, session, delivery_id, installation_id, bound)
+        await router.dispatch(event, ctx)
+
+
+def _set_status(delivery_pk: int, status: str, error: str | None = None) -> None:
+    with session_scope() as s:
+        d = s.get(WebhookDelivery, delivery_pk)
+        d.status, d.error = status, error
+        if status in ("done", "failed"):
+            d.finished_at = utc_now()
+
+
+def sweep_deliveries(enqueue: Callable[[int], object], older_than: timedelta | None = None) -> int:
+    """Re-enqueue deliveries that were stored but never finished (lost message, killed worker)."""
+    settings = get_settings()
+    cutoff = utc_now() - (older_than or timedelta(seconds=settings.delivery_stale_seconds))
+    with session_scope(settings.database_url) as s:
+        stale = s.scalars(
+            select(WebhookDelivery.id).where(
+                WebhookDelivery.status.in_(("received", "queued", "processing")),
+                WebhookDelivery.received_at < cutoff,
+                WebhookDelivery.attempts < MAX_ATTEMPTS,
+            )
+        ).all()
+    for pk in stale:
+        enqueue(pk)
+    if stale:
+        log.info("deliveries_resumed", count=len(stale))
+    return len(stale)

@@ -1,0 +1,1 @@
+"""Model calls made by omoi itself (structured output) and what they cost."""

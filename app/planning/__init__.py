@@ -1,0 +1,1 @@
+"""The spec: requirements -> design -> tasks, each generated, gated and approved."""

@@ -1,0 +1,380 @@
+"""The spec state machine: REQUIREMENTS -> DESIGN -> TASKS, each gated and approved.
+
+State lives in `specs` and `spec_stages`; the issue comments and the `omoi / spec` check run
+are renderings of it, rebuilt from the database after every change.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from app.github import repo_config
+from app.config import Settings
+from app.db.models import Spec, SpecStage
+from app.db.session import session_scope
+from app.github import comments, repo_vars
+from app.github.checks import upsert_check_run
+from app.github.repo_files import branch_name, ensure_branch, put_file
+from app.llm.structured import structured_output
+from app.observability.logs import get_logger
+from app.text.rendering import render
+from app.text.sanitize import sanitize_inline, sanitize_untrusted
+from app.planning import gates as g
+from app.web.links import spec_status_url
+from app.planning.digest import build_digest
+from app.planning.documents import STAGES as DOC_TYPES
+from app.planning.documents import COMMENT_BUDGET, diff_summary, doc_hash, render_spec_file, render_stage_comment
+from app.planning.schemas import (
+    DesignDraft,
+    Requirements,
+    RequirementsDraft,
+    Tasks,
+    TasksDraft,
+    assign_ids,
+    assign_task_ids,
+)
+from app.timeutil import utc_now
+
+log = get_logger("omoi.spec")
+STAGES = ("requirements", "design", "tasks")
+DRAFTS = {"requirements": RequirementsDraft, "design": DesignDraft, "tasks": TasksDraft}
+CHECK_NAME = "omoi / spec"
+ACTIVE = ("waiting", "blocked")  # a stage revision that is waiting for people
+
+
+class Finding(BaseModel):
+    severity: str = Field(description="'warning' for a real problem, 'info' for a suggestion", max_length=16)
+    message: str = Field(max_length=500)
+
+
+class Review(BaseModel):
+    findings: list[Finding] = Field(default_factory=list, max_length=10)
+
+
+@dataclass
+class Outcome:
+    """What a command did, for the reply comment (template name + its context)."""
+
+    template: str
+    context: dict = field(default_factory=dict)
+
+
+def stage_marker(stage: str) -> str:
+    return f"<!-- omoi:spec stage={stage} "
+
+
+
+def _finalize(stage: str, draft: BaseModel) -> BaseModel:
+    if stage == "requirements":
+        return assign_ids(draft)
+    if stage == "tasks":
+        return assign_task_ids(draft)
+    return draft
+
+
+def _load_doc(stage: str, data: dict) -> BaseModel:
+    return DOC_TYPES[stage].model_validate(data)
+
+
+def _latest(s, spec_id: int, stage: str, statuses: tuple[str, ...] | None = None) -> SpecStage | None:
+    q = select(SpecStage).where(SpecStage.spec_id == spec_id, SpecStage.stage == stage)
+    if statuses:
+        q = q.where(SpecStage.status.in_(statuses))
+    return s.scalars(q.order_by(SpecStage.revision.desc()).limit(1)).first()
+
+
+def _approved_docs(s, spec_id: int) -> dict[str, BaseModel]:
+    docs = {}
+    for stage in STAGES:
+        row = _latest(s, spec_id, stage, ("approved",))
+        if row is not None:
+            docs[stage] = _load_doc(stage, row.document)
+    return docs
+
+
+def _run_gates(stage: str, doc: BaseModel, approved: dict, repo_files: set[str]) -> list[g.GateResult]:
+    if stage == "requirements":
+        return g.check_requirements(doc)
+    if stage == "design":
+        return g.check_design(doc, approved["requirements"], repo_files)
+    return g.check_tasks(doc, approved["requirements"], approved["design"], repo_files)
+
+
+def _gate_dicts(results: list[g.GateResult]) -> list[dict]:
+    return [{"name": r.name, "passed": r.passed, "message": r.message, "severity": r.severity} for r in results]
+
+
+def _gate_objs(rows: list[dict]) -> list[g.GateResult]:
+    return [g.GateResult(**r) for r in rows]
+
+
+async def _ensure_digest(gh, settings: Settings, spec_id: int) -> tuple[str, set[str]]:
+    with session_scope(settings.database_url) as s:
+        spec = s.get(Spec, spec_id)
+        if spec.digest:
+            return spec.digest, set(spec.repo_files or [])
+        full_name = spec.repo_full_name
+    digest = await build_digest(gh, full_name)
+    with session_scope(settings.database_url) as s:
+        spec = s.get(Spec, spec_id)
+        spec.digest, spec.repo_files, spec.base_sha = digest.text, digest.files, digest.base_sha
+    return digest.text, set(digest.files)
+
+
+async def generate(gh, settings: Settings, spec_id: int, stage: str, user_feedback: str | None = None) -> str:
+    """Write a new revision of `stage`, gate it (retrying with the findings), publish it."""
+    digest, repo_files = await _ensure_digest(gh, settings, spec_id)
+    with session_scope(settings.database_url) as s:
+        spec = s.get(Spec, spec_id)
+        if spec.state in ("rejected", "cancelled"):
+            return "skipped"
+        approved = _approved_docs(s, spec_id)
+        previous = _latest(s, spec_id, stage, ACTIVE + ("superseded",))
+        previous_doc = _load_doc(stage, previous.document) if previous else None
+        full_name, number = spec.repo_full_name, spec.issue_number
+    issue = await gh.getitem(
+        "/repos/{owner}/{repo}/issues/{issue_number}", url_vars={**repo_vars(full_name), "issue_number": number}
+    )
+    prompt_ctx = {
+        "issue_number": number,
+        # People's text is data: what GitHub hides (HTML comments, invisible characters) is removed
+        # and it cannot close its <issue>/<feedback> tags (app/text/sanitize.py).
+        "title": sanitize_inline(issue.get("title", "")),
+        "body": sanitize_untrusted(issue.get("body")).strip() or "(no description)",
+        "requirements": approved["requirements"].model_dump_json(indent=1) if "requirements" in approved else "",
+        "design": approved["design"].model_dump_json(indent=1) if "design" in approved else "",
+        "user_feedback": sanitize_untrusted(user_feedback) if user_feedback else user_feedback,
+        "previous": previous_doc.model_dump_json(indent=1) if (previous_doc and user_feedback) else "",
+    }
+    system = render("prompts/system.j2")
+    models = (await repo_config.load(gh, settings, full_name)).config.models  # per-repo model names
+    gate_feedback: list[str] = []
+    attempts = 0
+    for attempts in range(1, settings.spec_gate_retries + 2):
+        prompt = render(f"prompts/{stage}.j2", gate_feedback=gate_feedback, **prompt_ctx)
+        draft = await structured_output(
+            prompt, DRAFTS[stage], system=system, context=digest, purpose=stage, spec_id=spec_id,
+            model=models.planner,
+        )
+        doc = _finalize(stage, draft)
+        results = _run_gates(stage, doc, approved, repo_files)
+        if g.passed(results):
+            break
+        gate_feedback = g.feedback(results)
+        log.info("spec_gates_failed", spec_id=spec_id, stage=stage, attempt=attempts, failures=len(gate_feedback))
+    ok = g.passed(results)
+    results = results + await _review(settings, spec_id, stage, doc, prompt_ctx, models.reviewer)
+
+    with session_scope(settings.database_url) as s:
+        spec = s.get(Spec, spec_id)
+        last = _latest(s, spec_id, stage)
+        revision = (last.revision + 1) if last else 1
+        for row in s.scalars(select(SpecStage).where(SpecStage.spec_id == spec_id, SpecStage.stage == stage,
+                                                    SpecStage.status.in_(ACTIVE))):
+            row.status = "superseded"
+        later = STAGES[STAGES.index(stage) + 1:]
+        stale = s.scalars(select(SpecStage).where(
+            SpecStage.spec_id == spec_id, SpecStage.stage.in_(later), SpecStage.status.in_(ACTIVE + ("approved",))
+        )).all()
+        for row in stale:
+            row.status = "stale"
+        row = SpecStage(
+            spec_id=spec_id, stage=stage, revision=revision, status="waiting" if ok else "blocked",
+            document=doc.model_dump(mode="json"), gates=_gate_dicts(results), content_hash=doc_hash(doc),
+            feedback=user_feedback, changes=diff_summary(previous_doc, doc) if previous_doc else [],
+            attempts=attempts,
+        )
+        s.add(row)
+        spec.state = stage if ok else "blocked"
+        spec.last_error = None if ok else f"{stage} failed its quality gates after {attempts} attempts"
+        stale_stages = sorted({r.stage for r in stale})
+    await publish(gh, settings, spec_id, [stage, *stale_stages])
+    return "waiting" if ok else "blocked"
+
+
+async def _review(settings: Settings, spec_id: int, stage: str, doc: BaseModel, ctx: dict,
+                  model: str | None) -> list[g.GateResult]:
+    """Advisory findings from a second model; never blocks, never fails the phase."""
+    try:
+        review = await structured_output(
+            render("prompts/review.j2", stage=stage, document=doc.model_dump_json(indent=1),
+                   issue_number=ctx["issue_number"], title=ctx["title"]),
+            Review, model=model or settings.model_reviewer, purpose=f"{stage}:review", spec_id=spec_id,
+        )
+    except Exception as exc:  # noqa: BLE001 - advisory only
+        log.warning("spec_review_failed", spec_id=spec_id, stage=stage, error=exc.__class__.__name__)
+        return []
+    if not review.findings:
+        return [g.GateResult("Reviewer", True, "no findings", "warning")]
+    return [g.GateResult("Reviewer", False, f.message, "warning") for f in review.findings]
+
+
+async def publish(gh, settings: Settings, spec_id: int, stages: list[str]) -> None:
+    """Re-render the given stage comments and the check run from the database."""
+    with session_scope(settings.database_url) as s:
+        spec = s.get(Spec, spec_id)
+        full_name, number = spec.repo_full_name, spec.issue_number
+        known = dict(spec.stage_comments or {})
+        views = []
+        for stage in stages:
+            row = _latest(s, spec_id, stage)
+            if row is None:
+                continue
+            status = row.status if row.status != "superseded" else "waiting"
+            if spec.state == "rejected" and row.status in ACTIVE:
+                status = "rejected"
+            views.append((stage, row.revision, _load_doc(stage, row.document), _gate_objs(row.gates),
+                          status, row.approved_by, row.changes if row.revision > 1 else None))
+        current = _current_view(s, spec)
+    for stage, revision, doc, results, status, approved_by, changes in views:
+        overflow = await write_spec_file(gh, settings, spec_id, stage, revision) if _overflows(stage, doc) else None
+        body = render_stage_comment(stage, doc, revision=revision, gates=results, status=status,
+                                    approved_by=approved_by, changes=changes, overflow_url=overflow)
+        result = await comments.upsert(gh, settings, full_name, number, stage_marker(stage), body,
+                                       known_id=known.get(stage))
+        known[stage] = result.comment_id
+    check_id = await _publish_check(gh, settings, spec_id, current)
+    with session_scope(settings.database_url) as s:
+        spec = s.get(Spec, spec_id)
+        spec.stage_comments = known
+        spec.spec_check_run_id = check_id
+
+
+def _current_view(s, spec: Spec) -> dict:
+    rows = []
+    for stage in STAGES:
+        row = _latest(s, spec.id, stage)
+        if row is not None:
+            rows.append({"stage": stage, "revision": row.revision, "status": row.status, "gates": row.gates})
+    return {"state": spec.state, "stages": rows, "base_sha": spec.base_sha, "check_id": spec.spec_check_run_id,
+            "full_name": spec.repo_full_name, "issue_number": spec.issue_number}
+
+
+async def _publish_check(gh, settings: Settings, spec_id: int, view: dict) -> int | None:
+    if not view["base_sha"]:
+        return view["check_id"]
+    state = view["state"]
+    conclusion = {
+        "approved": "success", "blocked": "failure", "rejected": "cancelled",
+    }.get(state)
+    if state in STAGES:  # waiting for a person
+        conclusion = "action_required"
+    summary = render("checks/spec.md.j2", **view)
+    title = render("checks/spec_title.j2", **view).strip()
+    return await upsert_check_run(
+        gh, view["full_name"], check_run_id=view["check_id"], name=CHECK_NAME, head_sha=view["base_sha"],
+        title=title, summary=summary, conclusion=conclusion,
+        details_url=spec_status_url(settings, view["full_name"], view["issue_number"]),
+    )
+
+
+async def write_spec_file(gh, settings: Settings, spec_id: int, stage: str, revision: int | None = None) -> str:
+    """Commit a stage as `.omoi/specs/<issue>/<stage>.md` on the spec's branch; returns its web URL.
+
+    Approved stages are always written (the pull request carries the spec); a waiting revision
+    is written only when its comment would exceed GitHub's size limit, so the comment can link it.
+    """
+    with session_scope(settings.database_url) as s:
+        spec = s.get(Spec, spec_id)
+        if not spec.branch:
+            spec.branch = branch_name(spec.issue_number, spec.title)
+        q = select(SpecStage).where(SpecStage.spec_id == spec_id, SpecStage.stage == stage)
+        row = (s.scalars(q.where(SpecStage.revision == revision)).one() if revision
+               else _latest(s, spec_id, stage, ("approved",)))
+        full_name, number, branch, base = spec.repo_full_name, spec.issue_number, spec.branch, spec.base_sha
+        doc, rev, status = _load_doc(stage, row.document), row.revision, row.status
+    await ensure_branch(gh, full_name, branch, base)
+    path = f".omoi/specs/{number}/{stage}.md"
+    verb = "approved" if status == "approved" else "proposed"
+    await put_file(gh, full_name, branch, path, render_spec_file(stage, doc), f"omoi: {verb} {stage} r{rev} for #{number}")
+    return f"{settings.github_web_url}/{full_name}/blob/{branch}/{path}"
+
+
+def _overflows(stage: str, doc: BaseModel) -> bool:
+    # The comment holds the same content as the file plus headers and gates; leave room for those.
+    return len(render_spec_file(stage, doc)) > COMMENT_BUDGET - 8000
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+def approved_documents_json(s, spec_id: int) -> str:
+    return "\n".join(f"{k}: {v.model_dump_json()}" for k, v in _approved_docs(s, spec_id).items())
+
+
+def find_spec(s, full_name: str, number: int) -> Spec | None:
+    return s.scalars(select(Spec).where(Spec.repo_full_name == full_name, Spec.issue_number == number)).one_or_none()
+
+
+def start_spec(
+    settings: Settings, full_name: str, number: int, *, repository_id, installation_id, title: str,
+    requested_by: str,
+) -> tuple[int, bool]:
+    """Create (or restart) the spec of an issue; True when planning should start now."""
+    with session_scope(settings.database_url) as s:
+        spec = find_spec(s, full_name, number)
+        if spec is None:
+            spec = Spec(repo_full_name=full_name, issue_number=number, repository_id=repository_id,
+                        installation_id=installation_id, title=title, requested_by=requested_by,
+                        state="planning")
+            s.add(spec)
+            s.flush()
+            return spec.id, True
+        if spec.state in ("acknowledged", "rejected", "failed", "blocked"):
+            spec.state, spec.requested_by, spec.last_error = "planning", requested_by, None
+            return spec.id, True
+        return spec.id, False
+
+
+def mark_revising(settings: Settings, spec_id: int) -> None:
+    with session_scope(settings.database_url) as s:
+        s.get(Spec, spec_id).state = "planning"
+
+
+def approve(settings: Settings, spec_id: int, user: str, stage: str | None, revision: int | None) -> Outcome:
+    """Approve the waiting stage; returns what to tell the commenter. Follow-up work is queued."""
+    with session_scope(settings.database_url) as s:
+        spec = s.get(Spec, spec_id)
+        waiting = s.scalars(select(SpecStage).where(
+            SpecStage.spec_id == spec_id, SpecStage.status.in_(ACTIVE))).first()
+        if waiting is None:
+            return Outcome("replies/approve_nothing.md.j2", {"state": spec.state})
+        if waiting.status == "blocked":
+            return Outcome("replies/approve_blocked.md.j2", {"stage": waiting.stage, "revision": waiting.revision})
+        if stage and stage != waiting.stage:
+            return Outcome("replies/approve_wrong_stage.md.j2",
+                           {"asked": stage, "stage": waiting.stage, "revision": waiting.revision})
+        if revision and revision != waiting.revision:
+            return Outcome("replies/approve_stale.md.j2",
+                           {"asked": revision, "stage": waiting.stage, "revision": waiting.revision})
+        waiting.status, waiting.approved_by, waiting.approved_at = "approved", user, utc_now()
+        idx = STAGES.index(waiting.stage)
+        next_stage = STAGES[idx + 1] if idx + 1 < len(STAGES) else None
+        spec.state = next_stage or "approved"
+        done_stage, done_rev = waiting.stage, waiting.revision
+    return Outcome("replies/approved.md.j2", {"stage": done_stage, "revision": done_rev, "next_stage": next_stage})
+
+
+def reject(settings: Settings, spec_id: int, user: str, reason: str) -> Outcome:
+    with session_scope(settings.database_url) as s:
+        spec = s.get(Spec, spec_id)
+        spec.state = "rejected"
+        for row in s.scalars(select(SpecStage).where(SpecStage.spec_id == spec_id, SpecStage.status.in_(ACTIVE))):
+            row.status = "rejected"
+    return Outcome("replies/rejected.md.j2", {"user": user, "reason": reason})
+
+
+def revisable_stage(settings: Settings, spec_id: int) -> SpecStage | None:
+    with session_scope(settings.database_url) as s:
+        return s.scalars(select(SpecStage).where(
+            SpecStage.spec_id == spec_id, SpecStage.status.in_(ACTIVE))).first()
+
+
+def status_view(settings: Settings, spec_id: int) -> dict:
+    with session_scope(settings.database_url) as s:
+        spec = s.get(Spec, spec_id)
+        return _current_view(s, spec)
+
+

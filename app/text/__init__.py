@@ -1,0 +1,1 @@
+"""Text people read: template rendering, sanitising untrusted input, redacting secrets."""
