@@ -265,14 +265,16 @@ def start_omoi(omoi_processes, fake_github, fake_anthropic, rsa_keypair, tmp_pat
     return procs
 
 
-def wait_for(predicate, timeout: float = 30, interval: float = 0.1, message: str = "condition"):
+def wait_for(predicate, timeout: float = 30, interval: float = 0.1, message="condition"):
+    """Poll `predicate` until it is truthy. `message` may be a callable: it is then called at the
+    time-out, so logs and states in it are the ones that explain the failure."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+    raise AssertionError(f"timed out after {timeout}s waiting for {message() if callable(message) else message}")
 
 
 @pytest.fixture

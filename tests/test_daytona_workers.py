@@ -177,7 +177,7 @@ def test_two_daytona_workers_share_a_run_and_one_is_killed_mid_task(fake_github,
     for name in WORKERS:
         start_worker(procs, name, roots[name], hostnames[name])
     for name in WORKERS:  # both consume the queue before there is any work
-        wait_for(lambda: " ready." in procs.log_text(name), timeout=90, message=f"{name} ready\n{procs.log_text(name)}")
+        wait_for(lambda: " ready." in procs.log_text(name), timeout=90, message=lambda: f"{name} ready\n{procs.log_text(name)}")
         if own_hostnames:
             assert f"@{hostnames[name]} ready." in procs.log_text(name)
 
@@ -196,7 +196,7 @@ def test_two_daytona_workers_share_a_run_and_one_is_killed_mid_task(fake_github,
                       and t1.heartbeat_at is not None and "T1" in agent.seen) else None
 
     logs = lambda: "".join(f"\n--- {n}\n{procs.log_text(n)[-3000:]}" for n in WORKERS)  # noqa: E731
-    t1 = wait_for(t1_in_its_slow_session, timeout=120, message="T1 in its slow session" + logs())
+    t1 = wait_for(t1_in_its_slow_session, timeout=120, message=lambda: "T1 in its slow session" + logs())
     owner_host, owner_pid = t1.lease_owner.split("@", 1)[1].split(":")[:2]
     # The worker whose process group holds the process named in T1's lease.
     holder = next(n for n, p in procs.procs.items() if n in WORKERS and os.getpgid(int(owner_pid)) == p.pid)

@@ -166,7 +166,7 @@ def test_signed_delivery_is_routed_and_rows_written_into_the_database_are_not(om
     status, _ = post_delivery(omoi.url + "/webhooks/github", "issues", payload, WEBHOOK_SECRET, delivery_id="genuine")
     assert status == 202
     wait_for(lambda: (r := _row(omoi.database_url, "genuine")) and r.status in ("done", "failed"), timeout=60,
-             message="the genuine delivery processed\n" + omoi.log_text("worker")[-3000:])
+             message=lambda: "the genuine delivery processed\n" + omoi.log_text("worker")[-3000:])
     genuine = _row(omoi.database_url, "genuine")
     assert genuine.status == "done", (genuine.error, omoi.log_text("worker")[-3000:])
     signed = _signed_bytes(omoi.database_url, "genuine")
@@ -182,7 +182,7 @@ def test_signed_delivery_is_routed_and_rows_written_into_the_database_are_not(om
     _sweep(omoi)
     for delivery_id in forged:
         wait_for(lambda: _row(omoi.database_url, delivery_id).status == "failed", timeout=60,
-                 message=f"{delivery_id} failed\n" + omoi.log_text("worker")[-3000:])
+                 message=lambda: f"{delivery_id} failed\n" + omoi.log_text("worker")[-3000:])
         row = _row(omoi.database_url, delivery_id)
         assert (row.error, row.started_at) == (INTEGRITY_FAILED, None)
     # nothing reached GitHub for any of them: no token for the other installation, no comment, no call
@@ -201,7 +201,7 @@ def test_signed_delivery_is_routed_and_rows_written_into_the_database_are_not(om
                               WEBHOOK_SECRET, delivery_id="genuine-2")
     assert status == 202
     wait_for(lambda: (r := _row(omoi.database_url, "genuine-2")) and r.status == "done", timeout=60,
-             message="the second genuine delivery processed\n" + omoi.log_text("worker")[-3000:])
+             message=lambda: "the second genuine delivery processed\n" + omoi.log_text("worker")[-3000:])
     assert len([c for c in world.issue_comments(REPO, 2) if c["body"].startswith("<!-- omoi:ack")]) == 1
 
 
@@ -218,7 +218,7 @@ def test_a_row_changed_after_it_was_stored_is_not_routed(omoi, world):
                   .values(payload=victim, **_columns(victim)))
     omoi.start("worker", "worker")  # a starting worker sweeps what was stored but never finished
     wait_for(lambda: _row(omoi.database_url, "tampered").status in ("done", "failed"), timeout=60,
-             message="the tampered row handled\n" + omoi.log_text("worker")[-3000:])
+             message=lambda: "the tampered row handled\n" + omoi.log_text("worker")[-3000:])
     row = _row(omoi.database_url, "tampered")
     assert (row.status, row.error) == ("failed", INTEGRITY_FAILED)
     assert world.tokens_issued.get(VICTIM_INSTALLATION) is None

@@ -212,9 +212,14 @@ def tasks_in_db(procs) -> dict[str, SpecTask]:
 
 
 def wait_run(procs, state, timeout=90):
-    logs = lambda: "".join(f"\n--- {n}\n{procs.log_text(n)[-4000:]}" for n in ("worker", "worker2"))  # noqa: E731
+    def explain():  # at the time-out: the run and its tasks as the database has them, then the workers' logs
+        tasks = {t: (r.status, r.attempts, r.lease_owner, r.error) for t, r in sorted(tasks_in_db(procs).items())}
+        noise = ("omoi.schedule[", "omoi.execution_health[", "Scheduler: Sending")  # beat's every-second chatter
+        quiet = lambda n: "\n".join(ln for ln in procs.log_text(n).splitlines() if not any(x in ln for x in noise))  # noqa: E731
+        logs = "".join(f"\n--- {n}\n{quiet(n)[-6000:]}" for n in ("worker", "worker2") if n in procs.procs)
+        return f"run {state}; it is {run_state(procs)!r}, check {implement_check(procs.fake)!r}; tasks {tasks}{logs}"
     return wait_for(lambda: run_state(procs) == state and (implement_check(procs.fake) or {}).get("status") == "completed",
-                    timeout=timeout, message=f"run {state}{logs()}")
+                    timeout=timeout, message=explain)
 
 
 def task_commits(fake) -> dict[str, list[str]]:
@@ -309,7 +314,7 @@ def test_killed_worker_is_recovered_without_duplicate_commits(running, fake_gith
     spec_id = approve_plan(procs, HAPPY[:1])
     comment(procs, "/omoi implement")
     wait_for(lambda: (tasks_in_db(procs).get("T1") and tasks_in_db(procs)["T1"].heartbeat_at is not None
-                      and agent.seen), timeout=60, message="T1 running\n" + procs.log_text("worker")[-3000:])
+                      and agent.seen), timeout=60, message=lambda: "T1 running\n" + procs.log_text("worker")[-3000:])
     procs.start("worker2", "worker", "--beat")
     procs.stop("worker", 9)  # SIGKILL: no clean-up, no message ack, the lease just stops being renewed
     # recovery waits for the lease to lapse and the next health sweep; slow on a loaded 2-core machine

@@ -409,7 +409,7 @@ def _stage(stack, number, stage, rev=1):
             if c["body"].startswith(f"<!-- omoi:spec stage={stage} ") and f" rev={rev} " in c["body"]:
                 return c
         return None
-    return wait_for(ready, timeout=60, message=f"#{number} {stage} r{rev}\n{stack.log_text('worker')[-3000:]}")
+    return wait_for(ready, timeout=60, message=lambda: f"#{number} {stage} r{rev}\n{stack.log_text('worker')[-3000:]}")
 
 
 def _requests_about(stack, number):
@@ -504,7 +504,7 @@ def test_no_secret_in_logs_comments_check_runs_model_requests_or_sandbox(stack, 
     stack.ai.fail_next(401, message="invalid x-api-key")
     _label(stack, 13)
     wait_for(lambda: [c for c in stack.gh.issue_comments(REPO, 13) if c["body"].startswith("<!-- omoi:error")],
-             timeout=60, message="failure comment for #13\n" + stack.log_text("worker")[-3000:])
+             timeout=60, message=lambda: "failure comment for #13\n" + stack.log_text("worker")[-3000:])
     secrets = _secrets(stack)
 
     haystacks = {"web log": stack.log_text("web"), "worker log": stack.log_text("worker")}

@@ -70,7 +70,7 @@ def _delivery_statuses(url):
 def _wait_done(procs, delivery_id):
     wait_for(
         lambda: _delivery_statuses(procs.database_url).get(delivery_id) in ("done", "failed"),
-        timeout=60, message=f"delivery {delivery_id} processed\n{procs.log_text('worker')[-3000:]}",
+        timeout=60, message=lambda: f"delivery {delivery_id} processed\n{procs.log_text('worker')[-3000:]}",
     )
     assert _delivery_statuses(procs.database_url)[delivery_id] == "done", procs.log_text("worker")[-3000:]
 
@@ -137,7 +137,7 @@ def test_without_a_model_key_the_issue_gets_a_visible_failure(omoi, fake_github)
     error = wait_for(
         lambda: next((c for c in fake_github.issue_comments(REPO, 1)
                       if c["body"].startswith("<!-- omoi:error stage=requirements")), None),
-        timeout=60, message="failure comment\n" + omoi.log_text("worker")[-3000:],
+        timeout=60, message=lambda: "failure comment\n" + omoi.log_text("worker")[-3000:],
     )
     assert "ANTHROPIC_API_KEY" in error["body"]
     with session_scope(omoi.database_url) as s:

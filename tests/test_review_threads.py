@@ -85,7 +85,7 @@ def test_changes_requested_are_fixed_replied_and_resolved(pr_setup, fake_github,
 
     summary = wait_for(lambda: next((c for c in fake.issue_comments(REPO, pr["number"])
                                      if c["body"].startswith("<!-- omoi:review ")), None),
-                       timeout=120, message="review summary\n" + procs.log_text("worker")[-4000:])
+                       timeout=120, message=lambda: "review summary\n" + procs.log_text("worker")[-4000:])
     assert "1 applied, 1 not applied, 1 need a human decision" in summary["body"]
 
     threads = {t["comments"][0]["body"]: t for t in fake.review_threads(REPO, pr["number"])}

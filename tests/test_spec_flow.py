@@ -84,7 +84,7 @@ def wait_stage(procs, fake, stage, rev, status_text):
     def ready():
         c = stage_comment(fake, stage)
         return c if c and f" rev={rev} " in c["body"] and status_text in c["body"] else None
-    return wait_for(ready, timeout=60, message=f"{stage} r{rev} {status_text}\n{procs.log_text('worker')[-4000:]}")
+    return wait_for(ready, timeout=60, message=lambda: f"{stage} r{rev} {status_text}\n{procs.log_text('worker')[-4000:]}")
 
 
 def comment(procs, body, sender="alice"):
