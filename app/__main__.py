@@ -1,3 +1,4 @@
+"""`python -m app ...`: the command line (app/cli.py)."""
 import sys
 
 from app.cli import main

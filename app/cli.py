@@ -11,25 +11,26 @@ import uuid
 from pathlib import Path
 
 from app.config import get_settings, reset_settings_cache
+from app.db.migrate import upgrade
+from app.db.session import dispose_engines
 from app.observability.logs import configure_logging, get_logger
+from app.observability.sentry import init_sentry
 from app.text.redaction import secrets_of
 
 log = get_logger("omoi.cli")
+# The worker's Celery application, named to Celery's own command line as `celery -A` does: the
+# task modules (tasks/) import app code, never the other way round.
+WORKER_APP = "tasks.celery_app"
 
 
 def _setup(process: str = "omoi") -> None:
     settings = get_settings()
     # Every configured secret, the private key read from its file included (app/text/redaction.py).
     configure_logging(settings.log_level, settings.log_json, sorted(secrets_of(settings)))
-    from app.observability.sentry import init_sentry
-
     init_sentry(settings, process)  # only with OMOI_SENTRY_DSN and the optional sentry-sdk
 
 
 def _migrate() -> None:
-    from app.db.migrate import upgrade
-    from app.db.session import dispose_engines
-
     upgrade(get_settings().database_url)
     dispose_engines()  # forked workers and threads open their own connections
 
@@ -42,7 +43,7 @@ def cmd_migrate(_args) -> int:
 
 
 def cmd_web(_args) -> int:
-    from app.web.server import MissingWebhookSecret, create_app
+    from app.web.server import MissingWebhookSecret, create_app  # lazy: a worker never loads the web process
 
     _setup("web")
     settings = get_settings()
@@ -84,8 +85,7 @@ def _serve_web_processes(settings, setup: bool) -> int:
     """`web_processes` copies of the web process on one port (SO_REUSEPORT: the kernel spreads
     connections). Each builds its own app after the fork (broker and database connections are
     per process); the parent serves too, and ends the others when it ends."""
-    from app.db.session import dispose_engines
-    from app.web.server import create_app
+    from app.web.server import create_app  # lazy: a worker never loads the web process
 
     dispose_engines()
     children: list[int] = []
@@ -134,22 +134,29 @@ def worker_argv(settings, beat: bool) -> list[str]:
     return argv
 
 
+def _celery(argv: list[str]) -> None:
+    """`celery -A tasks.celery_app <argv>`, in this process (what Celery's own `worker_main` does)."""
+    from celery.bin.celery import celery as celery_command  # only a worker or beat needs Celery's command line
+    from click.exceptions import Exit
+
+    try:
+        celery_command.main(args=["-A", WORKER_APP, *argv], prog_name="celery", standalone_mode=False)
+    except Exit:
+        pass
+
+
 def cmd_worker(args) -> int:
     _setup("worker")
     _migrate()
-    from tasks.celery_app import celery_app
-
-    celery_app.worker_main(worker_argv(get_settings(), beat=args.beat))
+    _celery(worker_argv(get_settings(), beat=args.beat))
     return 0
 
 
 def cmd_beat(_args) -> int:
     _setup()
-    from tasks.celery_app import celery_app
-
     settings = get_settings()
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    celery_app.start(["beat", "-s", str(Path(settings.data_dir) / "celerybeat-schedule")])
+    _celery(["beat", "-s", str(Path(settings.data_dir) / "celerybeat-schedule")])
     return 0
 
 
@@ -238,6 +245,7 @@ def cmd_redeliver(args) -> int:
     """One sweep of GitHub's delivery log (app/intake/redelivery.py): redeliver what never reached omoi."""
     import json
 
+    # lazy: the GitHub client and the delivery log are only for this command, not for the web process
     from app.intake.redelivery import sweep_github_deliveries
 
     _setup()

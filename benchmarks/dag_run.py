@@ -126,17 +126,16 @@ class ThreadDispatcher:
         t.start()
 
     def schedule(self, spec_id: int, delay: float) -> None:
-        from app.execution import task_runner
+        from app.execution import orchestrator
         from app.config import get_settings
 
-        threading.Timer(delay, task_runner.advance, args=(get_settings(), spec_id)).start()
+        threading.Timer(delay, orchestrator.advance, args=(get_settings(), spec_id)).start()
 
 
 def run_one(settings, spec_id: int, seconds: float) -> None:
     import re
 
-    from app.execution import orchestrator
-
+    from app.execution import orchestrator, scheduler
     from app.execution import task_runner
     from app.agent.session import AgentResult
     from app.db.models import Spec
@@ -150,8 +149,8 @@ def run_one(settings, spec_id: int, seconds: float) -> None:
 
     task_runner.agent_runner = sleeping_agent
     instrument()
-    orchestrator.dispatcher = ThreadDispatcher()
-    task_runner.start_run(spec_id)
+    scheduler.dispatcher = ThreadDispatcher()
+    orchestrator.start_run(spec_id)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         with session_scope(settings.database_url) as s:
@@ -189,8 +188,8 @@ def _timed(name, fn):
 def instrument() -> None:
     """Time omoi's phases (same code, wrapped) to show where the overhead goes."""
     from app.execution import gitwork
-    from app.execution import orchestrator
     from app.execution import run_report
+    from app.execution import scheduler
     from app.execution import task_runner
     from app.sandbox.local import LocalSandbox, LocalSandboxProvider
 
@@ -198,7 +197,7 @@ def instrument() -> None:
     task_runner._verify = _timed("verify commands", task_runner._verify)
     task_runner._verify_pushed = _timed("re-verify on pushed commit", task_runner._verify_pushed)
     run_report.publish = _timed("publish (check run, comment, PR)", run_report.publish)
-    orchestrator.schedule = _timed("schedule (claims)", orchestrator.schedule)
+    scheduler.schedule = _timed("schedule (claims)", scheduler.schedule)
     gitwork.Clone.clone = _timed("host clone", gitwork.Clone.clone)
     LocalSandboxProvider.create = _timed("sandbox create", LocalSandboxProvider.create)
     LocalSandbox.diff = _timed("sandbox diff", LocalSandbox.diff)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from app.execution import monitoring
+from app.execution import supervision as monitoring
 from app.config import Settings
 from app.db.models import SpecTask
 from app.db.session import get_engine, session_scope

@@ -71,7 +71,7 @@ def _body(payload: dict) -> bytes:
 
 
 def _columns(payload: dict) -> dict:
-    from app.web.server import delivery_columns
+    from app.web.delivery import delivery_columns
 
     return delivery_columns(payload)
 
@@ -104,10 +104,11 @@ def _store_like_the_web_process(url: str, delivery_id: str, body: bytes, signatu
     """A row exactly as the web process stores it (its own writer, its own columns)."""
     from app.config import get_settings
     from app.db.session import get_engine
-    from app.web.server import DeliveryWriter, _payload_text, delivery_columns
+    from app.web.delivery import delivery_columns, payload_text
+    from app.web.delivery_writer import DeliveryWriter
 
     payload = json.loads(body)
-    text_, verbatim = _payload_text(body, payload)
+    text_, verbatim = payload_text(body, payload)
     row = {"delivery_id": delivery_id, "event": event, **delivery_columns(payload), "payload": text_,
            "status": "queued", "raw_body": None if verbatim else body, "signature": signature}
     engine = get_engine(url)

@@ -10,12 +10,11 @@ from app.planning.gates import (
     check_design,
     check_requirements,
     check_tasks,
-    critical_path,
     feedback,
-    parallel_groups,
     passed,
     path_problem,
 )
+from app.planning.task_graph import critical_path, parallel_groups
 from app.planning.schemas import (
     Design,
     RequirementsDraft,

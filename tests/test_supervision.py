@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
-from app.execution import monitoring
+from app.execution import supervision as monitoring
 from app.config import Settings
 from app.db.models import Intervention, Spec, SpecTask
 from app.db.session import session_scope

@@ -15,23 +15,22 @@ allowed entirely, or only the `allowed_commands` prefixes when given. No bypass 
 are not loaded (`setting_sources=[]`): a repository's own `.claude/settings.json` is untrusted input.
 These rules shape what the model is offered; they are not the security boundary.
 
-Containment (the boundary): the Claude Code CLI itself runs inside the sandbox's jail
-(app/sandbox/jail.py) - the SDK starts `sandbox.agent_launcher(...)` as its "CLI", which enters the
-jail and execs Claude Code there; the stream-json control protocol (and with it in-process MCP tools
-and hooks) passes through stdin/stdout. The CLI's environment is built from scratch (only
-allow-listed names). It holds no credential: its `ANTHROPIC_API_KEY` is a per-session token of omoi's
-model proxy (app/agent/model_proxy.py), reached through a unix socket bound into the jail; the proxy adds
-the real key, enforces the session's budget and records usage. A session that ends, times out or is
-cancelled is ended by SIGKILL of the jail, whose PID namespace takes every process along. The work
-dir's disk use is watched; over the limit, the session is stopped. Only the opt-in
-`unsafe_allow_unconfined_sandbox` runs the CLI on the host (with the same proxy over loopback TCP).
+Containment (the boundary): the Claude Code CLI itself runs inside the sandbox - how it is started
+there, reaches the model and is stopped is app/agent/isolation.py (the jail launcher, the Daytona
+transport, or the unsafe unconfined opt-in); the stream-json control protocol (and with it in-process
+MCP tools and hooks) passes through stdin/stdout. The CLI holds no credential: its `ANTHROPIC_API_KEY`
+is a per-session token of omoi's model proxy (app/agent/model_proxy.py), which adds the real key,
+enforces the session's budget and records usage. A session that ends, times out or is cancelled is
+hard-stopped with everything it started. The work dir's disk use is watched; over the limit, the
+session is stopped.
 
 Supervision hooks (all optional, used by app/execution/task_runner.py):
-- `on_message(transcript)` after every message (the guardian reads the trajectory);
+- `on_message(transcript)` after every message (the guardian reads the trajectory; the transcript's
+  shape is app/agent/transcript.py);
 - `on_cost(dollars)` with the session's running cost, estimated from each assistant message's
   usage, so a session that is stopped before its result message is still paid for;
 - `redirects()` returning a pending supervisor message (or None): it is delivered into the running
-  session through a PostToolUse hook (`additionalContext`), i.e. the model reads it with the next
+  session through a PostToolUse hook (app/agent/hooks.py), i.e. the model reads it with the next
   tool result, without stopping the session;
 - `extra_tools`: in-process MCP tools (claude_agent_sdk `@tool`) offered as `mcp__omoi__<name>`,
   e.g. app/execution/discovery.py's `report_discovery`, available in every mode.
@@ -42,16 +41,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-from contextlib import asynccontextmanager
-import shlex
 import shutil
 import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
+from app.agent import isolation
+from app.agent.hooks import redirect_hook
+from app.agent.transcript import CostMeter, simplify
 from app.observability.logs import get_logger, redact
 
 log = get_logger("omoi.agent")
@@ -77,15 +76,6 @@ MODE_INSTRUCTIONS = {
                  "Run the checks you are asked to run and report the results. You cannot edit files."),
 }
 
-# Variables the SDK itself sets for the CLI (kept by the env wrapper).
-SDK_ENV_NAMES = (
-    "CLAUDE_CODE_ENTRYPOINT", "CLAUDE_AGENT_SDK_VERSION", "CLAUDE_CODE_SDK_READS_SESSION_STATE",
-    "CLAUDE_AGENT_SDK_CLIENT_APP", "CLAUDE_AGENT_SDK_DERIVED_CLIENT_APP",
-    "CLAUDE_CODE_ENABLE_SDK_FILE_CHECKPOINTING",
-)  # not PWD: the SDK sets it to the host path; the jail sets its own
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-PROXY_PORT = 8787  # inside the jail: the loopback forwarder to the model proxy's socket
-_MAX_TRANSCRIPT_CHARS = 4000
 _STDERR_LINES = 40
 
 
@@ -111,48 +101,6 @@ def _secret(value: Any) -> str:
     return (getter() if getter else str(value)) or ""
 
 
-def bundled_cli() -> str:
-    import claude_agent_sdk
-
-    path = Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
-    if path.is_file():
-        return str(path)
-    found = shutil.which("claude")
-    if found:
-        return found
-    raise FileNotFoundError("Claude Code CLI not found (claude_agent_sdk/_bundled/claude or `claude` on PATH)")
-
-
-def agent_env(settings: Any, home: str, *, api_key: str, base_url: str, path: str | None = None) -> dict[str, str]:
-    """The CLI's whole environment: no credential but the model proxy's session token."""
-    return {
-        "PATH": path or DEFAULT_PATH,
-        "HOME": home,
-        "LANG": "C.UTF-8",
-        "TMPDIR": "/tmp",
-        "PYTHONDONTWRITEBYTECODE": "1",  # keeps __pycache__ out of the diff
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "DISABLE_AUTOUPDATER": "1",
-        "DISABLE_TELEMETRY": "1",
-        "DISABLE_ERROR_REPORTING": "1",
-        "CLAUDE_CODE_MAX_RETRIES": str(getattr(settings, "llm_max_retries", 3)),
-        "ANTHROPIC_API_KEY": api_key,
-        "ANTHROPIC_BASE_URL": base_url,
-    }
-
-
-def write_env_wrapper(directory: Path, cli: str, keep: list[str]) -> str:
-    """A shell script that starts `cli` with only the `keep` variables of its environment."""
-    for name in keep:
-        if not name.replace("_", "").isalnum() or name[0].isdigit():
-            raise ValueError(f"bad environment variable name {name!r}")
-    kept = " ".join(f'${{{n}+"{n}=${n}"}}' for n in keep)
-    script = directory / "claude-env"
-    script.write_text(f'#!/bin/sh\nexec /usr/bin/env -i {kept} {shlex.quote(cli)} "$@"\n')
-    script.chmod(0o700)
-    return str(script)
-
-
 def edit_scope(workdir: str) -> str:
     """A permission-rule path for everything under `workdir` ("//" marks an absolute path)."""
     path = os.path.realpath(workdir).rstrip("/")
@@ -171,54 +119,6 @@ def bash_rules(allowed_commands: list[str] | None) -> list[str]:
             raise ValueError(f"unsupported allowed command {command!r}")
         rules += [f"Bash({command})", f"Bash({command}:*)"]
     return rules
-
-
-def _clip(text: Any, limit: int = _MAX_TRANSCRIPT_CHARS) -> str:
-    if not isinstance(text, str):
-        import json
-
-        try:
-            text = json.dumps(text, default=str)
-        except (TypeError, ValueError):
-            text = str(text)
-    text = redact(text)
-    return text if len(text) <= limit else text[:limit] + f"... [{len(text) - limit} more chars]"
-
-
-def _simplify(message: Any) -> list[dict]:
-    from claude_agent_sdk import AssistantMessage, ResultMessage, SystemMessage, UserMessage
-    from claude_agent_sdk.types import TextBlock, ThinkingBlock, ToolResultBlock, ToolUseBlock
-
-    out: list[dict] = []
-    if isinstance(message, AssistantMessage):
-        for block in message.content:
-            if isinstance(block, TextBlock):
-                out.append({"role": "assistant", "type": "text", "text": _clip(block.text)})
-            elif isinstance(block, ToolUseBlock):
-                out.append({"role": "assistant", "type": "tool_use", "id": block.id, "name": block.name,
-                            "input": _clip(block.input)})
-            elif isinstance(block, ThinkingBlock):
-                out.append({"role": "assistant", "type": "thinking", "text": _clip(block.thinking, 1000)})
-        if message.error:
-            out.append({"role": "assistant", "type": "error", "error": str(message.error)})
-    elif isinstance(message, UserMessage):
-        content = message.content
-        if isinstance(content, str):
-            out.append({"role": "user", "type": "text", "text": _clip(content)})
-        else:
-            for block in content:
-                if isinstance(block, ToolResultBlock):
-                    out.append({"role": "user", "type": "tool_result", "tool_use_id": block.tool_use_id,
-                                "is_error": bool(block.is_error), "content": _clip(block.content)})
-                elif isinstance(block, TextBlock):
-                    out.append({"role": "user", "type": "text", "text": _clip(block.text)})
-    elif isinstance(message, SystemMessage):
-        out.append({"role": "system", "type": message.subtype})
-    elif isinstance(message, ResultMessage):
-        out.append({"role": "result", "type": message.subtype, "is_error": message.is_error,
-                    "num_turns": message.num_turns, "cost_usd": message.total_cost_usd,
-                    "result": _clip(message.result or "")})
-    return out
 
 
 async def run_agent(
@@ -259,13 +159,12 @@ async def run_agent(
 
     if mode not in MODE_TOOLS:
         return fail(f"unknown agent mode {mode!r}")
+    unfit = isolation.refusal(sandbox)
+    if unfit:
+        return fail(unfit)
     remote = bool(getattr(sandbox, "remote_agent", False))  # Daytona: the CLI runs in the remote sandbox
     jailed = bool(getattr(sandbox, "use_bwrap", False))
-    if not (remote or jailed or getattr(sandbox, "unconfined_agent_ok", False)):
-        return fail("this sandbox cannot run an agent: the agent runs only inside a confined sandbox")
     workdir, cwd = sandbox.workdir, sandbox.agent_cwd
-    if not remote and not os.path.isdir(workdir):
-        return fail(f"work dir {workdir!r} does not exist")
     if not _secret(getattr(settings, "anthropic_api_key", None)):
         return fail("no Anthropic API key configured: set ANTHROPIC_API_KEY or OMOI_ANTHROPIC_API_KEY")
 
@@ -289,7 +188,7 @@ async def run_agent(
         if redirects is not None:
             from claude_agent_sdk import HookMatcher
 
-            hooks = {"PostToolUse": [HookMatcher(hooks=[_redirect_hook(redirects)])]}
+            hooks = {"PostToolUse": [HookMatcher(hooks=[redirect_hook(redirects)])]}
     except Exception as exc:  # noqa: BLE001
         return fail(f"agent setup failed: {type(exc).__name__}: {exc}")
 
@@ -298,24 +197,9 @@ async def run_agent(
     tmp = tempfile.mkdtemp(prefix="omoi-agent-")
     stopped: list[str] = []
     try:
-        async with _proxy(settings, sandbox, jailed, limits) as (proxy, base_url):
-            transport = None
-            if remote:
-                env = {**agent_env(settings, sandbox.agent_home, api_key=proxy.token, base_url=base_url),
-                       "CLAUDE_CODE_ENTRYPOINT": "sdk-py"}
-                cli = None
-                transport = sandbox.agent_transport  # (prompt, options, env, stderr) -> Transport
-            elif jailed:
-                from app.sandbox.jail import INSIDE_PATH
-
-                env = agent_env(settings, sandbox.home, api_key=proxy.token, base_url=base_url, path=INSIDE_PATH)
-                cli = sandbox.agent_launcher(bundled_cli(), sorted(set(env) | set(SDK_ENV_NAMES)), proxy_port=PROXY_PORT)
-            else:
-                home = os.path.join(tmp, "home")
-                os.mkdir(home, 0o700)
-                env = agent_env(settings, home, api_key=proxy.token, base_url=base_url,
-                                path=os.environ.get("PATH") or DEFAULT_PATH)
-                cli = write_env_wrapper(Path(tmp), bundled_cli(), sorted(set(env) | set(SDK_ENV_NAMES)))
+        async with isolation.proxy_for(settings, sandbox, jailed, limits) as (proxy, base_url):
+            env, cli, transport = isolation.start(settings, sandbox, token=proxy.token, base_url=base_url, tmp=tmp,
+                                                  remote=remote, jailed=jailed)
             options = ClaudeAgentOptions(
                 cwd=workdir,  # where the launcher starts on the host; inside the jail it is `cwd`
                 cli_path=cli,
@@ -341,7 +225,7 @@ async def run_agent(
                                transport(prompt, options, env, lambda line: stderr_tail.append(line)))
                 try:
                     async for message in stream:
-                        transcript.extend(_simplify(message))
+                        transcript.extend(simplify(message))
                         if on_message is not None:
                             try:
                                 on_message(transcript)
@@ -367,7 +251,7 @@ async def run_agent(
 
             def over_limit(reason: str) -> None:
                 stopped.append(reason)
-                _end(sandbox, jailed)
+                isolation.end(sandbox, jailed)
                 session.cancel()
 
             watcher = asyncio.ensure_future(sandbox.watch_disk(over_limit)) if hasattr(sandbox, "watch_disk") else None
@@ -384,7 +268,7 @@ async def run_agent(
                         pass
                     meter.total = max(meter.total, proxy.cost_usd)
                     return _logged(fail(f"the agent was stopped: {stopped[0]}"), mode)
-                killed = _end(sandbox, jailed)
+                killed = isolation.end(sandbox, jailed)
                 session.cancel()
                 try:
                     await session
@@ -411,7 +295,7 @@ async def run_agent(
             finally:
                 if watcher is not None:
                     watcher.cancel()
-                _end(sandbox, jailed)  # nothing the session started outlives it
+                isolation.end(sandbox, jailed)  # nothing the session started outlives it
 
             meter.total = max(meter.total, proxy.cost_usd)
             res = state["result"]
@@ -434,101 +318,6 @@ async def run_agent(
         return _logged(fail(f"agent failed: {type(exc).__name__}: {exc}"), mode)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-@asynccontextmanager
-async def _proxy(settings: Any, sandbox: Any, jailed: bool, limits: dict):
-    """The model proxy for one session: the web process's, with the session in the database (a remote
-    sandbox); on the sandbox's socket (jailed); or on loopback TCP (unconfined)."""
-    from app.agent import model_proxy
-
-    if getattr(sandbox, "remote_agent", False):
-        async with model_proxy.remote_session(settings, label=f"sandbox {sandbox.id}", **limits) as session:
-            yield session, settings.resolved_public_url() + model_proxy.PREFIX
-    elif jailed:
-        async with model_proxy.serve_unix(settings, sandbox.model_socket(), uid=sandbox.jail.uid, **limits) as proxy:
-            yield proxy, f"http://127.0.0.1:{PROXY_PORT}"
-    else:
-        async with model_proxy.serve_tcp(settings, **limits) as (proxy, url):
-            yield proxy, url
-
-
-def _end(sandbox: Any, jailed: bool) -> int:
-    """Hard-stop the agent and everything it started (a remote agent: its transport's close ends it)."""
-    if getattr(sandbox, "remote_agent", False):
-        return 0
-    if jailed:
-        return sandbox.kill_agent()
-    return kill_processes_in(sandbox.workdir)
-
-
-def kill_processes_in(workdir: str) -> int:
-    """SIGKILL every process of ours whose working directory is `workdir` or below it (the CLI runs
-    with cwd=workdir; its commands start there). Linux /proc; returns how many were signalled."""
-    import signal
-
-    root = os.path.realpath(workdir).rstrip("/")
-    me, count = os.getpid(), 0
-    try:
-        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
-    except OSError:
-        return 0
-    for pid in pids:
-        if pid == me:
-            continue
-        try:
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:
-            continue
-        if cwd == root or cwd.startswith(root + "/"):
-            try:
-                os.kill(pid, signal.SIGKILL)
-                count += 1
-            except OSError:
-                pass
-    return count
-
-
-class CostMeter:
-    """The session's cost so far from the assistant messages' usage (one API response can arrive as
-    several messages sharing a message id and its usage: counted once)."""
-
-    def __init__(self) -> None:
-        self.total = 0.0
-        self._seen: set[str] = set()
-
-    def add(self, message: Any) -> bool:
-        usage, mid = getattr(message, "usage", None), getattr(message, "message_id", None)
-        if not usage or (mid and mid in self._seen):
-            return False
-        if mid:
-            self._seen.add(mid)
-        from app.llm.pricing import Usage, cost_usd
-
-        self.total += float(cost_usd(getattr(message, "model", "") or "", Usage.of(usage)))
-        return True
-
-
-REDIRECT_PREFIX = "omoi-redirect:"
-
-
-def _redirect_hook(redirects: Any):
-    """A PostToolUse hook that hands the model a pending supervisor message with the tool result."""
-
-    async def hook(hook_input: Any, tool_use_id: Any, context: Any) -> dict:
-        try:
-            message = redirects()
-        except Exception:  # noqa: BLE001 - supervision must never break the session
-            log.exception("agent_redirect_failed")
-            return {}
-        if not message:
-            return {}
-        log.info("agent_redirected")
-        return {"hookSpecificOutput": {"hookEventName": "PostToolUse", "additionalContext": (
-            f"{REDIRECT_PREFIX} A message from omoi's supervisor, who watches this session against the task "
-            f"and its approved requirements: {message}")}}
-
-    return hook
 
 
 def _result_error(res: Any) -> str:
@@ -555,4 +344,4 @@ def _logged(result: AgentResult, mode: str) -> AgentResult:
     return result
 
 
-__all__ = ["run_agent", "AgentResult", "MODE_TOOLS", "agent_env", "bundled_cli"]
+__all__ = ["run_agent", "AgentResult", "MODE_TOOLS"]

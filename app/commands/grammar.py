@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Iterable, NamedTuple
 
+from app.planning.schemas import STAGES
+
 __all__ = [
     "MAX_COMMANDS",
     "MAX_TEXT_CHARS",
@@ -65,7 +67,6 @@ VERBS: tuple[tuple[str, str, str], ...] = (
     ("ask", "/omoi ask <question>", "Ask a question about the spec or the code."),
 )
 
-STAGES = ("requirements", "design", "tasks")
 _STAGE_ALIASES = {
     "requirements": "requirements",
     "requirement": "requirements",

@@ -1,7 +1,14 @@
-"""A per-issue lock in the database, so commands on one issue run one at a time.
+"""Keyed locks in the database: one row per key (table `issue_locks`, named after its first use).
 
-A row insert is atomic on SQLite and PostgreSQL alike; an expired row (its holder died)
-is taken over. Callers that find the lock busy re-queue themselves: it queues, never cancels.
+The keys in use:
+- `owner/repo#<n>`: commands, spec phases and review rounds on one issue or pull request run one at
+  a time (`issue_lock`; a caller that finds it busy re-queues itself: it queues, never cancels);
+- `schedule:installation:<id>`: one scheduler per installation (app/execution/scheduler.py);
+- `push:<repo>:<branch>`: one pusher per branch (app/execution/task_runner.py);
+- `publish:...`: one writer of a run's GitHub view at a time, plus a mark (not a lock) that a newer
+  state is wanted, deleted with `clear` (app/execution/run_report.py).
+
+A row insert is atomic on SQLite and PostgreSQL alike; an expired row (its holder died) is taken over.
 """
 from __future__ import annotations
 
@@ -58,6 +65,7 @@ class Busy(Exception):
 
 @contextmanager
 def issue_lock(key: str | None, ttl_seconds: int) -> Iterator[None]:
+    """Hold `key` (an issue's `owner/repo#<n>`; None: no lock) for the block, or raise `Busy`."""
     if key is None:
         yield
         return

@@ -275,7 +275,7 @@ class Discovery(Base):
 
 
 class Intervention(Base):
-    """A supervisor's judgement of a running task and what it did about it (app/execution/monitoring.py)."""
+    """A supervisor's judgement of a running task and what it did about it (app/execution/supervision/)."""
 
     __tablename__ = "interventions"
 

@@ -10,6 +10,8 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.config import get_settings
+
 
 def normalise_url(url: str) -> str:
     """Accept postgres:// and postgresql:// and use the psycopg 3 driver for them."""
@@ -69,8 +71,6 @@ def _factory(url: str) -> sessionmaker[Session]:
 def session_scope(url: str | None = None) -> Iterator[Session]:
     """A transaction: commits on success, rolls back on error."""
     if url is None:
-        from app.config import get_settings
-
         url = get_settings().database_url
     session = _factory(url)()
     try:

@@ -10,7 +10,7 @@ from app.db.models import Spec
 from app.db.session import session_scope
 from app.events.context import EventContext
 from app.github.permissions import check_sender
-from app.jobs import enqueue
+from app import jobs
 from app.execution.run_report import CHECK_NAME
 
 router = Router()
@@ -44,9 +44,9 @@ async def on_requested_action(event: sansio.Event, ctx: EventContext) -> None:
     user = sender.get("login", "")
     if identifier == "cancel":
         outcome = orchestrator.cancel_run(ctx.settings, spec_id, user)
-        enqueue("omoi.schedule", spec_id)  # re-render the check run and the tracking comment
+        jobs.schedule(spec_id=spec_id)  # re-render the check run and the tracking comment
     else:
         outcome, _ = orchestrator.request_retry(ctx.settings, spec_id)
         if outcome == "retrying":
-            enqueue("omoi.start_run", spec_id, f"check:{ctx.delivery_id}")
+            jobs.start_run(spec_id=spec_id, request_key=f"check:{ctx.delivery_id}")
     ctx.log.info("check_action", action=identifier, user=user, outcome=outcome)

@@ -9,7 +9,7 @@ from app.db.session import session_scope
 from app.events.context import EventContext
 from app.github import comments
 from app.github.permissions import check_sender
-from app.jobs import enqueue
+from app import jobs
 from app.text.rendering import render
 from app.planning.flow import start_spec
 
@@ -26,8 +26,7 @@ async def on_labeled(event: sansio.Event, ctx: EventContext) -> None:
         return  # labels on pull requests do not start a spec
     full_name, number = repo["full_name"], issue["number"]
     gh = await ctx.gh()
-    loaded = await repo_config.load(gh, ctx.settings, full_name)
-    trigger = repo_config.trigger_label(loaded, ctx.settings)
+    trigger = (await repo_config.load_effective(gh, ctx.settings, full_name)).trigger_label
     if label != trigger.lower():
         return
     await repo_config.load_and_report(gh, ctx.settings, full_name, number)
@@ -56,5 +55,5 @@ async def on_labeled(event: sansio.Event, ctx: EventContext) -> None:
     with session_scope(ctx.settings.database_url) as s:
         s.get(Spec, spec_id).ack_comment_id = result.comment_id
     if start or state == "planning":  # also after a crash between recording and enqueueing
-        enqueue("omoi.run_stage", spec_id, "requirements", None, f"label:{ctx.delivery_id}")
+        jobs.run_stage(spec_id=spec_id, stage="requirements", request_key=f"label:{ctx.delivery_id}")
     ctx.log.info("issue_acknowledged", issue=number, comment=result.comment_id, action=result.action)

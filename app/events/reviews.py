@@ -8,7 +8,7 @@ from app.commands.grammar import Command, parse_commands
 from app.events.context import EventContext
 from app.github import comments
 from app.github.permissions import check_sender
-from app.jobs import enqueue
+from app import jobs
 from app.execution.review_fix import is_omoi_pull_request
 
 router = Router()
@@ -24,7 +24,8 @@ async def _start(ctx: EventContext, data: dict, reason: str) -> bool:
     if not decision.allowed:
         ctx.log.info("review_refused", sender=sender.get("login"), permission=decision.permission)
         return False
-    enqueue("omoi.address_review", ctx.installation_id, repo["full_name"], pr["number"], f"review-{ctx.delivery_id}")
+    jobs.address_review(installation_id=ctx.installation_id, full_name=repo["full_name"], number=pr["number"],
+                        round_key=f"review-{ctx.delivery_id}")
     ctx.log.info("review_queued", pr=pr["number"], reason=reason)
     return True
 

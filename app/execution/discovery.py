@@ -3,8 +3,9 @@
 An agent reports a finding (schema `Finding`) through the `report_discovery` tool (an in-process
 MCP tool, `report_tool`, offered in every mode, so read-only exploration tasks can report too), or
 by writing `.omoi-discoveries.json` (a list of findings) in its work dir, which
-app/execution/task_runner.py downloads and deletes before the diff is taken. `record` (inside the transaction that records the attempt, so a run cannot be declared
-finished between the two) stores every finding and decides:
+app/execution/task_runner.py downloads and deletes before the diff is taken. `record` (inside the
+transaction that records the attempt, so a run cannot be declared finished between the two) stores
+every finding and decides:
 
 - a duplicate of an existing task or an earlier discovery (normalised title similarity at least
   `discovery_similarity`, or the same files for the same kind) -> `duplicate`, nothing added;
@@ -27,9 +28,12 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 
 from app.config import Settings
-from app.db.models import Discovery, SpecTask
+from app.db.models import Discovery, Spec, SpecTask
 from app.db.session import session_scope
+from app.execution.task_ids import task_number
+from app.github import comments
 from app.observability.logs import get_logger
+from app.text.rendering import render
 
 log = get_logger("omoi.discovery")
 RESULT_FILE = ".omoi-discoveries.json"
@@ -116,8 +120,6 @@ def record(s, settings: Settings, spec_id: int, task_id: str, findings: list[Fin
     """Store the findings and add tasks to the graph (call inside the attempt's transaction)."""
     tasks = s.scalars(select(SpecTask).where(SpecTask.spec_id == spec_id)).all()
     earlier = s.scalars(select(Discovery).where(Discovery.spec_id == spec_id)).all()
-    from app.execution.orchestrator import task_number
-
     next_number = max((task_number(t.task_id) for t in tasks), default=0) + 1
     added_before = sum(1 for t in tasks if t.origin == "discovery")
     out = []
@@ -171,10 +173,6 @@ def proposal_marker(discovery_id: int) -> str:
 
 async def post_proposals(gh, settings: Settings, spec_id: int) -> int:
     """Post each scope-changing finding once as a proposed spec revision on the issue."""
-    from app.db.models import Spec
-    from app.github import comments
-    from app.text.rendering import render
-
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, spec_id)
         full_name, number = spec.repo_full_name, spec.issue_number

@@ -1,74 +1,82 @@
-"""The task DAG of an approved spec: which tasks may run now, who runs them, and when the run ends.
+"""The run of an approved spec, from start to finish: the route approve -> run -> pull request.
 
 The database is the source of truth; every step here is a short transaction.
 
-- `prepare_run` turns the approved tasks document into `spec_tasks` rows and marks the run running.
-- `schedule` finds the ready tasks (all dependencies done, backoff over) and claims as many as the
-  limits allow: per spec (`max_parallel_tasks_per_spec`, or the repo's `concurrency.per_spec`), per
-  installation, and never two tasks whose file write-sets overlap. A claim is one
-  `UPDATE ... WHERE status='pending'` (rowcount 1 wins) that leaves a lease token; the token travels
-  with the Celery message and the worker adopts it (`adopt`), then keeps the lease alive with a
-  heartbeat. Scheduling is serialised per installation with a database lock.
-- `finish_attempt` records a task's outcome: done, retry later (backoff) or failed, which stops the run.
+- `start_run` (Celery, after `/omoi approve` of the tasks, `/omoi implement`, `/omoi retry`):
+  `prepare_run` turns the approved tasks document into `spec_tasks` rows and marks the run running
+  (or merges a newer approved revision into a run that already started), the branch and draft pull
+  request are made sure of, then `advance`.
+- `advance` (Celery `omoi.schedule`, and after every attempt): claim what may start now
+  (app/execution/scheduler.py), then show the new state on GitHub (app/execution/run_report.py: check
+  run, tracking comment, pull request) and post proposed spec revisions (app/execution/discovery.py).
+- `finish_attempt` records a task's outcome: done, retry later (backoff) or failed, which fails the run.
+- `request_retry`, `cancel_run`, `resume_after_budget`, `fail_run`: the run's other state changes.
 - `recover` (Celery beat, and at worker start) re-queues tasks whose lease ran out because their
   worker died, and nudges every running spec.
 
-Publishing to GitHub (check run, tracking comment, pull request) is app/execution/run_report.py; one task's
-work is app/execution/task_runner.py.
+One attempt of one task is app/execution/task_runner.py; its lease is app/execution/leases.py.
 """
 from __future__ import annotations
 
-import re
-import time
-import uuid
-from dataclasses import dataclass, field
+import asyncio
 from datetime import timedelta
 from decimal import Decimal
-from typing import Protocol
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select
 
 from app.config import Settings, get_settings
 from app.db.models import Spec, SpecStage, SpecTask
 from app.db.session import session_scope
-from app.db.locks import owner_id, release, try_acquire
+from app.execution import discovery, run_report, scheduler
+from app.execution.leases import Attempt, Lease, update
+from app.execution.task_ids import task_number
+from app.github import repo_config
+from app.github.client import installation_client
 from app.observability.logs import get_logger
 from app.planning.schemas import Tasks
-from app.timeutil import as_utc, utc_now
+from app.timeutil import utc_now
 
 log = get_logger("omoi.orchestrator")
 RUN_TERMINAL = ("succeeded", "failed", "cancelled")
 
 
-class Dispatcher(Protocol):
-    def run_task(self, spec_id: int, task_id: str, token: str) -> None: ...
-    def schedule(self, spec_id: int, delay: float) -> None: ...
+# --- the route: start, advance ------------------------------------------------------------
 
 
-class CeleryDispatcher:
-    def run_task(self, spec_id: int, task_id: str, token: str) -> None:
-        from app.jobs import enqueue
+def start_run(spec_id: int) -> str:
+    """Celery entry point for `/omoi approve` (tasks), `/omoi implement` and `/omoi retry`."""
+    settings = get_settings()
+    outcome = prepare_run(settings, spec_id)
+    if outcome == "not-approved":
+        return outcome
+    with session_scope(settings.database_url) as s:
+        spec = s.get(Spec, spec_id)
+        installation = spec.installation_id
 
-        enqueue("omoi.run_task", spec_id, task_id, token)
+    async def setup() -> None:
+        async with installation_client(settings, installation) as gh:
+            await run_report.ensure_branch_and_pr(gh, settings, spec_id)
 
-    def schedule(self, spec_id: int, delay: float) -> None:
-        from app.jobs import enqueue
-
-        enqueue("omoi.schedule", spec_id, countdown=max(delay, 0.0))
-
-
-# Replaced only by benchmarks/dag_run.py (threads instead of Celery); everything else uses Celery.
-dispatcher: Dispatcher = CeleryDispatcher()
-
-
-def _update(model):
-    # Compare-and-set UPDATEs: the database decides; never evaluate the WHERE against loaded objects.
-    return update(model).execution_options(synchronize_session=False)
+    asyncio.run(setup())
+    advance(settings, spec_id)
+    return outcome
 
 
-def task_number(task_id: str) -> int:
-    m = re.search(r"\d+", task_id)
-    return int(m.group()) if m else 0
+def advance(settings: Settings, spec_id: int) -> scheduler.Scheduled:
+    """Schedule what can run now, then show the new state on GitHub."""
+    with session_scope(settings.database_url) as s:
+        spec = s.get(Spec, spec_id)
+        installation, full_name = spec.installation_id, spec.repo_full_name
+
+    async def go() -> scheduler.Scheduled:
+        async with installation_client(settings, installation) as gh:
+            cfg = await repo_config.load_effective(gh, settings, full_name)
+            scheduled = scheduler.schedule(settings, spec_id, cfg.per_spec, cfg.budgets)
+            await run_report.publish(gh, settings, spec_id)
+            await discovery.post_proposals(gh, settings, spec_id)
+            return scheduled
+
+    return asyncio.run(go())
 
 
 # --- starting, cancelling, retrying -------------------------------------------------------
@@ -119,14 +127,12 @@ def merge_revision(s, settings: Settings, spec: Spec, doc: Tasks) -> list[str]:
     ids. A matched task that never started (pending, no attempt) takes the revision's description,
     files, verify commands and dependencies; one that started or finished is left as it is, and no
     task is removed. Idempotent: merging the same revision twice changes nothing."""
-    from app.execution.discovery import similar
-
     rows = s.scalars(select(SpecTask).where(SpecTask.spec_id == spec.id)).all()
     ids: dict[str, str] = {}
     taken: set[str] = set()
     for t in doc.tasks:
         same = next((r for r in rows if r.task_id not in taken and
-                     (r.title == t.title or similar(r.title, t.title, settings.discovery_similarity))), None)
+                     (r.title == t.title or discovery.similar(r.title, t.title, settings.discovery_similarity))), None)
         if same is not None:
             ids[t.id] = same.task_id
             taken.add(same.task_id)
@@ -190,7 +196,7 @@ def cancel_run(settings: Settings, spec_id: int, user: str) -> str:
             return "not-running"
         spec.run_state, spec.run_finished_at = "cancelled", utc_now()
         spec.run_error = f"cancelled by @{user}"
-        s.execute(_update(SpecTask).where(SpecTask.spec_id == spec_id, SpecTask.status.in_(("pending", "running")))
+        s.execute(update(SpecTask).where(SpecTask.spec_id == spec_id, SpecTask.status.in_(("pending", "running")))
                   .values(status="cancelled", lease_owner=None, lease_expires_at=None, finished_at=utc_now()))
     log.info("run_cancelled", spec_id=spec_id, user=user)
     return "cancelled"
@@ -216,188 +222,8 @@ def fail_run(settings: Settings, spec_id: int, reason: str) -> None:
     log.warning("run_failed", spec_id=spec_id, reason=reason)
 
 
-# --- scheduling ---------------------------------------------------------------------------
 
-
-@dataclass
-class Scheduled:
-    claimed: list[tuple[str, str]] = field(default_factory=list)  # (task id, lease token)
-    retry_in: float | None = None   # when a backed-off task becomes ready
-    state: str | None = None        # the run state afterwards
-
-
-def _heights(tasks: list[SpecTask]) -> dict[str, int]:
-    """Length of the longest chain of dependants from each task: the critical path goes first."""
-    children: dict[str, list[str]] = {t.task_id: [] for t in tasks}
-    for t in tasks:
-        for d in t.depends_on:
-            children.setdefault(d, []).append(t.task_id)
-    memo: dict[str, int] = {}
-
-    def height(tid: str, seen: frozenset = frozenset()) -> int:
-        if tid not in memo:
-            memo[tid] = 1 + max((height(c, seen | {tid}) for c in children.get(tid, []) if c not in seen), default=0)
-        return memo[tid]
-
-    return {t.task_id: height(t.task_id) for t in tasks}
-
-
-def per_spec_limit(settings: Settings, repo_per_spec: int | None) -> int:
-    return max(1, repo_per_spec or settings.max_parallel_tasks_per_spec)
-
-
-def schedule(settings: Settings, spec_id: int, repo_per_spec: int | None = None, budgets=None) -> Scheduled:
-    """Claim the tasks that may start now; finish the run when every task is done. With the repo's
-    `budgets`, a reached spend limit pauses the run (`paused_budget`) instead of claiming more."""
-    with session_scope(settings.database_url) as s:
-        spec = s.get(Spec, spec_id)
-        if spec is None:
-            return Scheduled()
-        installation = spec.installation_id
-    key = f"schedule:installation:{installation}"
-    owner = owner_id()
-    deadline = time.monotonic() + 10
-    while not try_acquire(key, owner, 30):
-        if time.monotonic() > deadline:
-            return Scheduled(retry_in=1.0, state="running")
-        time.sleep(0.02)
-    try:
-        return _schedule_locked(settings, spec_id, installation, repo_per_spec, budgets)
-    finally:
-        release(key, owner)
-
-
-def _schedule_locked(settings: Settings, spec_id: int, installation: int | None,
-                     repo_per_spec: int | None, budgets=None) -> Scheduled:
-    now = utc_now()
-    out = Scheduled()
-    with session_scope(settings.database_url) as s:
-        spec = s.get(Spec, spec_id)
-        out.state = spec.run_state
-        if spec.run_state != "running":
-            return out
-        tasks = s.scalars(select(SpecTask).where(SpecTask.spec_id == spec_id)).all()
-        if tasks and all(t.status == "done" for t in tasks):
-            spec.run_state, spec.run_finished_at = "succeeded", now
-            out.state = "succeeded"
-            log.info("run_succeeded", spec_id=spec_id)
-            return out
-        running = [t for t in tasks if t.status == "running"]
-        busy_in_installation = s.scalar(
-            select(func.count()).select_from(SpecTask).join(Spec, Spec.id == SpecTask.spec_id)
-            .where(Spec.installation_id == installation, SpecTask.status == "running")) or 0
-        room = min(per_spec_limit(settings, repo_per_spec) - len(running),
-                   settings.max_parallel_tasks_per_installation - busy_in_installation)
-        done = {t.task_id for t in tasks if t.status == "done"}
-        busy_files = {f for t in running for f in t.files}
-        exclusive = any(not t.files for t in running)  # a task without a declared write set runs alone
-        heights = _heights(tasks)
-        pending = [t for t in tasks if t.status == "pending" and set(t.depends_on) <= done]
-        waits = [(as_utc(t.not_before) - now).total_seconds() for t in pending
-                 if t.not_before and as_utc(t.not_before) > now]
-        ready = sorted((t for t in pending if not (t.not_before and as_utc(t.not_before) > now)),
-                       key=lambda t: (-heights[t.task_id], task_number(t.task_id)))
-        if ready and budgets is not None:
-            from app.execution import budgets as spend
-
-            hit = spend.status(s, settings, spec, budgets).hit()
-            if hit is not None:  # a checkpoint: running tasks finish, nothing new starts
-                spec.run_state, spec.budget_stop = "paused_budget", hit
-                spec.run_error = f"the {hit['label']} was reached: ${hit['spent_usd']} of ${hit['limit_usd']}"
-                out.state = "paused_budget"
-                log.warning("run_paused_budget", spec_id=spec_id, **hit)
-                return out
-        queued_lease = timedelta(seconds=settings.task_lease_seconds * 5)  # waiting for a free worker
-        for t in ready:
-            if room <= 0 or exclusive:
-                break
-            files = set(t.files)
-            if (not files and (running or out.claimed)) or files & busy_files:
-                continue
-            token = uuid.uuid4().hex
-            won = s.execute(_update(SpecTask).where(
-                SpecTask.id == t.id, SpecTask.status == "pending",
-                or_(SpecTask.lease_expires_at.is_(None), SpecTask.lease_expires_at < now),
-            ).values(status="running", lease_owner=token, lease_expires_at=now + queued_lease, heartbeat_at=None,
-                     not_before=None)).rowcount
-            if won == 1:
-                out.claimed.append((t.task_id, token))
-                busy_files |= files
-                exclusive = exclusive or not files
-                room -= 1
-        if waits:
-            out.retry_in = max(0.1, min(waits))
-        if not running and not out.claimed and not waits and any(t.status == "pending" for t in tasks):
-            stuck = sorted((t.task_id for t in tasks if t.status == "pending"), key=task_number)
-            spec.run_state, spec.run_finished_at = "failed", now
-            spec.run_error = f"tasks {', '.join(stuck)} cannot start: a task they depend on did not finish"
-            out.state = "failed"
-    for task_id, token in out.claimed:
-        log.info("task_claimed", spec_id=spec_id, task=task_id)
-        dispatcher.run_task(spec_id, task_id, token)
-    if out.retry_in is not None:
-        dispatcher.schedule(spec_id, out.retry_in)
-    return out
-
-
-# --- one attempt of one task --------------------------------------------------------------
-
-
-@dataclass
-class Lease:
-    spec_id: int
-    task_id: str
-    row_id: int
-    owner: str
-    attempt: int
-
-
-def adopt(settings: Settings, spec_id: int, task_id: str, token: str) -> Lease | None:
-    """Take over the claim made by `schedule` (None: not ours any more, e.g. a redelivered message)."""
-    mine = f"{token}@{owner_id()}"
-    now = utc_now()
-    with session_scope(settings.database_url) as s:
-        row = s.scalars(select(SpecTask).where(SpecTask.spec_id == spec_id, SpecTask.task_id == task_id)).first()
-        if row is None:
-            return None
-        won = s.execute(_update(SpecTask).where(
-            SpecTask.id == row.id, SpecTask.status == "running", SpecTask.lease_owner == token,
-        ).values(lease_owner=mine, heartbeat_at=now, lease_expires_at=now + timedelta(seconds=settings.task_lease_seconds),
-                 attempts=SpecTask.attempts + 1, started_at=now, error=None,
-                 trajectory=[], trajectory_at=None)).rowcount  # the guardian judges this attempt only
-        if won != 1:
-            return None
-        attempt = s.scalar(select(SpecTask.attempts).where(SpecTask.id == row.id))
-    return Lease(spec_id, task_id, row.id, mine, attempt)
-
-
-def heartbeat(settings: Settings, lease: Lease) -> bool:
-    """Extend the lease; False when it is lost (cancelled, taken over, or the run stopped)."""
-    now = utc_now()
-    with session_scope(settings.database_url) as s:
-        kept = s.execute(_update(SpecTask).where(
-            SpecTask.id == lease.row_id, SpecTask.lease_owner == lease.owner, SpecTask.status == "running",
-        ).values(heartbeat_at=now, lease_expires_at=now + timedelta(seconds=settings.task_lease_seconds))).rowcount
-        state = s.scalar(select(Spec.run_state).where(Spec.id == lease.spec_id))
-    # A failed run, or one paused at a budget limit, lets running tasks finish.
-    return kept == 1 and state in ("running", "failed", "paused_budget")
-
-
-@dataclass
-class Attempt:
-    """What one attempt produced."""
-
-    ok: bool
-    reason: str | None = None
-    retryable: bool = True
-    commit_sha: str | None = None
-    evidence: list[dict] = field(default_factory=list)
-    cost_usd: float = 0.0
-    duration_s: float = 0.0
-    lost: bool = False  # the lease was lost mid-way: record nothing
-    budget_stop: bool = False  # not started: a spend limit was reached (the attempt is not counted)
-    discoveries: list = field(default_factory=list)  # app.execution.discovery.Finding reported by the agent
-    notes: str | None = None  # an exploration task's report
+# --- recording an attempt -----------------------------------------------------------------
 
 
 def finish_attempt(settings: Settings, lease: Lease, result: Attempt) -> str:
@@ -412,8 +238,6 @@ def finish_attempt(settings: Settings, lease: Lease, result: Attempt) -> str:
         row.evidence = result.evidence or row.evidence
         row.lease_owner, row.lease_expires_at = None, None
         if result.discoveries:
-            from app.execution import discovery
-
             discovery.record(s, settings, lease.spec_id, row.task_id, result.discoveries)
         if result.budget_stop:
             row.status, row.error, row.attempts = "pending", result.reason, max(0, row.attempts - 1)
@@ -443,7 +267,7 @@ def record_lost_attempt(settings: Settings, lease: Lease, result: Attempt) -> No
     if not result.cost_usd and not result.duration_s:
         return
     with session_scope(settings.database_url) as s:
-        s.execute(_update(SpecTask).where(SpecTask.id == lease.row_id).values(
+        s.execute(update(SpecTask).where(SpecTask.id == lease.row_id).values(
             cost_usd=func.coalesce(SpecTask.cost_usd, 0) + Decimal(str(round(result.cost_usd, 6))),
             duration_s=func.coalesce(SpecTask.duration_s, 0.0) + result.duration_s))
     log.info("task_attempt_lost", spec_id=lease.spec_id, task=lease.task_id, attempt=lease.attempt,
@@ -466,7 +290,7 @@ def recover(settings: Settings | None = None) -> list[int]:
             values = ({"status": "failed", "finished_at": now, "error": "its worker stopped responding "
                        f"(lease expired) on attempt {t.attempts}"} if give_up else
                       {"status": "pending", "error": "its worker stopped responding; re-queued"})
-            won = s.execute(_update(SpecTask).where(
+            won = s.execute(update(SpecTask).where(
                 SpecTask.id == t.id, SpecTask.status == "running", SpecTask.lease_owner == t.lease_owner,
                 SpecTask.lease_expires_at < now,
             ).values(lease_owner=None, lease_expires_at=None, heartbeat_at=None, **values)).rowcount

@@ -45,10 +45,11 @@ class Limits:
     allow_gitattributes: bool = False
 
     @classmethod
-    def for_repo(cls, cfg: object, blocked_paths: Iterable[str]) -> "Limits":
+    def for_repo(cls, cfg: object) -> "Limits":
+        """From a repository's effective configuration (app/github/repo_config.py `Effective`)."""
         known = {name: getattr(cfg, name) for name in ("max_patch_bytes", "max_files", "max_file_bytes",
                                                        "allow_binary", "allow_gitattributes") if hasattr(cfg, name)}
-        return cls(blocked_paths=tuple(blocked_paths), **known)
+        return cls(blocked_paths=tuple(cfg.blocked_paths), **known)
 
 
 def secrets_from_settings(settings: object, extra: Iterable[str | None] = ()) -> list[str]:

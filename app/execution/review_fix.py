@@ -13,20 +13,17 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field, ValidationError
 
-from app.db import claims
-
-from app.execution import gitwork
-
-from app.execution import policy
-
-from app.github import repo_config
 from app.agent.session import run_agent
-from app.config import Settings
-from app.github import bot_identity, url_with_token
+from app.config import Settings, get_settings
+from app.db import claims
+from app.db.locks import issue_lock
+from app.execution import gitwork, policy
+from app.github import bot_identity, comments, repo_config, url_with_token
+from app.github.client import installation_client
 from app.github.permissions import check_sender
-from app.observability.logs import get_logger
-from app.text.rendering import render
+from app.observability.logs import get_logger, redact
 from app.sandbox import make_sandbox
+from app.text.rendering import render
 
 log = get_logger("omoi.review")
 RESULT_FILE = ".omoi-review-result.json"
@@ -227,7 +224,7 @@ async def address_review(gh, settings: Settings, token: str, full_name: str, num
                           url_vars={"owner": owner, "repo": name, "pull_number": number})
     if not is_omoi_pull_request(pr):
         return render("review/not_ours.md.j2")
-    cfg = (await repo_config.load(gh, settings, full_name)).config
+    cfg = await repo_config.load_effective(gh, settings, full_name)
     threads, refused = await unresolved_threads(gh, settings, full_name, number)
     if not threads and not refused:
         return render("review/nothing.md.j2")
@@ -241,11 +238,6 @@ async def address_review(gh, settings: Settings, token: str, full_name: str, num
 
 def run_job(installation_id: int, full_name: str, number: int, round_key: str) -> str:
     """Celery entry: one review round at a time per pull request, ending in a summary comment."""
-    from app.config import get_settings
-    from app.github import comments
-    from app.github.client import installation_client
-    from app.db.locks import issue_lock
-
     settings = get_settings()
     if claims.status(f"review-round:{round_key}") == "done":
         return "already-done"
@@ -255,8 +247,6 @@ def run_job(installation_id: int, full_name: str, number: int, round_key: str) -
             try:
                 body = await address_review(gh, settings, gh.oauth_token, full_name, number, round_key)
             except Exception as exc:  # noqa: BLE001 - the person who asked always hears back
-                from app.observability.logs import redact
-
                 log.error("review_failed", pr=number, error=redact(str(exc))[:300])
                 body = render("review/failed.md.j2", reason=redact(str(exc))[:300])
             await comments.upsert(gh, settings, full_name, number, f"<!-- omoi:review round={round_key} ",

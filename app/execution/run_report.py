@@ -11,14 +11,15 @@ import gidgethub
 from sqlalchemy import select
 
 from app.config import Settings
-from app.db.models import Spec, SpecStage, SpecTask
+from app.db.models import Intervention, Spec, SpecStage, SpecTask
 from app.db.session import session_scope
+from app.execution import discovery
 from app.github import comments, repo_vars
 from app.github.checks import upsert_check_run
 from app.github.repo_files import branch_name, ensure_branch
 from app.db.locks import clear, owner_id, release, try_acquire
 from app.observability.logs import get_logger
-from app.execution.orchestrator import task_number
+from app.execution.task_ids import task_number
 from app.text.rendering import GITHUB_BODY_LIMIT, render
 from app.planning.schemas import Design, Requirements
 from app.timeutil import as_utc, utc_now
@@ -102,10 +103,8 @@ def run_view(settings: Settings, spec_id: int) -> dict:
 
 
 def _supervision_view(s, settings: Settings, spec: Spec) -> dict:
-    """Budget stop, stall notice, discoveries and interventions (app/execution/budgets.py, discovery.py, monitoring.py)."""
-    from app.execution import discovery
-    from app.db.models import Intervention
-
+    """Budget stop, stall notice, discoveries and interventions (app/execution/budgets.py, discovery.py,
+    supervision/)."""
     interventions = [{"task": i.task_id, "attempt": i.attempt, "source": i.source, "verdict": i.verdict,
                       "action": i.action, "reason": i.reason, "guidance": i.guidance,
                       "delivered": i.delivered_at is not None}

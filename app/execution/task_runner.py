@@ -16,129 +16,34 @@ from typing import Awaitable, Callable
 
 from sqlalchemy import select
 
-from app.execution import budgets
-
-from app.execution import discovery
-
-from app.execution import orchestrator
-
-from app.execution import policy
-
-from app.github import repo_config
-
-from app.execution import run_report
 from app.agent.session import AgentResult, run_agent
 from app.config import Settings, get_settings
+from app.db.locks import owner_id, release, try_acquire
 from app.db.models import Spec, SpecStage, SpecTask
 from app.db.session import session_scope
-from app.github import bot_identity, url_with_token
-from app.github.client import installation_client
+from app.execution import budgets, discovery, orchestrator, policy
 from app.execution.gitwork import ApplyFailed, Clone, commit_and_push
-from app.db.locks import owner_id, release, try_acquire
+from app.execution.leases import Attempt, Heartbeat, Lease, adopt
+from app.github import bot_identity, repo_config, url_with_token
+from app.github.client import installation_client
 from app.observability.logs import get_logger, redact
-from app.text.rendering import render
+from app.planning.schemas import Requirements
 from app.sandbox import make_sandbox
 from app.sandbox.local import SandboxUnavailable
-from app.planning.schemas import Requirements
+from app.text.rendering import render
 
 log = get_logger("omoi.task_runner")
 EVIDENCE_TAIL = 1500
-TRAJECTORY_KEEP = 40  # the agent's most recent messages kept on the task row for the guardian
 
 # The agent session; benchmarks/dag_run.py swaps in a stand-in of fixed duration.
 AgentRunner = Callable[..., Awaitable[AgentResult]]
 agent_runner: AgentRunner = run_agent
 
 
-class Heartbeat(threading.Thread):
-    """Keeps the lease alive from a thread, so a busy event loop cannot starve it."""
-
-    def __init__(self, settings: Settings, lease: orchestrator.Lease) -> None:
-        super().__init__(name=f"heartbeat-{lease.task_id}", daemon=True)
-        self.settings, self.lease = settings, lease
-        self.lost = threading.Event()
-        self._stop = threading.Event()
-        self.transcript: list[dict] = []  # the running agent's messages (app/agent/session.py on_message)
-        self._flushed = 0
-        self.spent_usd = 0.0  # the running session's cost so far (app/agent/session.py on_cost)
-        # Supervisor messages for the running session (interventions with action "redirect"):
-        # fetched here, handed to the agent's hook by `next_redirect`, marked delivered here.
-        self._redirects: list[tuple[int, str]] = []
-        self._handed: list[int] = []
-        self._known: set[int] = set()
-        self._lock = threading.Lock()
-
-    def poll_redirects(self) -> None:
-        from app.db.models import Intervention
-        from app.timeutil import utc_now
-
-        with self._lock:
-            handed, self._handed = self._handed, []
-        with session_scope(self.settings.database_url) as s:
-            if handed:
-                s.execute(orchestrator._update(Intervention).where(Intervention.id.in_(handed))
-                          .values(delivered_at=utc_now()))
-            rows = s.execute(select(Intervention.id, Intervention.guidance).where(
-                Intervention.spec_id == self.lease.spec_id, Intervention.task_id == self.lease.task_id,
-                Intervention.attempt == self.lease.attempt, Intervention.action == "redirect",
-                Intervention.delivered_at.is_(None))).all()
-        with self._lock:
-            for rid, text in rows:
-                if rid not in self._known:
-                    self._known.add(rid)
-                    self._redirects.append((rid, text or ""))
-
-    def next_redirect(self) -> str | None:
-        """Called from the agent's PostToolUse hook: the oldest undelivered supervisor message."""
-        with self._lock:
-            if not self._redirects:
-                return None
-            rid, text = self._redirects.pop(0)
-            self._handed.append(rid)
-        return text
-
-    def flush_trajectory(self) -> None:
-        """Copy the agent's recent messages to the task row (the guardian reads them from there)."""
-        size = len(self.transcript)
-        if size == self._flushed:
-            return
-        from app.db.models import SpecTask as Row
-        from app.timeutil import utc_now
-
-        with session_scope(self.settings.database_url) as s:
-            s.execute(orchestrator._update(Row).where(Row.id == self.lease.row_id, Row.lease_owner == self.lease.owner)
-                      .values(trajectory=list(self.transcript[-TRAJECTORY_KEEP:]), trajectory_at=utc_now()))
-        self._flushed = size
-
-    def run(self) -> None:
-        while not self._stop.wait(self.settings.task_heartbeat_seconds):
-            try:
-                self.flush_trajectory()
-                self.poll_redirects()
-                if not orchestrator.heartbeat(self.settings, self.lease):
-                    self.lost.set()
-                    return
-            except Exception as exc:  # noqa: BLE001 - a database hiccup; the lease has slack
-                log.warning("heartbeat_failed", task=self.lease.task_id, error=exc.__class__.__name__)
-
-    def stop(self) -> None:
-        self._stop.set()
-        try:
-            self.poll_redirects()  # record the last delivered message
-        except Exception:  # noqa: BLE001
-            pass
-
-    def confirm(self) -> bool:
-        """Renew the lease now: False (and `lost` set) if the run was cancelled or taken over."""
-        if not self.lost.is_set() and not orchestrator.heartbeat(self.settings, self.lease):
-            self.lost.set()
-        return not self.lost.is_set()
-
-
 def run_task(spec_id: int, task_id: str, token: str) -> str:
     """Celery entry point: adopt the claim, run one attempt, record it, schedule what comes next."""
     settings = get_settings()
-    lease = orchestrator.adopt(settings, spec_id, task_id, token)
+    lease = adopt(settings, spec_id, task_id, token)
     if lease is None:
         return "not-ours"
     beat = Heartbeat(settings, lease)
@@ -149,7 +54,7 @@ def run_task(spec_id: int, task_id: str, token: str) -> str:
     except Exception as exc:  # noqa: BLE001 - every failure is recorded and reported
         reason = redact("".join(traceback.format_exception_only(type(exc), exc)).strip())[:800]
         log.error("task_crashed", spec_id=spec_id, task=task_id, error=reason)
-        result = orchestrator.Attempt(ok=False, reason=f"omoi failed while running it: {reason}")
+        result = Attempt(ok=False, reason=f"omoi failed while running it: {reason}")
     finally:
         beat.stop()
     result.duration_s = time.monotonic() - started
@@ -159,51 +64,14 @@ def run_task(spec_id: int, task_id: str, token: str) -> str:
         outcome = "lost"
     else:
         outcome = orchestrator.finish_attempt(settings, lease, result)
-    advance(settings, spec_id)
-    return outcome
-
-
-def advance(settings: Settings, spec_id: int) -> orchestrator.Scheduled:
-    """Schedule what can run now, then show the new state on GitHub."""
-    with session_scope(settings.database_url) as s:
-        spec = s.get(Spec, spec_id)
-        installation, full_name = spec.installation_id, spec.repo_full_name
-
-    async def go() -> orchestrator.Scheduled:
-        async with installation_client(settings, installation) as gh:
-            cfg = (await repo_config.load(gh, settings, full_name)).config
-            scheduled = orchestrator.schedule(settings, spec_id, cfg.concurrency.per_spec
-                                              if "concurrency" in cfg.model_fields_set else None, cfg.budgets)
-            await run_report.publish(gh, settings, spec_id)
-            await discovery.post_proposals(gh, settings, spec_id)
-            return scheduled
-
-    return asyncio.run(go())
-
-
-def start_run(spec_id: int) -> str:
-    """Celery entry point for `/omoi approve` (tasks), `/omoi implement` and `/omoi retry`."""
-    settings = get_settings()
-    outcome = orchestrator.prepare_run(settings, spec_id)
-    if outcome == "not-approved":
-        return outcome
-    with session_scope(settings.database_url) as s:
-        spec = s.get(Spec, spec_id)
-        installation = spec.installation_id
-
-    async def setup() -> None:
-        async with installation_client(settings, installation) as gh:
-            await run_report.ensure_branch_and_pr(gh, settings, spec_id)
-
-    asyncio.run(setup())
-    advance(settings, spec_id)
+    orchestrator.advance(settings, spec_id)
     return outcome
 
 
 # --- the attempt ------------------------------------------------------------------------------
 
 
-def _task_context(settings: Settings, lease: orchestrator.Lease) -> dict:
+def _task_context(settings: Settings, lease: Lease) -> dict:
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, lease.spec_id)
         task = s.get(SpecTask, lease.row_id)
@@ -256,19 +124,18 @@ async def _watch(coro: Awaitable, lost: threading.Event):
     return task.result()
 
 
-async def _attempt(settings: Settings, lease: orchestrator.Lease, beat: Heartbeat) -> orchestrator.Attempt:
+async def _attempt(settings: Settings, lease: Lease, beat: Heartbeat) -> Attempt:
     ctx = _task_context(settings, lease)
     ctx["attempt"] = lease.attempt
     key = f"{lease.spec_id}/{lease.task_id}"
     async with installation_client(settings, ctx["installation_id"]) as gh:
         repo = await gh.getitem("/repos/{owner}/{repo}", url_vars=dict(zip(("owner", "repo"), ctx["full_name"].split("/", 1))))
-        cfg = (await repo_config.load(gh, settings, ctx["full_name"])).config
+        cfg = await repo_config.load_effective(gh, settings, ctx["full_name"])
         token = gh.oauth_token
-    blocked = cfg.blocked_paths if "blocked_paths" in cfg.model_fields_set else settings.blocked_paths
     with session_scope(settings.database_url) as s:  # the checkpoint before every attempt
         hit = budgets.status(s, settings, s.get(Spec, lease.spec_id), cfg.budgets).hit()
     if hit is not None:
-        return orchestrator.Attempt(ok=False, budget_stop=True,
+        return Attempt(ok=False, budget_stop=True,
                                     reason=f"not started: the {hit['label']} was reached")
     explore = ctx["task"]["kind"] == "explore"
     provider = make_sandbox(settings)
@@ -284,7 +151,7 @@ async def _attempt(settings: Settings, lease: orchestrator.Lease, beat: Heartbea
             sandbox = await creating
         except SandboxUnavailable as exc:  # fail closed: nothing untrusted runs unconfined; retrying cannot help
             bound.error("task_sandbox_unavailable", error=str(exc))
-            return orchestrator.Attempt(ok=False, retryable=False, reason=str(exc))
+            return Attempt(ok=False, retryable=False, reason=str(exc))
         if existing:  # an earlier attempt pushed and then died: verify that commit, commit nothing new
             await sandbox.destroy()
             bound.info("task_commit_found", commit=existing)
@@ -292,7 +159,7 @@ async def _attempt(settings: Settings, lease: orchestrator.Lease, beat: Heartbea
         try:
             setup_evidence, setup_failure = await _setup(sandbox, cfg.setup)
             if setup_failure:
-                return orchestrator.Attempt(ok=False, reason=setup_failure, evidence=setup_evidence)
+                return Attempt(ok=False, reason=setup_failure, evidence=setup_evidence)
             prompt = render("execution/task_prompt.md.j2", workdir=sandbox.agent_cwd, sandbox_id=sandbox.id, **ctx)
             reported: list[discovery.Finding] = []
             result = await _watch(agent_runner(
@@ -303,36 +170,36 @@ async def _attempt(settings: Settings, lease: orchestrator.Lease, beat: Heartbea
                 extra_tools=[discovery.report_tool(reported)],
             ), beat.lost)
             if result is None:
-                return orchestrator.Attempt(ok=False, lost=True, reason="the lease was lost")
+                return Attempt(ok=False, lost=True, reason="the lease was lost")
             cost = result.cost_usd
             found = (reported + ([] if explore else await _read_discoveries(sandbox)))[:discovery.MAX_FINDINGS]
             if not result.ok:
                 why = result.error
                 if result.subtype == "error_max_budget_usd":
                     why = f"it reached the task budget (${cfg.budgets.task_usd:g}, budgets.task_usd in .github/omoi.yml)"
-                return orchestrator.Attempt(ok=False, reason=f"the agent failed: {why}", cost_usd=cost,
+                return Attempt(ok=False, reason=f"the agent failed: {why}", cost_usd=cost,
                                             discoveries=found, retryable=result.subtype != "error_max_budget_usd")
             if explore:
                 report = (result.text or "").strip() or "(the exploration reported nothing)"
-                return orchestrator.Attempt(ok=True, cost_usd=cost, notes=report, discoveries=found, evidence=[{
+                return Attempt(ok=True, cost_usd=cost, notes=report, discoveries=found, evidence=[{
                     "command": "exploration report", "exit_code": 0, "timed_out": False,
                     "tail": report[-EVIDENCE_TAIL:], "seconds": round(result.duration_s, 2), "rerun": False}])
             patch = await sandbox.diff()
             if not patch.strip():
-                return orchestrator.Attempt(ok=False, reason="the agent finished without changing any file",
+                return Attempt(ok=False, reason="the agent finished without changing any file",
                                             cost_usd=cost, discoveries=found)
-            limits = policy.Limits.for_repo(cfg, blocked)
+            limits = policy.Limits.for_repo(cfg)
             refusal = policy.precheck(patch, limits)  # cheap; commit_and_push inspects the applied change
             if refusal:
                 bound.warning("task_diff_refused", reason=refusal.reason)
-                return orchestrator.Attempt(ok=False, retryable=False, reason=f"refused: {refusal.reason}",
+                return Attempt(ok=False, retryable=False, reason=f"refused: {refusal.reason}",
                                             cost_usd=cost, discoveries=found)
             evidence, failure = await _watch(_verify(sandbox, ctx["verify"], settings), beat.lost) or ([], "lost")
             evidence = setup_evidence + evidence
             if beat.lost.is_set():
-                return orchestrator.Attempt(ok=False, lost=True, reason="the lease was lost", cost_usd=cost)
+                return Attempt(ok=False, lost=True, reason="the lease was lost", cost_usd=cost)
             if failure:  # what the agent found still counts when its change did not pass
-                return orchestrator.Attempt(ok=False, reason=failure, evidence=evidence, cost_usd=cost,
+                return Attempt(ok=False, reason=failure, evidence=evidence, cost_usd=cost,
                                             discoveries=found)
             base = sandbox.base_sha
         finally:
@@ -346,23 +213,23 @@ async def _attempt(settings: Settings, lease: orchestrator.Lease, beat: Heartbea
             async with _branch_lock(f"push:{ctx['full_name']}:{ctx['branch']}"):
                 # Ask the database, not the last heartbeat: a cancel may have landed a moment ago.
                 if not await asyncio.to_thread(beat.confirm):
-                    return orchestrator.Attempt(ok=False, lost=True, reason="the lease was lost", cost_usd=cost)
+                    return Attempt(ok=False, lost=True, reason="the lease was lost", cost_usd=cost)
                 pushed = await asyncio.to_thread(commit_and_push, clone, base_sha=base, patch=patch,
                                                  message=message, task_key=key, limits=limits, secrets=secrets,
                                                  precommitted=made)
         except policy.Refused as exc:
             bound.warning("task_diff_refused", reason=exc.reason)
-            return orchestrator.Attempt(ok=False, retryable=False, reason=f"refused: {exc.reason}", cost_usd=cost,
+            return Attempt(ok=False, retryable=False, reason=f"refused: {exc.reason}", cost_usd=cost,
                                         discoveries=found)
         except ApplyFailed as exc:
-            return orchestrator.Attempt(ok=False, reason=str(exc)[:800], evidence=evidence, cost_usd=cost,
+            return Attempt(ok=False, reason=str(exc)[:800], evidence=evidence, cost_usd=cost,
                                         discoveries=found)
         bound.info("task_pushed", commit=pushed.sha, rebased=pushed.rebased, existing=pushed.existing)
         if pushed.rebased or pushed.existing:
             done = await _verify_pushed(settings, provider, repo, token, ctx, pushed.sha, evidence, cost, key)
             done.discoveries = found
             return done
-        return orchestrator.Attempt(ok=True, commit_sha=pushed.sha, evidence=evidence, cost_usd=cost,
+        return Attempt(ok=True, commit_sha=pushed.sha, evidence=evidence, cost_usd=cost,
                                     discoveries=found)
     finally:
         clone.cleanup()
@@ -429,16 +296,16 @@ async def _branch_lock(key: str, ttl: int = 120):
         await asyncio.to_thread(release, key, owner)
 
 
-async def _verify_pushed(settings, provider, repo, token, ctx, sha, evidence, cost, key) -> orchestrator.Attempt:
+async def _verify_pushed(settings, provider, repo, token, ctx, sha, evidence, cost, key) -> Attempt:
     """Verify again in a fresh sandbox at the commit that is on the branch."""
     if not ctx["verify"]:
-        return orchestrator.Attempt(ok=True, commit_sha=sha, evidence=evidence, cost_usd=cost)
+        return Attempt(ok=True, commit_sha=sha, evidence=evidence, cost_usd=cost)
     sandbox = await provider.create(repo_url=url_with_token(repo["clone_url"], token), ref=sha, label=f"verify-{key}")
     try:
         rerun, failure = await _verify(sandbox, ctx["verify"], settings, rerun=True)
     finally:
         await sandbox.destroy()
     if failure:
-        return orchestrator.Attempt(ok=False, reason=f"on the pushed commit {sha[:7]}: {failure}",
+        return Attempt(ok=False, reason=f"on the pushed commit {sha[:7]}: {failure}",
                                     evidence=evidence + rerun, cost_usd=cost)
-    return orchestrator.Attempt(ok=True, commit_sha=sha, evidence=evidence + rerun, cost_usd=cost)
+    return Attempt(ok=True, commit_sha=sha, evidence=evidence + rerun, cost_usd=cost)

@@ -1,8 +1,10 @@
-"""Per-repository settings from `.github/omoi.yml` on the default branch.
+"""Per-repository settings from `.github/omoi.yml` on the default branch, merged over omoi's settings.
 
-Validated against a schema with defaults. A broken file never stops omoi: the issue being
-handled gets one comment naming the bad key (once per version of the file), and omoi carries on
-with the defaults.
+The file is validated against a schema with defaults (`RepoConfig`). A broken file never stops omoi:
+the issue being handled gets one comment naming the bad key (once per version of the file), and omoi
+carries on with the defaults. What omoi acts on is the effective configuration (`Effective`): the
+file merged over the deployment's settings once, here (`effective`, `load_effective`), so no caller
+decides again which of the two wins.
 """
 from __future__ import annotations
 
@@ -14,6 +16,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.config import Settings
+from app.db import claims
+from app.github import comments
+from app.text.rendering import render
 
 PATH = ".github/omoi.yml"
 _CACHE_SECONDS = 60
@@ -38,6 +43,7 @@ class Setup(BaseModel):
 
 
 def _default_allow() -> tuple[str, ...]:
+    # The egress proxy's own list; reading a repository's config does not otherwise load app.sandbox.
     from app.sandbox.egress_proxy import DEFAULT_ALLOW
 
     return DEFAULT_ALLOW
@@ -68,6 +74,22 @@ class RepoConfig(BaseModel):
     allow_binary: bool = False
     allow_gitattributes: bool = False
     setup: Setup = Field(default_factory=Setup)
+
+
+class Effective(BaseModel):
+    """What omoi does in one repository: `.github/omoi.yml` where it says so, the settings elsewhere."""
+    model_config = ConfigDict(frozen=True)
+    trigger_label: str
+    approvers: list[str]        # empty: anyone with write access
+    per_spec: int               # tasks of one spec running at once
+    budgets: Budgets
+    blocked_paths: list[str]
+    planner_model: str
+    reviewer_model: str
+    auto_resolve_threads: bool
+    allow_binary: bool
+    allow_gitattributes: bool
+    setup: Setup
 
 
 class Loaded(BaseModel):
@@ -120,22 +142,37 @@ async def load(gh, settings: Settings, full_name: str) -> Loaded:
     return loaded
 
 
-def trigger_label(loaded: Loaded, settings: Settings) -> str:
-    return loaded.config.trigger_label or settings.trigger_label
+def effective(config: RepoConfig, settings: Settings) -> Effective:
+    """The repository's file merged over the settings: the one place where the two are combined."""
+    given = config.model_fields_set
+    return Effective(
+        trigger_label=config.trigger_label or settings.trigger_label,
+        approvers=list(config.approvers),
+        per_spec=config.concurrency.per_spec if "concurrency" in given else settings.max_parallel_tasks_per_spec,
+        budgets=config.budgets,
+        blocked_paths=list(config.blocked_paths if "blocked_paths" in given else settings.blocked_paths),
+        planner_model=config.models.planner or settings.model_planner,
+        reviewer_model=config.models.reviewer or settings.model_reviewer,
+        auto_resolve_threads=config.auto_resolve_threads,
+        allow_binary=config.allow_binary,
+        allow_gitattributes=config.allow_gitattributes,
+        setup=config.setup,
+    )
+
+
+async def load_effective(gh, settings: Settings, full_name: str) -> Effective:
+    """The effective configuration of `full_name` (a broken file: the settings and the file's defaults)."""
+    return effective((await load(gh, settings, full_name)).config, settings)
 
 
 def clear_cache() -> None:
     _cache.clear()
 
 
-async def load_and_report(gh, settings: Settings, full_name: str, issue_number: int) -> RepoConfig:
-    """Load the config; if it is broken, say so once on this issue and return the defaults."""
-    from app.db import claims
-    from app.github import comments
-    from app.text.rendering import render
-
+async def load_and_report(gh, settings: Settings, full_name: str, issue_number: int) -> Effective:
+    """The effective configuration; if the file is broken, say so once on this issue (and use the defaults)."""
     loaded = await load(gh, settings, full_name)
     if loaded.error and claims.claim(f"config-error:{full_name}:{loaded.sha}", "notice"):
         await comments.upsert(gh, settings, full_name, issue_number, f"<!-- omoi:config-error sha={loaded.sha} ",
                               render("replies/config_error.md.j2", error=loaded.error, sha=loaded.sha))
-    return loaded.config
+    return effective(loaded.config, settings)

@@ -13,36 +13,29 @@ from __future__ import annotations
 import asyncio
 import json
 import traceback
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable
 
 import aiohttp
-import gidgethub
 from gidgethub import sansio
 from sqlalchemy import Text, cast, select, update
 
 from app.config import get_settings
+from app.db.locks import Busy, issue_lock
 from app.db.models import WebhookDelivery
 from app.db.session import session_scope
-from app.events import HANDLED_EVENTS, router
+from app.events import router
 from app.events.context import EventContext
 from app.events.records import remember
-from app.intake.delivery_keys import issue_key
-from app.db.locks import Busy, issue_lock
+from app.jobs import Result, is_transient
 from app.observability.logs import get_logger, redact
 from app.observability.metrics import EVENTS_PROCESSED
 from app.timeutil import utc_now
+from app.web.delivery import HANDLED_EVENTS, delivery_columns, issue_key, not_json, verify_signature
 
 log = get_logger("omoi.worker")
 MAX_ATTEMPTS = 5
 INTEGRITY_FAILED = "integrity check failed"
-
-
-@dataclass
-class Result:
-    outcome: str
-    retry_in: float | None = None
 
 
 def _older_unfinished(s, delivery_pk: int, key: str) -> bool:
@@ -54,10 +47,6 @@ def _older_unfinished(s, delivery_pk: int, key: str) -> bool:
     ).limit(1)).first() is not None
 
 
-def _not_json(name: str):
-    raise ValueError(f"{name} is not JSON")
-
-
 def verified_payload(d: WebhookDelivery, payload_text: str | None, secret: str | None) -> tuple[dict | None, str]:
     """The payload to route, parsed from the bytes GitHub signed once the row's stored signature
     checks out with the webhook secret and the row's other columns agree with them; otherwise None
@@ -65,8 +54,6 @@ def verified_payload(d: WebhookDelivery, payload_text: str | None, secret: str |
     the web process stores a UTF-8 body once), the payload column's own text (`payload_text`,
     kept exactly as written by both databases). The `event` column cannot be checked: GitHub does
     not sign headers; it must be one the web process stores."""
-    from app.web.server import delivery_columns, verify_signature  # the web process's own rules
-
     if not secret:
         return None, "no_webhook_secret"
     if d.event not in HANDLED_EVENTS:
@@ -82,7 +69,7 @@ def verified_payload(d: WebhookDelivery, payload_text: str | None, secret: str |
     if not verify_signature(signed, d.signature, secret):
         return None, "bad_signature"
     try:
-        payload = json.loads(signed, parse_constant=_not_json)
+        payload = json.loads(signed, parse_constant=not_json)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None, "not_json"
     if not isinstance(payload, dict):
@@ -94,12 +81,6 @@ def verified_payload(d: WebhookDelivery, payload_text: str | None, secret: str |
             columns["action"], columns["installation_id"], columns["issue_key"]):
         return None, "columns_differ"
     return payload, ""
-
-
-def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError, gidgethub.GitHubBroken)):
-        return True
-    return isinstance(exc, gidgethub.HTTPException) and exc.status_code in (429, 500, 502, 503, 504)
 
 
 def process_delivery(delivery_pk: int) -> Result:

@@ -21,8 +21,11 @@ from typing import Any, TypeVar
 
 import anthropic
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import func, select
 
 from app.config import get_settings
+from app.db.models import LLMCall
+from app.db.session import session_scope
 from app.llm.pricing import (  # noqa: F401 - part of this module's interface
     CACHE_READ_MULTIPLIER, CACHE_WRITE_MULTIPLIER, DEFAULT_PRICE_PER_MTOK, PRICES_PER_MTOK, Usage, cost_usd, price_for,
 )
@@ -105,9 +108,6 @@ def get_client() -> anthropic.AsyncAnthropic:
 
 
 def _record_sync(row: dict) -> None:
-    from app.db.models import LLMCall
-    from app.db.session import session_scope
-
     with session_scope() as session:
         session.add(LLMCall(**row))
 
@@ -290,11 +290,6 @@ async def structured_output(
 
 def usage_totals(spec_id: int) -> dict:
     """Tokens and dollars spent on one spec: for rendering in comments."""
-    from sqlalchemy import func, select
-
-    from app.db.models import LLMCall
-    from app.db.session import session_scope
-
     with session_scope() as session:
         row = session.execute(
             select(

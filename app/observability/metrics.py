@@ -1,5 +1,12 @@
 """Prometheus metrics shared by the web and worker processes."""
 from prometheus_client import Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
+from sqlalchemy import func, select
+
+from app.db.models import LLMCall, Spec, WebhookDelivery
+from app.db.session import session_scope
+from app.timeutil import as_utc, utc_now
 
 DELIVERIES = Counter(
     "omoi_webhook_deliveries_total", "Webhook deliveries by event and outcome", ["event", "outcome"]
@@ -51,14 +58,6 @@ class DatabaseCollector:
         return []  # nothing fixed to register: families are produced per scrape
 
     def collect(self):
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-        from prometheus_client.utils import floatToGoString
-        from sqlalchemy import func, select
-
-        from app.db.models import LLMCall, Spec, WebhookDelivery
-        from app.db.session import session_scope
-        from app.timeutil import as_utc, utc_now
-
         up = GaugeMetricFamily("omoi_database_metrics_up", "1 if the database answered the metrics queries")
         try:
             now = utc_now()

@@ -21,15 +21,15 @@ from typing import Sequence
 from pydantic import BaseModel
 
 from app.text.rendering import GITHUB_BODY_LIMIT, content_hash, environment, md_escape, render
-from app.planning.gates import GateResult, critical_path, parallel_groups
-from app.planning.schemas import Design, Requirements, Tasks
+from app.planning.gates import GateResult
+from app.planning.task_graph import critical_path, parallel_groups
+from app.planning.schemas import DOCUMENT_TYPES, Design, Requirements, Tasks
 
 __all__ = [
-    "STAGES", "STATUSES", "COMMENT_BUDGET", "doc_hash",
+    "STATUSES", "COMMENT_BUDGET", "doc_hash",
     "render_stage_comment", "render_spec_file", "diff_summary",
 ]
 
-STAGES = {"requirements": Requirements, "design": Design, "tasks": Tasks}
 _TITLES = {"requirements": "Requirements", "design": "Design", "tasks": "Tasks"}
 STATUSES = {
     "waiting": "waiting for approval",
@@ -151,10 +151,10 @@ def diff_summary(old_doc: BaseModel, new_doc: BaseModel) -> list[str]:
 
 
 def _check(stage: str, doc: BaseModel) -> None:
-    if stage not in STAGES:
+    if stage not in DOCUMENT_TYPES:
         raise ValueError(f"unknown stage {stage!r}")
-    if not isinstance(doc, STAGES[stage]):
-        raise TypeError(f"{stage} stage needs a {STAGES[stage].__name__}, got {type(doc).__name__}")
+    if not isinstance(doc, DOCUMENT_TYPES[stage]):
+        raise TypeError(f"{stage} stage needs a {DOCUMENT_TYPES[stage].__name__}, got {type(doc).__name__}")
 
 
 def _content_ctx(stage: str, doc: BaseModel, overflow_url: str | None) -> dict:

@@ -24,13 +24,12 @@ from app.text.sanitize import sanitize_inline, sanitize_untrusted
 from app.planning import gates as g
 from app.web.links import spec_status_url
 from app.planning.digest import build_digest
-from app.planning.documents import STAGES as DOC_TYPES
 from app.planning.documents import COMMENT_BUDGET, diff_summary, doc_hash, render_spec_file, render_stage_comment
 from app.planning.schemas import (
+    DOCUMENT_TYPES,
+    STAGES,
     DesignDraft,
-    Requirements,
     RequirementsDraft,
-    Tasks,
     TasksDraft,
     assign_ids,
     assign_task_ids,
@@ -38,19 +37,20 @@ from app.planning.schemas import (
 from app.timeutil import utc_now
 
 log = get_logger("omoi.spec")
-STAGES = ("requirements", "design", "tasks")
 DRAFTS = {"requirements": RequirementsDraft, "design": DesignDraft, "tasks": TasksDraft}
 CHECK_NAME = "omoi / spec"
 ACTIVE = ("waiting", "blocked")  # a stage revision that is waiting for people
 
 
-class Finding(BaseModel):
+# One advisory remark of the reviewer model (an agent's discovery is app/execution/discovery.py's Finding).
+# No docstring: it would become part of the JSON schema the model is given.
+class ReviewFinding(BaseModel):
     severity: str = Field(description="'warning' for a real problem, 'info' for a suggestion", max_length=16)
     message: str = Field(max_length=500)
 
 
 class Review(BaseModel):
-    findings: list[Finding] = Field(default_factory=list, max_length=10)
+    findings: list[ReviewFinding] = Field(default_factory=list, max_length=10)
 
 
 @dataclass
@@ -75,7 +75,7 @@ def _finalize(stage: str, draft: BaseModel) -> BaseModel:
 
 
 def _load_doc(stage: str, data: dict) -> BaseModel:
-    return DOC_TYPES[stage].model_validate(data)
+    return DOCUMENT_TYPES[stage].model_validate(data)
 
 
 def _latest(s, spec_id: int, stage: str, statuses: tuple[str, ...] | None = None) -> SpecStage | None:
@@ -149,14 +149,14 @@ async def generate(gh, settings: Settings, spec_id: int, stage: str, user_feedba
         "previous": previous_doc.model_dump_json(indent=1) if (previous_doc and user_feedback) else "",
     }
     system = render("prompts/system.j2")
-    models = (await repo_config.load(gh, settings, full_name)).config.models  # per-repo model names
+    cfg = await repo_config.load_effective(gh, settings, full_name)  # the per-repo model names
     gate_feedback: list[str] = []
     attempts = 0
     for attempts in range(1, settings.spec_gate_retries + 2):
         prompt = render(f"prompts/{stage}.j2", gate_feedback=gate_feedback, **prompt_ctx)
         draft = await structured_output(
             prompt, DRAFTS[stage], system=system, context=digest, purpose=stage, spec_id=spec_id,
-            model=models.planner,
+            model=cfg.planner_model,
         )
         doc = _finalize(stage, draft)
         results = _run_gates(stage, doc, approved, repo_files)
@@ -165,7 +165,7 @@ async def generate(gh, settings: Settings, spec_id: int, stage: str, user_feedba
         gate_feedback = g.feedback(results)
         log.info("spec_gates_failed", spec_id=spec_id, stage=stage, attempt=attempts, failures=len(gate_feedback))
     ok = g.passed(results)
-    results = results + await _review(settings, spec_id, stage, doc, prompt_ctx, models.reviewer)
+    results = results + await _review(settings, spec_id, stage, doc, prompt_ctx, cfg.reviewer_model)
 
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, spec_id)
@@ -195,13 +195,13 @@ async def generate(gh, settings: Settings, spec_id: int, stage: str, user_feedba
 
 
 async def _review(settings: Settings, spec_id: int, stage: str, doc: BaseModel, ctx: dict,
-                  model: str | None) -> list[g.GateResult]:
+                  model: str) -> list[g.GateResult]:
     """Advisory findings from a second model; never blocks, never fails the phase."""
     try:
         review = await structured_output(
             render("prompts/review.j2", stage=stage, document=doc.model_dump_json(indent=1),
                    issue_number=ctx["issue_number"], title=ctx["title"]),
-            Review, model=model or settings.model_reviewer, purpose=f"{stage}:review", spec_id=spec_id,
+            Review, model=model, purpose=f"{stage}:review", spec_id=spec_id,
         )
     except Exception as exc:  # noqa: BLE001 - advisory only
         log.warning("spec_review_failed", spec_id=spec_id, stage=stage, error=exc.__class__.__name__)

@@ -8,7 +8,8 @@ gate summary in the comment) and the model (the retry prompt, via
 ``feedback``).  A gate that found nothing yields a single passing result, so
 the summary can show ✅ for it.
 
-Errors block approval; warnings are shown but do not block.
+Errors block approval; warnings are shown but do not block. The tasks document read as a graph
+(dependencies, cycles, parallel waves, the critical path) is app/planning/task_graph.py.
 """
 from __future__ import annotations
 
@@ -16,11 +17,11 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Literal
 
-from app.planning.schemas import Design, Requirements, Task, Tasks
+from app.planning.schemas import Design, Requirements, Tasks
+from app.planning.task_graph import ancestors, cycles, norm_path
 
 __all__ = [
-    "GateResult", "check_requirements", "check_design", "check_tasks",
-    "parallel_groups", "critical_path", "passed", "feedback", "path_problem",
+    "GateResult", "check_requirements", "check_design", "check_tasks", "passed", "feedback", "path_problem",
     "MAX_STORIES", "MAX_CRITERIA_PER_STORY", "MAX_CRITERION_CHARS", "MAX_TASKS", "MAX_FILES_PER_TASK",
 ]
 
@@ -30,7 +31,6 @@ MAX_CRITERION_CHARS = 500
 MAX_OPEN_QUESTIONS = 5
 MAX_TASKS = 40
 MAX_FILES_PER_TASK = 8  # more is a sign the task is really several tasks
-SIZE_WEIGHT = {"S": 1, "M": 2, "L": 3}  # for the critical path
 
 
 @dataclass(frozen=True)
@@ -180,23 +180,19 @@ def path_problem(path: str) -> str | None:
     return None
 
 
-def _norm(path: str) -> str:
-    return path[2:] if path.startswith("./") else path
-
-
 def check_design(design: Design, req: Requirements, repo_files: set[str]) -> list[GateResult]:
     out: list[GateResult] = []
-    repo = {_norm(p) for p in repo_files}
+    repo = {norm_path(p) for p in repo_files}
     with _Gate("Safe paths", out, "all paths are relative and inside the repository") as g:
         for p in [f.path for f in design.file_plan] + [p for c in design.components for p in c.files]:
             if why := path_problem(p):
                 g.error(f"path {p} {why}")
     safe_plan = [f for f in design.file_plan if path_problem(f.path) is None]
-    created = {_norm(f.path) for f in safe_plan if f.action == "create"}
+    created = {norm_path(f.path) for f in safe_plan if f.action == "create"}
     with _Gate("File plan vs repository", out, "modified files exist; created files are new") as g:
         seen: set[str] = set()
         for f in safe_plan:
-            p = _norm(f.path)
+            p = norm_path(f.path)
             if p in seen:
                 g.error(f"file plan lists {p} more than once")
             seen.add(p)
@@ -208,7 +204,7 @@ def check_design(design: Design, req: Requirements, repo_files: set[str]) -> lis
                 g.error(f"design deletes {p}, which does not exist in the repository")
         for c in design.components:
             for p in c.files:
-                if path_problem(p) is None and _norm(p) not in repo and _norm(p) not in created:
+                if path_problem(p) is None and norm_path(p) not in repo and norm_path(p) not in created:
                     g.warn(f"component {c.name} lists {p}, which neither exists nor is created by the file plan")
     with _Gate("Components", out, "components are defined") as g:
         if not design.components:
@@ -231,58 +227,6 @@ def check_design(design: Design, req: Requirements, repo_files: set[str]) -> lis
 
 
 # --- tasks ------------------------------------------------------------------
-
-
-def _deps(tasks: Tasks) -> dict[str, list[str]]:
-    """Known, non-self dependency edges (unknown ones are reported, not followed)."""
-    ids = {t.id for t in tasks.tasks}
-    return {t.id: [d for d in t.depends_on if d in ids] for t in tasks.tasks}
-
-
-def _cycles(tasks: Tasks) -> list[list[str]]:
-    """Elementary cycles found as DFS back edges, each as a closed path, deduplicated."""
-    graph = _deps(tasks)
-    state: dict[str, int] = {}  # 1 = on stack, 2 = done
-    stack: list[str] = []
-    found: list[list[str]] = []
-    seen: set[frozenset[str]] = set()
-
-    def visit(n: str) -> None:
-        state[n] = 1
-        stack.append(n)
-        for d in graph[n]:
-            if state.get(d) == 1:
-                cyc = stack[stack.index(d):]
-                if frozenset(cyc) not in seen:
-                    seen.add(frozenset(cyc))
-                    found.append(cyc + [d])
-            elif d not in state:
-                visit(d)
-        stack.pop()
-        state[n] = 2
-
-    for t in tasks.tasks:  # list order, so the report is deterministic
-        if t.id not in state:
-            visit(t.id)
-    # Read along depends_on, as the tasks table shows it: "T2 → T3" = T2 depends on T3.
-    return found
-
-
-def _ancestors(tasks: Tasks) -> dict[str, set[str]]:
-    graph = _deps(tasks)
-    memo: dict[str, set[str]] = {}
-
-    def walk(n: str, stack: frozenset[str]) -> set[str]:
-        if n in memo:
-            return memo[n]
-        acc: set[str] = set()
-        for d in graph[n]:
-            if d not in stack:  # cycles are reported elsewhere; do not loop
-                acc |= {d} | walk(d, stack | {d})
-        memo[n] = acc
-        return acc
-
-    return {t.id: walk(t.id, frozenset({t.id})) for t in tasks.tasks}
 
 
 def check_tasks(tasks: Tasks, req: Requirements, design: Design, repo_files: set[str]) -> list[GateResult]:
@@ -317,20 +261,20 @@ def check_tasks(tasks: Tasks, req: Requirements, design: Design, repo_files: set
                 g.error(f"{t.id} depends on unknown task key '{k}'")
 
     with _Gate("Acyclic graph", out, "the dependency graph has no cycles") as g:
-        for cyc in _cycles(tasks):
+        for cyc in cycles(tasks):
             if len(cyc) > 2:  # a self-loop is already reported as "depends on itself"
                 g.error("dependency cycle: " + " → ".join(cyc))
 
     with _Gate("Files", out, "every file exists or is created first") as g:
-        repo = {_norm(p) for p in repo_files}
-        planned = {_norm(f.path) for f in design.file_plan if f.action == "create"}
+        repo = {norm_path(p) for p in repo_files}
+        planned = {norm_path(f.path) for f in design.file_plan if f.action == "create"}
         declared: set[str] = set()  # created by an earlier task
         for t in tasks.tasks:
             for f in t.files:
                 if why := path_problem(f.path):
                     g.error(f"{t.id}: path {f.path} {why}")
                     continue
-                p = _norm(f.path)
+                p = norm_path(f.path)
                 if f.action == "create":
                     if p in repo:
                         g.error(f"{t.id} creates {p}, which already exists in the repository")
@@ -339,12 +283,12 @@ def check_tasks(tasks: Tasks, req: Requirements, design: Design, repo_files: set
                         f"{t.id} {'modifies' if f.action == 'modify' else 'deletes'} {p}, which does not exist "
                         "in the repository and is not created by the design or an earlier task"
                     )
-            declared |= {_norm(f.path) for f in t.files if f.action == "create"}
+            declared |= {norm_path(f.path) for f in t.files if f.action == "create"}
             if len(t.files) > MAX_FILES_PER_TASK:
                 g.warn(f"{t.id} touches {len(t.files)} files; split tasks above {MAX_FILES_PER_TASK}")
 
     with _Gate("Tests first", out, "implementation depends on tests for the same criteria") as g:
-        ancestors = _ancestors(tasks)
+        upstream = ancestors(tasks)
         by_id = tasks.by_id()
         for t in tasks.tasks:
             if t.kind != "implement":
@@ -352,7 +296,7 @@ def check_tasks(tasks: Tasks, req: Requirements, design: Design, repo_files: set
             missing = [
                 c for c in t.covers
                 if c in criteria and not any(
-                    c in by_id[a].covers and by_id[a].kind == "test" for a in ancestors[t.id]
+                    c in by_id[a].covers and by_id[a].kind == "test" for a in upstream[t.id]
                 )
             ]
             if missing:
@@ -367,62 +311,3 @@ def check_tasks(tasks: Tasks, req: Requirements, design: Design, repo_files: set
             if t.size == "L":
                 g.warn(f"{t.id} ({t.title}) is size L; consider splitting it")
     return out
-
-
-# --- computed schedule ------------------------------------------------------
-
-
-def _topo(tasks: Tasks) -> list[Task]:
-    """Stable topological order; members of a cycle are appended in listed order."""
-    graph = _deps(tasks)
-    done: set[str] = set()
-    order: list[Task] = []
-    pending = list(tasks.tasks)
-    while pending:
-        ready = next((t for t in pending if all(d in done or d == t.id for d in graph[t.id])), pending[0])
-        pending.remove(ready)
-        order.append(ready)
-        done.add(ready.id)
-    return order
-
-
-def parallel_groups(tasks: Tasks) -> list[list[str]]:
-    """Waves of tasks that may run at the same time.
-
-    Computed, never taken from the model: a task goes in the first wave after
-    all its dependencies, then moves later while any task already in that wave
-    writes one of the same files (so two writers of a file never run together;
-    the later-listed one waits).
-    """
-    graph = _deps(tasks)
-    wave_of: dict[str, int] = {}
-    waves: list[list[Task]] = []
-    for t in _topo(tasks):
-        w = max((wave_of[d] + 1 for d in graph[t.id] if d in wave_of), default=0)
-        writes = {_norm(f.path) for f in t.files}
-        while w < len(waves) and any(writes & {_norm(f.path) for f in o.files} for o in waves[w]):
-            w += 1
-        if w == len(waves):
-            waves.append([])
-        waves[w].append(t)
-        wave_of[t.id] = w
-    position = {t.id: i for i, t in enumerate(tasks.tasks)}
-    return [sorted((t.id for t in wave), key=position.__getitem__) for wave in waves]
-
-
-def critical_path(tasks: Tasks) -> list[str]:
-    """The heaviest dependency chain, weighting tasks by size (S=1, M=2, L=3).
-
-    Uses declared dependencies only; write-set serialisation can lengthen the
-    real schedule, which ``parallel_groups`` shows.
-    """
-    graph = _deps(tasks)
-    best: dict[str, tuple[int, list[str]]] = {}
-    for t in _topo(tasks):
-        prev = [best[d] for d in graph[t.id] if d in best]
-        # Ties go to the earliest-found chain, keeping the answer deterministic.
-        weight, path = max(prev, key=lambda b: b[0], default=(0, []))
-        best[t.id] = (weight + SIZE_WEIGHT[t.size], path + [t.id])
-    if not best:
-        return []
-    return max(best.values(), key=lambda b: b[0])[1]

@@ -7,18 +7,18 @@ import traceback
 import anthropic
 from sqlalchemy import select
 
-from app.db import claims
 from app.config import get_settings
+from app.db import claims
+from app.db.locks import Busy, issue_lock
 from app.db.models import Spec, SpecStage
 from app.db.session import session_scope
 from app.github import comments
 from app.github.client import installation_client
+from app.jobs import Result, is_transient
 from app.llm.structured import LLMError
-from app.db.locks import Busy, issue_lock
 from app.observability.logs import get_logger, redact
-from app.intake.processing import Result, is_transient
-from app.text.rendering import render
 from app.planning import flow
+from app.text.rendering import render
 
 log = get_logger("omoi.spec.runner")
 MAX_ATTEMPTS = 4

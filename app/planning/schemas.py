@@ -19,7 +19,7 @@ __all__ = [
     "CriterionDraft", "StoryDraft", "RequirementsDraft", "Criterion", "Story", "Requirements",
     "Component", "Decision", "FileChange", "Risk", "DesignDraft", "Design",
     "TaskFile", "TaskDraft", "TasksDraft", "Task", "Tasks",
-    "assign_ids", "assign_task_ids",
+    "assign_ids", "assign_task_ids", "STAGES", "DOCUMENT_TYPES",
 ]
 
 Priority = Literal["must", "should", "could"]
@@ -255,3 +255,7 @@ def assign_task_ids(draft: TasksDraft) -> Tasks:
                 resolved.append(ids[j])
         tasks.append(Task(id=ids[i], **t.model_dump(exclude={"depends_on"}), depends_on=resolved, unresolved_deps=unresolved))
     return Tasks(tasks=tasks)
+
+
+STAGES = ("requirements", "design", "tasks")  # the order a spec is written and approved in
+DOCUMENT_TYPES: dict[str, type[BaseModel]] = {"requirements": Requirements, "design": Design, "tasks": Tasks}

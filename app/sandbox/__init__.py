@@ -26,10 +26,12 @@ def make_sandbox(settings: Any) -> SandboxProvider:
     """The provider named by `settings.sandbox_provider`."""
     name = str(getattr(settings, "sandbox_provider", None) or "local").strip().lower()
     if name == "local":
+        # Each provider's module is loaded only when it is the one configured.
         from app.sandbox.local import LocalSandboxProvider
 
         return LocalSandboxProvider(settings)
     if name == "daytona":
+        # loaded only when it is the one configured (the Daytona SDK later still, per call)
         from app.sandbox.daytona import DaytonaSandboxProvider
 
         return DaytonaSandboxProvider(settings)

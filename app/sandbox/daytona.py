@@ -8,7 +8,7 @@ Getting the code in: the repo is cloned **on the host** (app.sandbox.local.host_
 to git as an http.extraHeader through the environment), checked for leftover credentials, tarred and
 uploaded. No GitHub token, App key or model key is ever sent to Daytona.
 
-The agent runs inside the sandbox (app/sandbox/daytona_agent.py): `remote_agent` tells app/agent/session.py to
+The agent runs inside the sandbox (app/sandbox/daytona_agent.py): `remote_agent` tells app/agent/isolation.py to
 drive it through a session-command transport and to give it a database-backed session of the web
 process's model proxy (`<public URL>/model-proxy`). The sandbox's network is closed except for that
 address (`network_allow_list`: the public URL's host as a /32, or `daytona_network_allow_list`).
@@ -60,7 +60,7 @@ def _secret(value: Any) -> str | None:
 
 
 class DaytonaSandbox:
-    remote_agent = True  # app/agent/session.py: the CLI runs in this sandbox, through `agent_transport`
+    remote_agent = True  # app/agent/isolation.py: the CLI runs in this sandbox, through `agent_transport`
 
     def __init__(self, *, client: Any, sandbox: Any, workdir: str, base_sha: str, network: bool,
                  max_output_bytes: int | None) -> None:
@@ -87,7 +87,7 @@ class DaytonaSandbox:
 
     def agent_transport(self, prompt: Any, options: Any, env: dict[str, str], stderr: Any = None) -> Any:
         """The SDK transport that runs Claude Code in this sandbox (see app/sandbox/daytona_agent.py)."""
-        from app.sandbox.daytona_agent import DaytonaSessionTransport, cli_argv
+        from app.sandbox.daytona_agent import DaytonaSessionTransport, cli_argv  # loads claude_agent_sdk: only here
 
         self._check_alive()
         argv = cli_argv(prompt, options)

@@ -55,6 +55,8 @@ class DaytonaSessionTransport(Transport):
         self._follow: asyncio.Task | None = None
         self._ready = False
         self._closed = False
+        self._input_ended = False
+        self._results = 0  # result messages seen
 
     def command(self) -> str:
         env = " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(self._env.items()))
@@ -115,13 +117,22 @@ class DaytonaSessionTransport(Transport):
                 continue  # not protocol (a stray print): the SDK would skip it too
             if isinstance(message, dict):
                 yield message
+                if message.get("type") == "result":
+                    self._results += 1
+                    if self._input_ended:  # what closing stdin would have done: the CLI ends after its result
+                        await self.close()
 
     async def end_input(self) -> None:
         """The session API cannot close a command's stdin, and Claude Code waits for more input until it
-        is closed. The SDK ends input only after the session's result: give the CLI a moment to finish
-        on its own, then end the session command (its log stream then ends, and with it the messages)."""
+        is closed; so ending input ends the session command once the CLI has given its result (its log
+        stream then ends, and with it the messages). The SDK ends input right after the prompt when no
+        hook or in-process tool needs the control channel, and after the result otherwise: ending the
+        command at once would kill the CLI mid-run in the first case."""
+        self._input_ended = True
+        if self._results == 0:
+            return  # read_messages closes after the result
         if self._follow is not None and not self._follow.done():
-            done, _ = await asyncio.wait({self._follow}, timeout=1.0)
+            done, _ = await asyncio.wait({self._follow}, timeout=1.0)  # a moment to finish on its own
             if done:
                 return
         await self.close()

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.config import get_settings
 from app.observability.logs import get_logger
 
 log = get_logger("omoi.sandbox.jail")
@@ -81,8 +82,6 @@ def _tools() -> dict[str, str | None]:
 
 def bwrap_path() -> str | None:
     """The bubblewrap binary (setting `sandbox_bwrap`: a name on PATH or an absolute path)."""
-    from app.config import get_settings
-
     return shutil.which(get_settings().sandbox_bwrap or "bwrap")
 
 

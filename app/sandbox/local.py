@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from app.observability.logs import get_logger
+from app.sandbox import egress_proxy
 from app.sandbox import jail as jail_mod
 from app.sandbox.clone import base_env, host_clone  # noqa: F401 - host_clone is part of this module's interface
 from app.sandbox.process import kill_group, run_process
@@ -72,7 +73,7 @@ class LocalSandbox:
         self.max_workdir_bytes = max_workdir_bytes
         self.destroyed = False
         self._running: set[int] = set()
-        # The operator's explicit, unsafe opt-out: an agent may run on the host (app/agent/session.py).
+        # The operator's explicit, unsafe opt-out: an agent may run on the host (app/agent/isolation.py).
         self.unconfined_agent_ok = jail is None and allow_unconfined
 
     @property
@@ -202,8 +203,6 @@ class LocalSandbox:
         """Run the repository's setup commands in the jail, each with network only through omoi's egress
         proxy (app/sandbox/egress_proxy.py), which admits the `allow` hosts and records what it refused.
         Stops at the first command that fails. The proxy is gone when this returns."""
-        from app.sandbox import egress_proxy
-
         self._check_alive()
         steps: list[SetupStep] = []
         sock = self.root / "run" / "egress.sock"

@@ -28,6 +28,8 @@ from functools import lru_cache
 from typing import Any, Iterable
 from urllib.parse import quote
 
+from app.config import get_settings
+
 REDACTED = "[REDACTED]"
 # A configured value shorter than this is not redacted: it would eat ordinary words.
 MIN_SECRET_CHARS = 6
@@ -272,7 +274,5 @@ def redact_outbound(text: str, extra: Iterable[str | None] = (), *, settings=Non
     """`text` as it may reach GitHub by a way other than the API client (a commit message):
     every configured secret, every `extra` one (a live token), in every encoding, redacted."""
     if settings is None:
-        from app.config import get_settings
-
         settings = get_settings()
     return redactor_for(settings, extra).text(text)

@@ -1,4 +1,10 @@
-"""Every user-visible text comes from a Jinja2 template in templates/."""
+"""The Jinja2 renderer of the Markdown omoi writes to GitHub: `render(name, **context)` over templates/.
+
+Every user-visible text comes from a template there. Strict undefined, no autoescape (Markdown, not
+HTML): text people or models wrote goes through the `md_escape` filter; `marker` makes the hidden
+`<!-- omoi:... -->` comments that find omoi's own comments again. Spec stages rendered as comments
+and files are app/planning/documents.py; the web pages have their own environment (app/web/pages.py).
+"""
 from __future__ import annotations
 
 import hashlib

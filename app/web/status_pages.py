@@ -15,9 +15,10 @@ from app.config import Settings
 from app.db.models import Installation, LLMCall, Spec, SpecStage
 from app.db.session import session_scope
 from app.observability.logs import redact
-from app.web.pages import error_page, page
-from app.web.links import installation_status_path, sign_path, spec_status_path, verify
 from app.timeutil import as_utc, utc_now
+from app.web.keys import SETTINGS_KEY
+from app.web.links import installation_status_path, sign_path, spec_status_path, verify
+from app.web.pages import error_page, page
 
 MAX_LLM_ROWS = 500
 MAX_SPEC_ROWS = 500
@@ -199,8 +200,6 @@ def load_installation_view(settings: Settings, installation_id: int) -> dict:
 
 
 def _settings(request: web.Request) -> Settings:
-    from app.web.server import SETTINGS_KEY
-
     return request.app[SETTINGS_KEY]
 
 

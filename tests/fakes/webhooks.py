@@ -35,7 +35,7 @@ _examples_lock = threading.Lock()
 
 
 # --------------------------------------------------------------------------
-# Deterministic identifiers shared with the fake API (tests/fakes/github.py),
+# Deterministic identifiers shared with the fake API (tests/fakes/github/),
 # so a repository or user has the same id in a webhook and in API responses.
 # --------------------------------------------------------------------------
 

@@ -1,184 +1,20 @@
-"""Check HTTP traffic against GitHub's published OpenAPI description.
-
-The description comes from the npm package ``@octokit/openapi`` (pinned in
-``tests/fakes/package.json``; run ``npm install`` in ``tests/fakes``). It is the
-same document Octokit generates its clients from, so if a request passes here
-it has the shape api.github.com documents.
-
-Used for two things:
-
-* requests the app sends to the fake are checked, so a typo'd path, a missing
-  required field or a wrong enum value is caught in tests instead of in
-  production;
-* the fake's own responses are checked, so the fake cannot drift into
-  answering with shapes GitHub never sends.
-
-Violations are returned as human-readable strings rather than raised: the fake
-records them and keeps answering like GitHub would, and the tests assert on the
-collected list at the end.
-
-Implementation notes (why it looks like this):
-
-* The 13 MB JSON is parsed once per process (~0.1-0.15 s) and cached at module
-  level; the app's web and worker subprocesses never load it, only the process
-  that runs the fake does.
-* Schemas are validated with ``openapi_schema_validator.OAS30Validator`` (the
-  spec is OpenAPI 3.0.3: ``nullable``, ``discriminator`` ...). The whole spec is
-  registered as a ``referencing`` resource under ``urn:gh`` and each schema is
-  validated through ``{"$ref": "urn:gh#/<json pointer>"}``; the spec's internal
-  ``#/components/...`` refs then resolve against ``urn:gh``. A plain ``""``
-  base URI does not work (``PointerToNowhere``), and pointing into the
-  registered document avoids rewriting every ``$ref`` in 13 MB of JSON.
-* ``POST /graphql`` is not part of the REST description; it is accepted as a
-  known endpoint whose body must be an object with a string ``query``.
-"""
+"""OpenAPIValidator: requests and responses checked against GitHub's REST description, each
+problem returned as a human-readable string."""
 
 from __future__ import annotations
 
 import json
 import re
 import threading
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
 
-from jsonschema import Draft4Validator
-from jsonschema.validators import extend
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-FAKES_DIR = Path(__file__).resolve().parent
-SPEC_PATH = FAKES_DIR / "node_modules" / "@octokit" / "openapi" / "generated" / "api.github.com.json"
-SPEC_URI = "urn:gh"
-
-HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
-
-# GitHub can answer *any* endpoint with these (bad credentials, no access to the
-# repository, secondary rate limits, validation, outages), but the description
-# lists them only on some operations. A response with one of these statuses is
-# not flagged as "undocumented"; its body is still checked when a schema exists.
-GENERIC_STATUSES = frozenset({304, 401, 403, 404, 409, 422, 429, 500, 502, 503, 504})
-
-
-# --------------------------------------------------------------------------
-# Schema validator with two fixes for GitHub's description
-# --------------------------------------------------------------------------
-
-
-def _nullable_enum(validator: Any, enums: Any, instance: Any, schema: dict[str, Any]) -> Any:
-    # GitHub marks fields like check-run ``conclusion`` or issue ``state_reason``
-    # as ``nullable: true`` with an ``enum`` that lacks null, and really sends
-    # null. Strict OAS 3.0.3 reading rejects that; accept null when nullable.
-    if instance is None and schema.get("nullable") is True:
-        return
-    yield from OAS30Validator.VALIDATORS["enum"](validator, enums, instance, schema)
-
-
-def _discriminated(keyword: str) -> Any:
-    oas_impl = OAS30Validator.VALIDATORS[keyword]
-    plain_impl = Draft4Validator.VALIDATORS[keyword]
-
-    def impl(validator: Any, subschemas: Any, instance: Any, schema: dict[str, Any]) -> Any:
-        # The contents API's oneOf has a discriminator mapping "array" ->
-        # content-directory, but a directory listing is a JSON *array*, which
-        # has no discriminating property. Discriminators only make sense for
-        # objects, so fall back to plain oneOf/anyOf for anything else.
-        if "discriminator" in schema and not isinstance(instance, dict):
-            yield from plain_impl(validator, subschemas, instance, schema)
-        else:
-            yield from oas_impl(validator, subschemas, instance, schema)
-
-    return impl
-
-
-GitHubSchemaValidator = extend(
-    OAS30Validator,
-    validators={"enum": _nullable_enum, "oneOf": _discriminated("oneOf"), "anyOf": _discriminated("anyOf")},
-)
-
-_spec_cache: dict[str, Any] | None = None
-_spec_lock = threading.Lock()
-
-
-def load_spec() -> dict[str, Any]:
-    """Parse the OpenAPI description once per process and return it (shared, do not mutate)."""
-    global _spec_cache
-    if _spec_cache is None:
-        with _spec_lock:
-            if _spec_cache is None:
-                if not SPEC_PATH.exists():
-                    raise FileNotFoundError(
-                        f"{SPEC_PATH} is missing; run `npm install` in {FAKES_DIR}"
-                    )
-                with SPEC_PATH.open("rb") as fh:
-                    _spec_cache = json.load(fh)
-    return _spec_cache
-
-
-# --------------------------------------------------------------------------
-# Path templates
-# --------------------------------------------------------------------------
-
-_VAR_RE = re.compile(r"\{([^}/]+)\}")
-
-
-@dataclass(frozen=True)
-class PathTemplate:
-    """A compiled path template such as ``/repos/{owner}/{repo}/issues/{issue_number}``.
-
-    ``multi_segment`` names variables that may contain ``/`` (the spec marks
-    them with ``x-multi-segment``, e.g. the file ``path`` of the contents API
-    or a git ``ref`` like ``heads/main``). Matching is done on the *raw*
-    (still percent-encoded) path so that ``%2F`` inside a label name stays in
-    one segment; captured values are unquoted afterwards.
-    """
-
-    template: str
-    regex: re.Pattern[str] = field(compare=False)
-    variables: tuple[str, ...] = field(compare=False)
-    literal_chars: int = field(compare=False)
-
-    def match(self, raw_path: str) -> dict[str, str] | None:
-        m = self.regex.fullmatch(raw_path)
-        if m is None:
-            return None
-        return {k: unquote(v) for k, v in m.groupdict().items()}
-
-    @property
-    def specificity(self) -> tuple[int, int]:
-        # "Most literal wins": more literal characters first, then fewer
-        # variables. e.g. /repos/{o}/{r}/issues/comments/{comment_id} beats
-        # /repos/{o}/{r}/issues/{issue_number}/{x} for .../issues/comments/5.
-        return (self.literal_chars, -len(self.variables))
-
-
-def compile_template(template: str, multi_segment: frozenset[str] | set[str] = frozenset()) -> PathTemplate:
-    parts: list[str] = []
-    variables: list[str] = []
-    literal = 0
-    pos = 0
-    for m in _VAR_RE.finditer(template):
-        lit = template[pos : m.start()]
-        parts.append(re.escape(lit))
-        literal += len(lit)
-        name = m.group(1)
-        group = re.sub(r"\W", "_", name)
-        if group in variables:  # never happens in GitHub's spec, but keep regex valid
-            group = f"{group}_{len(variables)}"
-        variables.append(group)
-        parts.append(f"(?P<{group}>{'.+' if name in multi_segment else '[^/]+'})")
-        pos = m.end()
-    tail = template[pos:]
-    parts.append(re.escape(tail))
-    literal += len(tail)
-    return PathTemplate(template, re.compile("".join(parts)), tuple(variables), literal)
-
-
-# --------------------------------------------------------------------------
-# The validator
-# --------------------------------------------------------------------------
+from .paths import PathTemplate, compile_template
+from .spec import HTTP_METHODS, GENERIC_STATUSES, SPEC_URI, GitHubSchemaValidator, load_spec
 
 
 @dataclass

@@ -1,0 +1,96 @@
+"""`POST /webhooks/github`: verify the signature, store the delivery, answer.
+
+GitHub waits at most 10 s for an answer and considers anything else a failed delivery, so the
+handler does the least that makes the delivery durable (app/web/delivery_writer.py: stored, then
+enqueued) and returns 202. The rules of a stored delivery are in app/web/delivery.py.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+from aiohttp import web
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from app.observability.logs import get_logger
+from app.observability.metrics import ACK_SECONDS, DELIVERIES
+from app.web.delivery import HANDLED_EVENTS, delivery_columns, not_json, payload_text, verify_signature
+from app.web.keys import SETTINGS_KEY, WRITER_KEY
+
+log = get_logger("omoi.web")
+
+
+def json_answer(http_status: int, **body) -> web.Response:
+    return web.json_response(body, status=http_status)
+
+
+def _ids(delivery_id: str) -> dict:
+    # passed per line rather than bound as contextvars for the request: cheaper on the hot path
+    return {"delivery_id": delivery_id[:64]}
+
+
+# the answers of the hot path, serialised once
+_DUPLICATE = json.dumps({"status": "duplicate"})
+_OUTCOME_BODIES = {o: json.dumps({"status": o}) for o in ("queued", "stored")}
+
+
+def _answer_body(http_status: int, body: str) -> web.Response:
+    return web.Response(text=body, status=http_status, content_type="application/json")
+
+
+async def webhook(request: web.Request) -> web.Response:
+    started = time.perf_counter()
+    settings = request.app[SETTINGS_KEY]
+    event = request.headers.get("X-GitHub-Event", "")
+    delivery_id = request.headers.get("X-GitHub-Delivery", "")
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        DELIVERIES.labels("-", "too_large").inc()
+        return json_answer(413, error=f"payload larger than {settings.max_webhook_bytes} bytes")
+    secret = settings.webhook_secret.get_secret_value()
+    signature = request.headers.get("X-Hub-Signature-256")
+    if not verify_signature(body, signature, secret):
+        DELIVERIES.labels("-", "bad_signature").inc()
+        log.warning("webhook_signature_invalid", remote=request.remote, **_ids(delivery_id))
+        return json_answer(401, error="invalid or missing X-Hub-Signature-256")
+    if not event or not delivery_id or len(delivery_id) > 64:
+        return json_answer(400, error="X-GitHub-Event and X-GitHub-Delivery headers are required")
+    try:
+        payload = json.loads(body, parse_constant=not_json)
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
+        DELIVERIES.labels(event, "bad_json").inc()
+        return json_answer(400, error="body is not valid JSON")
+    if not isinstance(payload, dict):
+        return json_answer(400, error="body must be a JSON object")
+    if event == "ping":
+        return json_answer(200, status="pong")
+    if event not in HANDLED_EVENTS:
+        DELIVERIES.labels("other", "ignored").inc()
+        return json_answer(202, status="ignored", reason=f"omoi does not handle {event} events")
+    text, verbatim = payload_text(body, payload)
+    row = {
+        "delivery_id": delivery_id,
+        "event": event,
+        **delivery_columns(payload),
+        "payload": text,
+        "status": "queued",
+        # What the worker verifies again before routing (app/intake/processing.py): the signature and the
+        # bytes signed. Those are the payload column's own text for nearly every delivery (both
+        # databases keep a JSON text exactly as given), so the body is not stored twice.
+        "raw_body": None if verbatim else body,
+        "signature": signature.strip(),
+    }
+    try:
+        outcome = await request.app[WRITER_KEY].store(row)
+    except (OperationalError, SQLAlchemyError) as exc:
+        # Not stored, so not acknowledged: GitHub (or our redelivery sweep) sends it again.
+        DELIVERIES.labels(event, "db_unavailable").inc()
+        log.error("delivery_not_stored", error=str(exc.__class__.__name__), **_ids(delivery_id))
+        return json_answer(503, error="database unavailable; please redeliver")
+    DELIVERIES.labels(event, outcome).inc()
+    ACK_SECONDS.observe(time.perf_counter() - started)
+    if outcome == "duplicate":
+        return _answer_body(200, _DUPLICATE)
+    log.info("delivery_accepted", action=payload.get("action"), outcome=outcome, **_ids(delivery_id))
+    return _answer_body(202, _OUTCOME_BODIES.get(outcome) or json.dumps({"status": outcome}))
