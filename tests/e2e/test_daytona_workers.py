@@ -34,7 +34,7 @@ from tests.conftest import (
     require_service,
     wait_for,
 )
-from tests.test_execution import (
+from tests.e2e.test_execution import (
     BRANCH,
     CODE,
     FILES,

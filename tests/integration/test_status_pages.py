@@ -182,7 +182,7 @@ def test_links_expire_after_seven_days_and_follow_the_webhook_secret(omoi_env):
 
 
 async def test_spec_page_in_a_browser(omoi_env, aiohttp_server, monkeypatch):
-    from tests.test_setup_flow import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _browser_available
+    from tests.e2e.test_setup_flow import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _browser_available
     from tests.conftest import require_service
 
     require_service(_browser_available(), "playwright with Debian's chromium")

@@ -14,7 +14,7 @@ from app.db.models import Discovery, Intervention, SpecStage
 from app.db.session import session_scope
 from tests.conftest import wait_for
 from tests.fakes.anthropic import Reply, forced_tool, request_text, tool_results
-from tests.test_execution import (
+from tests.e2e.test_execution import (
     BRANCH,
     CODE,
     ISSUE,

@@ -25,7 +25,7 @@ from app.intake.redelivery import sweep_github_deliveries, worth_redelivering
 from app.timeutil import utc_now
 from tests.conftest import ROOT, WEBHOOK_SECRET, base_env, free_port, wait_for
 from tests.fakes.webhooks import issue_comment_created_payload
-from tests.test_fakes_hook_deliveries import Receiver
+from tests.integration.test_fakes_hook_deliveries import Receiver
 
 REPO = "octo/redeliver"
 INSTALLATION = 91

@@ -19,8 +19,8 @@ from app.db.models import Intervention, Spec, SpecTask
 from app.db.session import session_scope
 from tests.conftest import wait_for
 from tests.fakes.anthropic import Reply, forced_tool, request_text, tool_results
-from tests.test_budgets_discovery import HELLO, world  # noqa: F401 - world is the fixture
-from tests.test_execution import (
+from tests.e2e.test_budgets_discovery import HELLO, world  # noqa: F401 - world is the fixture
+from tests.e2e.test_execution import (
     BRANCH,
     CODE,
     ISSUE,
