@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     # Where GitHub should deliver webhooks when that is not public_url (a smee.io channel, a tunnel).
     webhook_proxy_url: str = ""
     max_webhook_bytes: int = 25 * 1024 * 1024
+    # A sender that has not finished its body by then is cut off (GitHub itself gives up after 10 s).
+    webhook_body_timeout_seconds: float = Field(default=10.0, gt=0)
     # `python -m app web` processes sharing the port (SO_REUSEPORT, Linux); 1: one process.
     web_processes: int = Field(default=1, ge=1, le=64)
     worker_concurrency: int = 2

@@ -26,6 +26,11 @@ from app.observability.metrics import GITHUB_REQUESTS
 log = get_logger("omoi.github")
 RETRY_STATUSES = {500, 502, 503, 504}
 USER_AGENT = "omoi-github-app"
+# GitHub's current media type and a pinned REST API version: a breaking change on GitHub's side
+# comes with a new version string, not silently (gidgethub still sends the old v3 type by default).
+ACCEPT = "application/vnd.github+json"
+API_VERSION = "2022-11-28"
+_OLD_ACCEPT = "application/vnd.github.v3+json"
 
 
 def retry_delay(status: int, headers: Mapping[str, str], attempt: int, now: float | None = None) -> float | None:
@@ -68,6 +73,17 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
+def _modern(headers: Mapping[str, str]) -> dict[str, str]:
+    """gidgethub's headers with today's Accept (a caller's special media type is kept) and the API version."""
+    out = {k: v for k, v in headers.items() if not (k.lower() == "accept" and v == _OLD_ACCEPT)}
+    names = {k.lower() for k in out}
+    if "accept" not in names:
+        out["accept"] = ACCEPT
+    if "x-github-api-version" not in names:
+        out["x-github-api-version"] = API_VERSION
+    return out
+
+
 class OmoiGitHubAPI(GitHubAPI):
     def __init__(self, session: aiohttp.ClientSession, settings: Settings, **kwargs) -> None:
         super().__init__(session, USER_AGENT, base_url=settings.github_api_url, **kwargs)
@@ -91,6 +107,7 @@ class OmoiGitHubAPI(GitHubAPI):
         return headers, redacted
 
     async def _request(self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""):
+        headers = _modern(headers)
         if body:
             headers, body = self._outbound(headers, body)
         attempt = 0

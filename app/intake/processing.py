@@ -88,7 +88,7 @@ def process_delivery(delivery_pk: int) -> Result:
     with session_scope(settings.database_url) as s:
         try:
             d = s.get(WebhookDelivery, delivery_pk)
-        except ValueError:  # a payload column that is not JSON: not a row omoi wrote
+        except (ValueError, RecursionError):  # a payload column that is not JSON (or absurdly deep): not a row omoi wrote
             d = False
         if d is None:
             return Result("missing")

@@ -87,3 +87,23 @@ def delivery_columns(payload: dict) -> dict:
         "installation_id": _bigint(inst.get("id")),
         "issue_key": issue_key(payload),  # commands on one issue are processed in arrival order
     }
+
+
+MAX_JSON_DEPTH = 64  # GitHub's payloads nest about 6 deep; a worker's stack must never be the limit
+
+
+def too_deep(body: bytes, payload) -> bool:
+    """Whether the parsed payload nests deeper than MAX_JSON_DEPTH. Counting brackets first keeps the
+    common case (a few hundred brackets at most per level) to two C-speed scans of the body."""
+    if body.count(b"{") + body.count(b"[") <= MAX_JSON_DEPTH:
+        return False
+    stack = [(payload, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return True
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node if isinstance(v, (dict, list)))
+    return False

@@ -6,7 +6,9 @@ enqueued) and returns 202. The rules of a stored delivery are in app/web/deliver
 """
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import time
 
 from aiohttp import web
@@ -14,14 +16,32 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from app.observability.logs import get_logger
 from app.observability.metrics import ACK_SECONDS, DELIVERIES
-from app.web.delivery import HANDLED_EVENTS, delivery_columns, not_json, payload_text, verify_signature
+from app.web.delivery import (
+    HANDLED_EVENTS,
+    delivery_columns,
+    not_json,
+    payload_text,
+    too_deep,
+    verify_signature,
+)
 from app.web.keys import SETTINGS_KEY, WRITER_KEY
 
 log = get_logger("omoi.web")
 
 
+# GitHub's headers: an event name is a lower-case word, a delivery id a GUID. Anything else (other
+# bytes, other lengths) is refused before it can reach a log line, a metric label or the database.
+EVENT_NAME = re.compile(r"[a-z0-9_]{1,64}")
+DELIVERY_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
 def json_answer(http_status: int, **body) -> web.Response:
     return web.json_response(body, status=http_status)
+
+
+def _label(event: str) -> str:
+    """A metric label from a fixed set: the events omoi handles, else "other" (no unbounded series)."""
+    return event if event in HANDLED_EVENTS else "other"
 
 
 def _ids(delivery_id: str) -> dict:
@@ -34,6 +54,12 @@ _DUPLICATE = json.dumps({"status": "duplicate"})
 _OUTCOME_BODIES = {o: json.dumps({"status": o}) for o in ("queued", "stored")}
 
 
+def _closing(response: web.Response) -> web.Response:
+    """An answer given before the body was read: the connection cannot be reused, so it is closed."""
+    response.force_close()
+    return response
+
+
 def _answer_body(http_status: int, body: str) -> web.Response:
     return web.Response(text=body, status=http_status, content_type="application/json")
 
@@ -43,31 +69,52 @@ async def webhook(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS_KEY]
     event = request.headers.get("X-GitHub-Event", "")
     delivery_id = request.headers.get("X-GitHub-Delivery", "")
+    if (request.content_length or 0) > settings.max_webhook_bytes:  # refused from the header, unread
+        DELIVERIES.labels("-", "too_large").inc()
+        return _closing(json_answer(413, error=f"payload larger than {settings.max_webhook_bytes} bytes"))
     try:
-        body = await request.read()
+        body = await asyncio.wait_for(request.read(), settings.webhook_body_timeout_seconds)
     except web.HTTPRequestEntityTooLarge:
         DELIVERIES.labels("-", "too_large").inc()
-        return json_answer(413, error=f"payload larger than {settings.max_webhook_bytes} bytes")
+        return _closing(json_answer(413, error=f"payload larger than {settings.max_webhook_bytes} bytes"))
+    except TimeoutError:
+        DELIVERIES.labels("-", "body_timeout").inc()
+        log.info("webhook_body_timeout", remote=request.remote)
+        return _closing(json_answer(408, error="request body not received in time"))
+    except (ConnectionError, asyncio.IncompleteReadError):  # the sender hung up mid-body: nothing to answer
+        DELIVERIES.labels("-", "hung_up").inc()
+        log.info("webhook_sender_hung_up", remote=request.remote)
+        return _closing(json_answer(400, error="connection lost before the body was complete"))
     secret = settings.webhook_secret.get_secret_value()
     signature = request.headers.get("X-Hub-Signature-256")
     if not verify_signature(body, signature, secret):
         DELIVERIES.labels("-", "bad_signature").inc()
         log.warning("webhook_signature_invalid", remote=request.remote, **_ids(delivery_id))
         return json_answer(401, error="invalid or missing X-Hub-Signature-256")
-    if not event or not delivery_id or len(delivery_id) > 64:
-        return json_answer(400, error="X-GitHub-Event and X-GitHub-Delivery headers are required")
+    if not EVENT_NAME.fullmatch(event) or not DELIVERY_ID.fullmatch(delivery_id):
+        DELIVERIES.labels("-", "bad_headers").inc()
+        return json_answer(400, error="X-GitHub-Event (a lower-case event name) and X-GitHub-Delivery "
+                                      "(a GUID) headers are required")
     try:
         payload = json.loads(body, parse_constant=not_json)
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
-        DELIVERIES.labels(event, "bad_json").inc()
+        DELIVERIES.labels(_label(event), "bad_json").inc()
         return json_answer(400, error="body is not valid JSON")
     if not isinstance(payload, dict):
         return json_answer(400, error="body must be a JSON object")
+    if too_deep(body, payload):  # parsed here, it would still blow the worker's deeper stack
+        DELIVERIES.labels(_label(event), "bad_json").inc()
+        return json_answer(400, error="body is nested deeper than any GitHub payload")
     if event == "ping":
         return json_answer(200, status="pong")
     if event not in HANDLED_EVENTS:
         DELIVERIES.labels("other", "ignored").inc()
         return json_answer(202, status="ignored", reason=f"omoi does not handle {event} events")
+    inst = payload.get("installation")
+    if not (isinstance(inst, dict) and isinstance(inst.get("id"), int)):
+        # An App's deliveries always name the installation; without one there is nobody to act as.
+        DELIVERIES.labels(event, "ignored").inc()
+        return json_answer(202, status="ignored", reason="the delivery names no installation")
     text, verbatim = payload_text(body, payload)
     row = {
         "delivery_id": delivery_id,

@@ -80,3 +80,18 @@ async def test_permission_levels(gh_env):
     assert got == {"w": True, "m": True, "a": True, "t": False, "r": False, "stranger": False}
     assert not bot.allowed
     TOKENS.clear()
+
+
+async def test_requests_carry_todays_media_type_and_a_pinned_api_version(gh_env):
+    """GitHub's current Accept and a pinned X-GitHub-Api-Version on every REST call (the stand-in, like
+    GitHub, refuses a version it does not serve); a caller's special media type is kept."""
+    from app.github.client import API_VERSION
+
+    async with installation_client(get_settings(), 7) as gh:
+        await gh.getitem("/repos/octo/hello/issues/1")
+        await gh.getitem("/repos/octo/hello/contents/README.md", accept="application/vnd.github.raw")
+        with pytest.raises(gidgethub.BadRequest):  # what GitHub answers to a version it does not serve
+            await gh.getitem("/repos/octo/hello/issues/1", extra_headers={"X-GitHub-Api-Version": "2001-01-01"})
+    calls = [c for c in gh_env.calls if c.path.startswith("/repos/octo/hello/")]
+    assert [c.headers.get("Accept") for c in calls[:2]] == ["application/vnd.github+json", "application/vnd.github.raw"]
+    assert [c.headers.get("X-GitHub-Api-Version") for c in calls[:2]] == [API_VERSION, API_VERSION]

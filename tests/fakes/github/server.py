@@ -22,6 +22,9 @@ from .manifest_flow import _WEB_NEW_APP_PATH
 from .routing import AUTH_INSTALLATION, AUTH_JWT, ROUTES, ApiError, Reply, RequestContext, Route
 from .traffic import Call, _Fault
 
+# The REST API versions GitHub serves; any other X-GitHub-Api-Version is a 400.
+SUPPORTED_API_VERSIONS = frozenset({"2022-11-28", "2026-03-10"})
+
 
 class RequestHandling:
     """What FakeGitHub does with a request, and what a test reads back (calls, violations, faults)."""
@@ -176,6 +179,10 @@ class RequestHandling:
                 params_v, body_errors = self.validator.check_request_parts(method, raw_path, query, body)
                 self._violations.extend(f"request: {v}" for v in params_v + body_errors)
 
+        version = headers.get("X-GitHub-Api-Version")
+        if version is not None and version not in SUPPORTED_API_VERSIONS:  # what GitHub answers
+            return Reply(400, {"message": f"API version '{version}' is not supported.",
+                               "documentation_url": "https://docs.github.com/rest/about-the-rest-api/api-versions"}), False
         for fault in self._faults:
             if fault.matches(method, path):
                 fault.remaining -= 1
