@@ -140,12 +140,13 @@ def run_one(settings, spec_id: int, seconds: float) -> None:
     from app.agent.session import AgentResult
     from app.db.models import Spec
     from app.db.session import session_scope
+    from app.text.rendering import reason
 
     async def sleeping_agent(*, prompt: str, sandbox, **_kw) -> AgentResult:
         # The stand-in works where the agent would: inside the sandbox (its jail, unless --no-jail).
         path = re.search(r"^- (out/\S+)$", prompt, re.M).group(1)
         res = await sandbox.exec(f"sleep {seconds} && mkdir -p out && echo {path} > {path}", timeout=seconds + 60)
-        return AgentResult(ok=res.ok, text="done", cost_usd=0.0, duration_s=seconds, error=None if res.ok else res.stderr)
+        return AgentResult(ok=res.ok, text="done", cost_usd=0.0, duration_s=seconds, error=None if res.ok else reason("agent/exception", error=res.stderr))
 
     task_runner.agent_runner = sleeping_agent
     instrument()
@@ -208,13 +209,14 @@ def report(settings, spec_id: int, seconds: float, levels: int) -> None:
 
     from app.db.models import Spec, SpecTask
     from app.db.session import session_scope
+    from app.text.rendering import explain
     from app.timeutil import as_utc
 
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, spec_id)
         tasks = s.scalars(select(SpecTask).where(SpecTask.spec_id == spec_id)).all()
         makespan = (as_utc(spec.run_finished_at) - as_utc(spec.run_started_at)).total_seconds()
-        state, error = spec.run_state, spec.run_error
+        state, error = spec.run_state, explain(spec.run_error, spec.run_error_params)
         per_task = [t.duration_s - seconds for t in tasks if t.status == "done"]
         attempts = sum(t.attempts for t in tasks)
     critical = levels * seconds

@@ -8,9 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from app.observability.logs import get_logger
+from app.text.rendering import render_line
 
 log = get_logger("omoi.agent")
-REDIRECT_PREFIX = "omoi-redirect:"
+REDIRECT_PREFIX = "omoi-redirect:"  # how templates/prompts/redirect.j2 starts: the model and the tests find it by it
 
 
 def redirect_hook(redirects: Any):
@@ -26,7 +27,6 @@ def redirect_hook(redirects: Any):
             return {}
         log.info("agent_redirected")
         return {"hookSpecificOutput": {"hookEventName": "PostToolUse", "additionalContext": (
-            f"{REDIRECT_PREFIX} A message from omoi's supervisor, who watches this session against the task "
-            f"and its approved requirements: {message}")}}
+            render_line("prompts/redirect.j2", message=message))}}
 
     return hook

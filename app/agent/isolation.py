@@ -27,6 +27,7 @@ from typing import Any
 from app.agent import model_proxy
 from app.sandbox.clone import DEFAULT_PATH
 from app.sandbox.jail import INSIDE_PATH
+from app.text.rendering import Reason, reason
 
 # Variables the SDK itself sets for the CLI (kept by the env wrapper).
 SDK_ENV_NAMES = (
@@ -79,14 +80,14 @@ def write_env_wrapper(directory: Path, cli: str, keep: list[str]) -> str:
     return str(script)
 
 
-def refusal(sandbox: Any) -> str | None:
+def refusal(sandbox: Any) -> Reason | None:
     """Why this sandbox cannot run an agent (None when it can)."""
     remote = bool(getattr(sandbox, "remote_agent", False))  # Daytona: the CLI runs in the remote sandbox
     jailed = bool(getattr(sandbox, "use_bwrap", False))
     if not (remote or jailed or getattr(sandbox, "unconfined_agent_ok", False)):
-        return "this sandbox cannot run an agent: the agent runs only inside a confined sandbox"
+        return reason("agent/not_confined")
     if not remote and not os.path.isdir(sandbox.workdir):
-        return f"work dir {sandbox.workdir!r} does not exist"
+        return reason("agent/no_workdir", workdir=repr(sandbox.workdir))
     return None
 
 

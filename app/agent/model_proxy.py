@@ -106,8 +106,8 @@ class ModelProxy:
             why = session.exhausted()
             if why:
                 session.refused.append(why)
-                log.warning("model_proxy_refused", reason=why)
-                return _error(400, why)
+                log.warning("model_proxy_refused", reason=why.to_json())
+                return _error(400, str(why))
             cap = session.max_tokens_per_request
             if cap and isinstance(body.get("max_tokens"), int) and body["max_tokens"] > cap:
                 body["max_tokens"] = cap

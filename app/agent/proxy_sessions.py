@@ -20,6 +20,7 @@ from app.db.models import ModelSession
 from app.db.session import session_scope
 from app.llm.pricing import Usage, cost_usd
 from app.timeutil import as_utc, utc_now
+from app.text.rendering import Reason, reason
 
 
 @dataclass
@@ -34,14 +35,14 @@ class ProxySession:
     input_tokens: int = 0
     output_tokens: int = 0
     calls: int = 0
-    refused: list[str] = field(default_factory=list)
+    refused: list[Reason] = field(default_factory=list)
     row_id: int | None = None  # model_sessions.id of a database-backed session
 
-    def exhausted(self) -> str | None:
+    def exhausted(self) -> Reason | None:
         if self.max_usd is not None and self.cost_usd >= self.max_usd:
-            return f"the session's budget of ${self.max_usd:g} is used up"
+            return reason("agent/session_budget", usd=float(self.max_usd))
         if self.max_tokens_total is not None and self.input_tokens + self.output_tokens >= self.max_tokens_total:
-            return f"the session's allowance of {self.max_tokens_total} tokens is used up"
+            return reason("agent/session_tokens", tokens=self.max_tokens_total)
         return None
 
     def record(self, model: str, usage: dict) -> tuple[float, int, int]:

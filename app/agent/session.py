@@ -52,6 +52,7 @@ from app.agent import isolation
 from app.agent.hooks import redirect_hook
 from app.agent.transcript import CostMeter, simplify
 from app.observability.logs import get_logger, redact
+from app.text.rendering import Reason, reason, render_line
 
 log = get_logger("omoi.agent")
 
@@ -66,15 +67,12 @@ MODE_TOOLS: dict[str, list[str]] = {
 # Never available, whatever the mode.
 ALWAYS_DENIED = ["WebFetch", "WebSearch", "NotebookEdit", "Task", "Agent", "Skill", "KillShell", "BashOutput"]
 
-MODE_INSTRUCTIONS = {
-    "explore": ("You are exploring a repository to answer a question. You can only read files. "
-                "Do not attempt to modify anything."),
-    "implement": ("You are implementing a change in a repository checked out in your working directory. "
-                  "Edit files only inside it. Do not commit, push or create branches: the diff of the "
-                  "working tree is collected when you finish. Keep changes focused on the task."),
-    "validate": ("You are validating a change in a repository checked out in your working directory. "
-                 "Run the checks you are asked to run and report the results. You cannot edit files."),
-}
+
+
+def mode_instructions(mode: str) -> str:
+    """What the system prompt adds for a mode (templates/prompts/agent_mode.j2)."""
+    return render_line("prompts/agent_mode.j2", mode=mode)
+
 
 _STDERR_LINES = 40
 
@@ -86,7 +84,7 @@ class AgentResult:
     num_turns: int = 0
     cost_usd: float = 0.0
     duration_s: float = 0.0
-    error: str | None = None
+    error: Reason | None = None  # why it failed (templates/reasons/agent/)
     transcript: list[dict] = field(default_factory=list)
     session_id: str | None = None
     subtype: str | None = None  # ResultMessage.subtype: success, error_max_turns, error_max_budget_usd, ...
@@ -145,20 +143,20 @@ async def run_agent(
     state: dict[str, Any] = {"result": None, "last_text": ""}
     meter = CostMeter()
 
-    def fail(error: str) -> AgentResult:
+    def fail(error: Reason) -> AgentResult:
         res = state["result"]
         return AgentResult(
             ok=False, text=(res.result if res is not None and res.result else state["last_text"]),
             num_turns=res.num_turns if res is not None else sum(1 for t in transcript if t.get("type") == "tool_use"),
             cost_usd=float(res.total_cost_usd or 0) if res is not None else meter.total,
-            duration_s=time.monotonic() - started, error=redact(error)[:4000], transcript=transcript,
+            duration_s=time.monotonic() - started, error=error.map_text(lambda t: redact(t)[:4000]), transcript=transcript,
             session_id=res.session_id if res is not None else None, subtype=res.subtype if res is not None else None,
             permission_denials=list(getattr(res, "permission_denials", None) or []) if res is not None else [],
             usage=res.usage if res is not None else None,
         )
 
     if mode not in MODE_TOOLS:
-        return fail(f"unknown agent mode {mode!r}")
+        return fail(reason("agent/unknown_mode", mode=repr(mode)))
     unfit = isolation.refusal(sandbox)
     if unfit:
         return fail(unfit)
@@ -166,7 +164,7 @@ async def run_agent(
     jailed = bool(getattr(sandbox, "use_bwrap", False))
     workdir, cwd = sandbox.workdir, sandbox.agent_cwd
     if not _secret(getattr(settings, "anthropic_api_key", None)):
-        return fail("no Anthropic API key configured: set ANTHROPIC_API_KEY or OMOI_ANTHROPIC_API_KEY")
+        return fail(reason("agent/no_api_key"))
 
     try:
         from claude_agent_sdk import AssistantMessage, ClaudeAgentOptions, ResultMessage, query
@@ -190,12 +188,12 @@ async def run_agent(
 
             hooks = {"PostToolUse": [HookMatcher(hooks=[redirect_hook(redirects)])]}
     except Exception as exc:  # noqa: BLE001
-        return fail(f"agent setup failed: {type(exc).__name__}: {exc}")
+        return fail(reason("agent/setup_failed", error=f"{type(exc).__name__}: {exc}"))
 
     limits = {"max_usd": max_budget_usd, "max_tokens_per_request": getattr(settings, "agent_max_tokens_per_request", None),
               "max_tokens_total": getattr(settings, "agent_max_session_tokens", None)}
     tmp = tempfile.mkdtemp(prefix="omoi-agent-")
-    stopped: list[str] = []
+    stopped: list[Reason] = []
     try:
         async with isolation.proxy_for(settings, sandbox, jailed, limits) as (proxy, base_url):
             env, cli, transport = isolation.start(settings, sandbox, token=proxy.token, base_url=base_url, tmp=tmp,
@@ -214,7 +212,7 @@ async def run_agent(
                 max_turns=max_turns,
                 max_budget_usd=max_budget_usd,
                 system_prompt={"type": "preset", "preset": "claude_code",
-                               "append": system_prompt or MODE_INSTRUCTIONS[mode]},
+                               "append": system_prompt or mode_instructions(mode)},
                 stderr=lambda line: stderr_tail.append(line),
                 mcp_servers=mcp_servers,
                 hooks=hooks,
@@ -249,8 +247,8 @@ async def run_agent(
                      max_turns=max_turns, max_budget_usd=max_budget_usd, timeout_s=timeout_s, jailed=jailed)
             session = asyncio.ensure_future(consume())
 
-            def over_limit(reason: str) -> None:
-                stopped.append(reason)
+            def over_limit(why: Reason) -> None:
+                stopped.append(why)
                 isolation.end(sandbox, jailed)
                 session.cancel()
 
@@ -267,7 +265,7 @@ async def run_agent(
                     except BaseException:  # noqa: BLE001 - it was stopped on purpose
                         pass
                     meter.total = max(meter.total, proxy.cost_usd)
-                    return _logged(fail(f"the agent was stopped: {stopped[0]}"), mode)
+                    return _logged(fail(reason("agent/stopped", cause=stopped[0])), mode)
                 killed = isolation.end(sandbox, jailed)
                 session.cancel()
                 try:
@@ -279,19 +277,19 @@ async def run_agent(
                          reason="timeout" if isinstance(exc, asyncio.TimeoutError) else "cancelled")
                 if isinstance(exc, asyncio.CancelledError):
                     raise
-                return _logged(fail(f"agent timed out after {timeout_s:g}s"), mode)
+                return _logged(fail(reason("agent/timed_out", seconds=timeout_s)), mode)
             except Exception as exc:  # noqa: BLE001 - any SDK/CLI failure is a failed run, not a crash
                 meter.total = max(meter.total, proxy.cost_usd)
                 if stopped:
-                    return _logged(fail(f"the agent was stopped: {stopped[0]}"), mode)
-                detail = f"{type(exc).__name__}: {exc}"
+                    return _logged(fail(reason("agent/stopped", cause=stopped[0])), mode)
+                detail = reason("agent/exception", error=f"{type(exc).__name__}: {exc}")
                 res = state["result"]
                 if res is not None and res.is_error:
-                    detail = _result_error(res) + f" ({detail})"
+                    detail = reason("agent/with_detail", cause=_result_error(res), detail=detail)
                 if proxy.refused:
-                    detail = f"omoi's model proxy refused further calls: {proxy.refused[-1]} ({detail})"
+                    detail = reason("agent/proxy_refused", refusal=proxy.refused[-1], detail=detail, cause=None)
                 tail = "\n".join(stderr_tail)
-                return _logged(fail(detail + (f"\nCLI stderr:\n{tail}" if tail else "")), mode)
+                return _logged(fail(reason("agent/with_stderr", cause=detail, stderr=tail) if tail else detail), mode)
             finally:
                 if watcher is not None:
                     watcher.cancel()
@@ -300,11 +298,11 @@ async def run_agent(
             meter.total = max(meter.total, proxy.cost_usd)
             res = state["result"]
             if res is None:
-                return _logged(fail("the agent ended without a result message"), mode)
+                return _logged(fail(reason("agent/no_result")), mode)
             if res.is_error or res.subtype != "success":
                 why = _result_error(res)
                 if proxy.refused:
-                    why = f"omoi's model proxy refused further calls: {proxy.refused[-1]}; {why}"
+                    why = reason("agent/proxy_refused", refusal=proxy.refused[-1], detail=None, cause=why)
                 return _logged(fail(why), mode)
             return _logged(AgentResult(
                 ok=True, text=res.result or state["last_text"], num_turns=res.num_turns,
@@ -315,32 +313,26 @@ async def run_agent(
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001
-        return _logged(fail(f"agent failed: {type(exc).__name__}: {exc}"), mode)
+        return _logged(fail(reason("agent/crashed", error=f"{type(exc).__name__}: {exc}")), mode)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _result_error(res: Any) -> str:
-    reasons = {
-        "error_max_turns": "the agent reached its turn limit",
-        "error_max_budget_usd": "the agent reached its budget limit",
-        "error_during_execution": "the agent failed during execution",
-    }
-    head = reasons.get(res.subtype) or ("the agent run failed" if res.is_error or res.subtype == "success"
-                                        else f"the agent ended with {res.subtype}")
-    details = []
-    if res.api_error_status:
-        details.append(f"API error status {res.api_error_status}")
+def _result_error(res: Any) -> Reason:
+    """The SDK's result message as a reason (templates/reasons/agent/result.md.j2)."""
+    details = None
     if res.errors:
-        details.append("; ".join(str(e) for e in res.errors)[:2000])
+        details = "; ".join(str(e) for e in res.errors)[:2000]
     elif res.is_error and res.result:
-        details.append(str(res.result)[:2000])
-    return head + (": " + "; ".join(details) if details else "")
+        details = str(res.result)[:2000]
+    return reason("agent/result", subtype=res.subtype, is_error=bool(res.is_error),
+                  api_status=res.api_error_status or None, details=details)
 
 
 def _logged(result: AgentResult, mode: str) -> AgentResult:
     log.info("agent_finished", mode=mode, ok=result.ok, num_turns=result.num_turns, cost_usd=result.cost_usd,
-             duration_s=round(result.duration_s, 3), error=result.error, subtype=result.subtype)
+             duration_s=round(result.duration_s, 3), error=result.error.to_json() if result.error else None,
+             subtype=result.subtype)
     return result
 
 

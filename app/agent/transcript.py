@@ -12,6 +12,7 @@ from typing import Any
 
 from app.llm.pricing import Usage, cost_usd
 from app.observability.logs import redact
+from app.text.rendering import render_line
 
 MAX_TRANSCRIPT_CHARS = 4000
 
@@ -23,7 +24,7 @@ def clip(text: Any, limit: int = MAX_TRANSCRIPT_CHARS) -> str:
         except (TypeError, ValueError):
             text = str(text)
     text = redact(text)
-    return text if len(text) <= limit else text[:limit] + f"... [{len(text) - limit} more chars]"
+    return text if len(text) <= limit else text[:limit] + render_line("prompts/clipped.j2", count=len(text) - limit)
 
 
 def simplify(message: Any) -> list[dict]:

@@ -28,6 +28,7 @@ from decimal import Decimal
 from typing import Any, Iterable, NamedTuple
 
 from app.planning.schemas import STAGES
+from app.text.rendering import Reason, reason
 
 __all__ = [
     "MAX_COMMANDS",
@@ -45,26 +46,22 @@ MAX_TEXT_CHARS = 10_000  # per command (its raw text and any free-text argument)
 # come from GitHub, and we refuse to spend time on it.
 _MAX_BODY_CHARS = 200_000
 
-# (verb, usage, one-line summary), in the order the help reply lists them.
-VERBS: tuple[tuple[str, str, str], ...] = (
-    ("help", "/omoi help", "List the commands."),
-    ("status", "/omoi status", "Show where this issue is in the workflow."),
-    ("plan", "/omoi plan", "Start (or restart) writing the spec."),
-    (
-        "approve",
-        "/omoi approve [requirements|design|tasks] [rN]",
-        "Approve the current spec stage, optionally naming the stage and revision.",
-    ),
-    ("revise", "/omoi revise <what to change>", "Ask for changes to the current spec stage."),
-    ("reject", "/omoi reject [reason]", "Reject the spec and stop."),
-    ("implement", "/omoi implement", "Start implementing the approved tasks."),
-    ("retry", "/omoi retry [task-id]", "Retry a failed task, or the last failed step."),
-    ("cancel", "/omoi cancel", "Cancel the work in progress."),
-    ("pause", "/omoi pause", "Pause work on this issue."),
-    ("resume", "/omoi resume", "Resume paused work."),
-    ("budget", "/omoi budget [+N|N]", "Show the budget, add $N to it, or set it to $N."),
-    ("address-review", "/omoi address-review", "Push fixes for the open review comments (alias: fix)."),
-    ("ask", "/omoi ask <question>", "Ask a question about the spec or the code."),
+# (verb, usage), in the order the help reply lists them; what each does is in templates/replies/help.md.j2.
+VERBS: tuple[tuple[str, str], ...] = (
+    ("help", "/omoi help"),
+    ("status", "/omoi status"),
+    ("plan", "/omoi plan"),
+    ("approve", "/omoi approve [requirements|design|tasks] [rN]"),
+    ("revise", "/omoi revise <what to change>"),
+    ("reject", "/omoi reject [reason]"),
+    ("implement", "/omoi implement"),
+    ("retry", "/omoi retry [task-id]"),
+    ("cancel", "/omoi cancel"),
+    ("pause", "/omoi pause"),
+    ("resume", "/omoi resume"),
+    ("budget", "/omoi budget [+N|N]"),
+    ("address-review", "/omoi address-review"),
+    ("ask", "/omoi ask <question>"),
 )
 
 _STAGE_ALIASES = {
@@ -77,7 +74,7 @@ _STAGE_ALIASES = {
     "task": "tasks",
 }
 _VERB_ALIASES = {"fix": "address-review"}
-_KNOWN_VERBS = frozenset(v for v, _, _ in VERBS)
+_KNOWN_VERBS = frozenset(v for v, _ in VERBS)
 _NO_ARG_VERBS = frozenset({"help", "status", "plan", "implement", "cancel", "pause", "resume", "address-review"})
 # Free text may continue on the following lines (see _continuation).
 _TEXT_VERBS = {"revise": True, "ask": True, "reject": False}  # verb -> text required?
@@ -103,10 +100,10 @@ class Command:
 @dataclass(frozen=True)
 class InvalidCommand:
     """Addressed to the bot but unusable: unknown verb or bad arguments.
-    ``error`` is a short plain-text reason for the reply."""
+    ``error`` says why, for the reply (templates/reasons/command/)."""
 
     verb: str
-    error: str
+    error: Reason
     raw: str
     line: int
 
@@ -268,20 +265,20 @@ def _continuation(lines: list[_Line], start: int, prefix: re.Pattern[str]) -> li
     return out
 
 
-def _parse_args(verb: str, args: str) -> dict[str, Any] | str:
-    """Typed arguments for ``verb``, or an error string."""
+def _parse_args(verb: str, args: str) -> dict[str, Any] | Reason:
+    """Typed arguments for ``verb``, or why they are wrong."""
     tokens = args.split()
     if verb in _NO_ARG_VERBS:
-        return f"{verb} takes no arguments" if tokens else {}
+        return reason("command/no_arguments", verb=verb) if tokens else {}
     if verb in _TEXT_VERBS:
         text = args.strip()[:MAX_TEXT_CHARS]
         if not text and _TEXT_VERBS[verb]:
-            return "ask needs a question" if verb == "ask" else f"{verb} needs a description of what to change"
+            return reason("command/needs_question") if verb == "ask" else reason("command/needs_text", verb=verb)
         return {"text": text}
     if verb == "approve":
         stage = revision = None
         if len(tokens) > 2:
-            return "approve takes at most a stage and a revision"
+            return reason("command/approve_too_many")
         for tok in tokens:
             low = tok.lower()
             m = _REVISION.fullmatch(low)
@@ -290,22 +287,22 @@ def _parse_args(verb: str, args: str) -> dict[str, Any] | str:
             elif m and revision is None:
                 revision = int(m.group(1))
                 if revision < 1:
-                    return "revision numbers start at r1"
+                    return reason("command/revision_from_one")
             else:
-                return f"unexpected approve argument {tok[:40]!r}; expected requirements, design or tasks and/or a revision like r2"
+                return reason("command/approve_unexpected", token=repr(tok[:40]))
         return {"stage": stage, "revision": revision}
     if verb == "retry":
         if len(tokens) > 1:
-            return "retry takes at most one task id"
+            return reason("command/retry_too_many")
         if tokens and not _TASK_ID.fullmatch(tokens[0]):
-            return f"{tokens[0][:40]!r} is not a task id"
+            return reason("command/not_a_task_id", token=repr(tokens[0][:40]))
         return {"task": tokens[0] if tokens else None}
     if verb == "budget":
         if not tokens:
             return {"mode": "show", "amount": None}
         m = _AMOUNT.fullmatch(tokens[0])
         if len(tokens) > 1 or not m or Decimal(m.group(2)) <= 0:
-            return "budget takes a positive dollar amount: +N to add, N to set (e.g. +5, 2.50)"
+            return reason("command/budget_amount")
         return {"mode": "add" if m.group(1) else "set", "amount": Decimal(m.group(2))}
     raise AssertionError(f"verb {verb!r} has no argument parser")  # pragma: no cover
 
@@ -340,7 +337,7 @@ def parse_commands(body: str | None, bot_names: Iterable[str] = ("omoi",)) -> li
         args = verb_and_args[1] if len(verb_and_args) > 1 else ""
         verb = _VERB_ALIASES.get(word, word)
         if verb not in _KNOWN_VERBS:
-            results.append(InvalidCommand(word, f"unknown verb {word!r}", raw, line.number))
+            results.append(InvalidCommand(word, reason("command/unknown_verb", verb=repr(word)), raw, line.number))
             continue
         if verb in _TEXT_VERBS:
             more = _continuation(lines, i + 1, prefix)
@@ -348,7 +345,7 @@ def parse_commands(body: str | None, bot_names: Iterable[str] = ("omoi",)) -> li
                 args = "\n".join([args.strip(), *more]).strip()
                 raw = "\n".join([raw, *more])[:MAX_TEXT_CHARS]
         parsed = _parse_args(verb, args)
-        if isinstance(parsed, str):
+        if isinstance(parsed, Reason):
             results.append(InvalidCommand(verb, parsed, raw, line.number))
         else:
             results.append(Command(verb, parsed, raw, line.number))

@@ -115,10 +115,14 @@ class Spec(Base):
     stage_comments: Mapped[dict] = mapped_column(JSON, default=dict)
     spec_check_run_id: Mapped[int | None] = mapped_column(BigInteger)
     branch: Mapped[str | None] = mapped_column(String(255))  # omoi/issue-<n>-<slug>, fixed once chosen
+    # Why planning or the run stopped: a reason code and its parameters (app/text/rendering.py `Reason`,
+    # put into words by templates/reasons/); params NULL: English stored before reasons had codes.
     last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_params: Mapped[dict | None] = mapped_column(JSON)
     # Execution of the approved tasks (app/execution/orchestrator.py): running -> succeeded | failed | cancelled
     run_state: Mapped[str | None] = mapped_column(String(16))
     run_error: Mapped[str | None] = mapped_column(Text)
+    run_error_params: Mapped[dict | None] = mapped_column(JSON)
     pr_number: Mapped[int | None] = mapped_column(Integer)
     implement_check_run_id: Mapped[int | None] = mapped_column(BigInteger)
     implement_check_sha: Mapped[str | None] = mapped_column(String(64))
@@ -239,7 +243,8 @@ class SpecTask(Base):
     commit_sha: Mapped[str | None] = mapped_column(String(64))
     cost_usd: Mapped[Decimal] = mapped_column(Numeric(12, 6), default=Decimal(0))
     duration_s: Mapped[float] = mapped_column(default=0.0)
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)  # a reason code; error_params its parameters
+    error_params: Mapped[dict | None] = mapped_column(JSON)
     evidence: Mapped[list] = mapped_column(JSON, default=list)  # [{command, exit_code, tail, at}]
     # plan (from the approved tasks) | discovery (added by app/execution/discovery.py); kind implement | explore
     origin: Mapped[str] = mapped_column(String(16), default="plan")
@@ -286,7 +291,8 @@ class Intervention(Base):
     source: Mapped[str] = mapped_column(String(16))   # guardian | conductor | monitor
     verdict: Mapped[str] = mapped_column(String(16))  # on_track | drifting | stuck | looping | duplicate
     action: Mapped[str] = mapped_column(String(32))   # retry_with_guidance | stop_and_report | pause
-    reason: Mapped[str] = mapped_column(Text, default="")
+    reason: Mapped[str] = mapped_column(Text, default="")  # the model's words, or a code with reason_params
+    reason_params: Mapped[dict | None] = mapped_column(JSON)
     guidance: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _ts()
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # a redirect reached the session

@@ -13,6 +13,7 @@ from app.events.context import EventContext
 from app.github import comments
 from app.github.permissions import check_sender
 from app.text.rendering import render
+from app.text import markers
 
 router = Router()
 
@@ -39,7 +40,7 @@ async def on_comment(event: sansio.Event, ctx: EventContext) -> None:
         ctx.log.info("command_refused", sender=sender.get("login"), permission=decision.permission)
         # At most one polite reply per issue, however many times people try.
         if sender.get("type") != "Bot" and claims.claim(f"refused:{full_name}#{number}", "notice"):
-            await comments.upsert(gh, ctx.settings, full_name, number, "<!-- omoi:refused",
+            await comments.upsert(gh, ctx.settings, full_name, number, markers.REFUSED.prefix(),
                                   render("replies/permission_denied.md.j2", user=sender.get("login", "")))
         claims.finish(key)
         return
@@ -53,5 +54,5 @@ async def on_comment(event: sansio.Event, ctx: EventContext) -> None:
         sections.append(render(outcome.template, **outcome.context).strip())
         ctx.log.info("command_done", verb=cmd.verb, outcome=outcome.template)
     body = render("replies/reply.md.j2", comment_id=comment["id"], sections=sections)
-    await comments.upsert(gh, ctx.settings, full_name, number, f"<!-- omoi:reply to={comment['id']} ", body)
+    await comments.upsert(gh, ctx.settings, full_name, number, markers.REPLY.prefix(to=comment['id']), body)
     claims.finish(key)

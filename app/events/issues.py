@@ -12,9 +12,10 @@ from app.github.permissions import check_sender
 from app import jobs
 from app.text.rendering import render
 from app.planning.flow import start_spec
+from app.text import markers
 
 router = Router()
-ACK_MARKER = "<!-- omoi:ack"
+ACK_MARKER = markers.ACK.prefix()
 
 
 @router.register("issues", action="labeled")

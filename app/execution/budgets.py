@@ -22,8 +22,7 @@ from app.db.models import LLMCall, Spec, SpecTask
 from app.timeutil import utc_now
 
 ZERO = Decimal(0)
-LIMIT_NAMES = {"spec": "spec budget", "monthly": "monthly repository budget",
-               "installation": "installation's monthly ceiling"}
+LIMITS = ("spec", "monthly", "installation")  # their names are in templates/reasons/_limits.md.j2
 
 
 def _d(value) -> Decimal:
@@ -67,7 +66,7 @@ class Status:
                                    ("monthly", self.month_spent, self.month_limit),
                                    ("installation", self.installation_spent, self.installation_limit)):
             if limit is not None and spent >= limit:
-                return {"limit": name, "label": LIMIT_NAMES[name], "spent_usd": f"{spent:.2f}",
+                return {"limit": name, "spent_usd": f"{spent:.2f}",
                         "limit_usd": f"{limit:.2f}", "spec_spent_usd": f"{self.spec_spent:.2f}"}
         return None
 

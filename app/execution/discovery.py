@@ -33,12 +33,13 @@ from app.db.session import session_scope
 from app.execution.task_ids import task_number
 from app.github import comments
 from app.observability.logs import get_logger
-from app.text.rendering import render
+from app.text.rendering import render, render_line
+from app.text import markers
 
 log = get_logger("omoi.discovery")
 RESULT_FILE = ".omoi-discoveries.json"
 MAX_FINDINGS = 10
-PREFIXES = {"bug": "Fix", "refactor": "Refactor", "investigation": "Investigate"}
+TEXTS = "execution/discovery_texts.j2"  # every sentence below, chosen by `part`
 
 
 class Finding(BaseModel):
@@ -83,20 +84,17 @@ def report_tool(sink: list[Finding]):
 
     schema = Finding.model_json_schema()
 
-    @tool("report_discovery", "Report work you found that is needed but outside your task (a bug elsewhere, a "
-          "missing requirement, a refactor, something to investigate). omoi deduplicates it and either adds a "
-          "task to the plan or proposes a spec revision to the people who approved it. Do not do that work "
-          "yourself.", schema)
+    @tool("report_discovery", render_line(TEXTS, part="tool"), schema)
     async def report_discovery(args: dict) -> dict:
         try:
             finding = _finding(args)
         except ValidationError as exc:
-            return {"content": [{"type": "text", "text": f"Not recorded, invalid finding: {exc}"}], "is_error": True}
+            return {"content": [{"type": "text", "text": render_line(TEXTS, part="invalid", error=exc)}], "is_error": True}
         if len(sink) >= MAX_FINDINGS:
-            return {"content": [{"type": "text", "text": f"Not recorded: at most {MAX_FINDINGS} findings per "
-                                 "task."}], "is_error": True}
+            return {"content": [{"type": "text", "text": render_line(TEXTS, part="too_many", limit=MAX_FINDINGS)}],
+                    "is_error": True}
         sink.append(finding)
-        return {"content": [{"type": "text", "text": "Recorded. omoi will plan it; continue with your own task."}]}
+        return {"content": [{"type": "text", "text": render_line(TEXTS, part="recorded")}]}
 
     return report_discovery
 
@@ -142,11 +140,10 @@ def record(s, settings: Settings, spec_id: int, task_id: str, findings: list[Fin
             next_number += 1
             added_before += 1
             explore = f.kind == "investigation"
-            body = f.description or f.title
-            if f.evidence:
-                body += f"\n\nEvidence: {f.evidence}"
-            body += f"\n\n(Found by {task_id} while it worked on its own task.)"
-            t = SpecTask(spec_id=spec_id, task_id=new_id, title=f"{PREFIXES.get(f.kind, 'Fix')}: {f.title}"[:300],
+            body = render_line(TEXTS, part="task_description", body=f.description or f.title, evidence=f.evidence,
+                               task=task_id)
+            t = SpecTask(spec_id=spec_id, task_id=new_id, title=render_line(TEXTS, part="task_title", kind=f.kind,
+                                                                            title=f.title)[:300],
                          description=body, covers=[], depends_on=[task_id], files=list(f.files), verify=[],
                          origin="discovery", kind="explore" if explore else "implement")
             s.add(t)
@@ -168,7 +165,7 @@ def views(s, spec_id: int) -> list[dict]:
 
 
 def proposal_marker(discovery_id: int) -> str:
-    return f"<!-- omoi:discovery id={discovery_id} "
+    return markers.DISCOVERY.prefix(id=discovery_id)
 
 
 async def post_proposals(gh, settings: Settings, spec_id: int) -> int:
@@ -197,7 +194,6 @@ def approve_proposal(settings: Settings, spec_id: int, user: str) -> dict | None
         if d is None:
             return None
         d.status = "approved"
-        feedback = (f"A task found new work that changes the agreed scope ({d.kind.replace('_', ' ')}, "
-                    f"reported by {d.task_id}, approved by @{user}): {d.title}. {d.description}"
-                    + (f" Evidence: {d.evidence}" if d.evidence else ""))
+        feedback = render_line(TEXTS, part="feedback", kind=d.kind, task=d.task_id, user=user, title=d.title,
+                               description=d.description, evidence=d.evidence)
         return {"id": d.id, "title": d.title, "feedback": feedback[:4000]}

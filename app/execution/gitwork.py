@@ -29,6 +29,7 @@ from app.execution import policy
 from app.text.redaction import redact_outbound
 from app.execution.policy import Refused  # noqa: F401 - callers catch it from here too
 from app.sandbox.clone import DEFAULT_PATH
+from app.text.rendering import Reason, reason
 
 TRAILER = "Omoi-Task"
 # `git -c` settings for every command; they outrank the clone's own config. `diff.external=` is not
@@ -52,7 +53,11 @@ class PushRejected(GitError):
 
 
 class ApplyFailed(GitError):
-    pass
+    """The patch did not apply; `reason` says why (templates/reasons/task/apply_failed.md.j2)."""
+
+    def __init__(self, why: Reason) -> None:
+        super().__init__(str(why))
+        self.reason = why
 
 
 def private_parent() -> Path:
@@ -162,8 +167,7 @@ class Clone:
         proc = self.git("apply", "--cached", "--binary", "--whitespace=nowarn", *(["--3way"] if three_way else []),
                         "-", stdin=patch.encode(), check=False)
         if proc.returncode != 0:
-            why = "conflicts with commits pushed meanwhile" if three_way else "does not apply"
-            raise ApplyFailed(f"the change {why}: {self._clean(proc.stderr)}")
+            raise ApplyFailed(reason("task/apply_failed", conflict=three_way, detail=self._clean(proc.stderr)))
         changes = self.staged_changes(base_sha)
         links_before = links_after = None
         if any(policy.LINK in (c.old_mode, c.new_mode) for c in changes):

@@ -23,6 +23,7 @@ from app.db.locks import owner_id
 from app.db.models import Intervention, Spec, SpecTask
 from app.db.session import session_scope
 from app.observability.logs import get_logger
+from app.text.rendering import Reason
 from app.timeutil import utc_now
 
 log = get_logger("omoi.task_runner")
@@ -48,7 +49,7 @@ class Attempt:
     """What one attempt produced."""
 
     ok: bool
-    reason: str | None = None
+    reason: Reason | None = None  # why it did not succeed (templates/reasons/task/)
     retryable: bool = True
     commit_sha: str | None = None
     evidence: list[dict] = field(default_factory=list)
@@ -71,7 +72,7 @@ def adopt(settings: Settings, spec_id: int, task_id: str, token: str) -> Lease |
         won = s.execute(update(SpecTask).where(
             SpecTask.id == row.id, SpecTask.status == "running", SpecTask.lease_owner == token,
         ).values(lease_owner=mine, heartbeat_at=now, lease_expires_at=now + timedelta(seconds=settings.task_lease_seconds),
-                 attempts=SpecTask.attempts + 1, started_at=now, error=None,
+                 attempts=SpecTask.attempts + 1, started_at=now, error=None, error_params=None,
                  trajectory=[], trajectory_at=None)).rowcount  # the guardian judges this attempt only
         if won != 1:
             return None

@@ -34,6 +34,7 @@ from app.github import repo_config
 from app.github.client import installation_client
 from app.observability.logs import get_logger
 from app.planning.schemas import Tasks
+from app.text.rendering import Reason, reason, stored
 from app.timeutil import utc_now
 
 log = get_logger("omoi.orchestrator")
@@ -113,7 +114,7 @@ def prepare_run(settings: Settings, spec_id: int) -> str:
             s.add(SpecTask(spec_id=spec_id, task_id=t.id, title=t.title, description=t.description,
                            covers=list(t.covers), depends_on=list(t.depends_on),
                            files=[f.path for f in t.files], verify=list(t.verify)))
-        spec.run_state, spec.run_error = "running", None
+        spec.run_state, spec.run_error, spec.run_error_params = "running", None, None
         spec.run_started_at, spec.run_finished_at = utc_now(), None
     log.info("run_started", spec_id=spec_id)
     return "started"
@@ -178,10 +179,10 @@ def request_retry(settings: Settings, spec_id: int, task_id: str | None = None) 
         reset = []
         for t in tasks:
             if t.status in ("failed", "cancelled", "running"):
-                t.status, t.attempts, t.error, t.not_before = "pending", 0, None, None
+                t.status, t.attempts, t.error, t.error_params, t.not_before = "pending", 0, None, None, None
                 t.lease_owner, t.lease_expires_at, t.heartbeat_at = None, None, None
                 reset.append(t.task_id)
-        spec.run_state, spec.run_error, spec.run_finished_at = "running", None, None
+        spec.run_state, spec.run_error, spec.run_error_params, spec.run_finished_at = "running", None, None, None
         spec.run_resumed_at = utc_now()
     log.info("run_retry", spec_id=spec_id, tasks=reset)
     return "retrying", sorted(reset, key=task_number)
@@ -195,7 +196,7 @@ def cancel_run(settings: Settings, spec_id: int, user: str) -> str:
         if spec is None or spec.run_state not in ("running", "paused_budget"):
             return "not-running"
         spec.run_state, spec.run_finished_at = "cancelled", utc_now()
-        spec.run_error = f"cancelled by @{user}"
+        spec.run_error, spec.run_error_params = stored(reason("run/cancelled", user=user))
         s.execute(update(SpecTask).where(SpecTask.spec_id == spec_id, SpecTask.status.in_(("pending", "running")))
                   .values(status="cancelled", lease_owner=None, lease_expires_at=None, finished_at=utc_now()))
     log.info("run_cancelled", spec_id=spec_id, user=user)
@@ -208,18 +209,20 @@ def resume_after_budget(settings: Settings, spec_id: int) -> bool:
         spec = s.get(Spec, spec_id)
         if spec is None or spec.run_state != "paused_budget":
             return False
-        spec.run_state, spec.run_error, spec.budget_stop, spec.run_finished_at = "running", None, None, None
+        spec.run_state, spec.budget_stop, spec.run_finished_at = "running", None, None
+        spec.run_error, spec.run_error_params = None, None
         spec.run_resumed_at = utc_now()
     log.info("run_resumed_budget", spec_id=spec_id)
     return True
 
 
-def fail_run(settings: Settings, spec_id: int, reason: str) -> None:
+def fail_run(settings: Settings, spec_id: int, why: Reason) -> None:
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, spec_id)
         if spec.run_state == "running":
-            spec.run_state, spec.run_error, spec.run_finished_at = "failed", reason, utc_now()
-    log.warning("run_failed", spec_id=spec_id, reason=reason)
+            spec.run_state, spec.run_finished_at = "failed", utc_now()
+            spec.run_error, spec.run_error_params = stored(why)
+    log.warning("run_failed", spec_id=spec_id, reason=why.to_json())
 
 
 
@@ -239,25 +242,27 @@ def finish_attempt(settings: Settings, lease: Lease, result: Attempt) -> str:
         row.lease_owner, row.lease_expires_at = None, None
         if result.discoveries:
             discovery.record(s, settings, lease.spec_id, row.task_id, result.discoveries)
+        row.error, row.error_params = stored(result.reason)
         if result.budget_stop:
-            row.status, row.error, row.attempts = "pending", result.reason, max(0, row.attempts - 1)
+            row.status, row.attempts = "pending", max(0, row.attempts - 1)
             outcome = "budget"
         elif result.ok:
-            row.status, row.commit_sha, row.error, row.finished_at = "done", result.commit_sha, None, now
+            row.status, row.commit_sha, row.finished_at = "done", result.commit_sha, now
+            row.error, row.error_params = None, None
             outcome = "done"
         elif result.retryable and row.attempts < settings.task_max_attempts:
             backoff = settings.task_retry_backoff_seconds * 2 ** max(0, row.attempts - 1)
-            row.status, row.error, row.not_before = "pending", result.reason, now + timedelta(seconds=backoff)
+            row.status, row.not_before = "pending", now + timedelta(seconds=backoff)
             outcome = "retry"
         else:
-            row.status, row.error, row.finished_at = "failed", result.reason, now
+            row.status, row.finished_at = "failed", now
             outcome = "failed"
         attempts, task_id = row.attempts, row.task_id
     log.info("task_attempt_finished", spec_id=lease.spec_id, task=task_id, outcome=outcome, attempt=attempts,
-             reason=result.reason)
+             reason=result.reason.to_json() if result.reason else None)
     if outcome == "failed":
-        tries = f" after {attempts} attempt{'s' if attempts != 1 else ''}" if result.retryable else ""
-        fail_run(settings, lease.spec_id, f"task {task_id} failed{tries}: {result.reason}")
+        fail_run(settings, lease.spec_id, reason("run/task_failed", task=task_id, cause=result.reason,
+                                                 attempts=attempts if result.retryable else None))
     return outcome
 
 
@@ -287,9 +292,10 @@ def recover(settings: Settings | None = None) -> list[int]:
                                                    SpecTask.lease_expires_at < now)).all()
         for t in expired:
             give_up = t.attempts >= settings.task_max_attempts
-            values = ({"status": "failed", "finished_at": now, "error": "its worker stopped responding "
-                       f"(lease expired) on attempt {t.attempts}"} if give_up else
-                      {"status": "pending", "error": "its worker stopped responding; re-queued"})
+            why = (reason("task/worker_lost", attempt=t.attempts) if give_up else
+                   reason("task/worker_lost_requeued"))
+            values = {"status": "failed" if give_up else "pending", "error": why.code, "error_params": why.json_params(),
+                      **({"finished_at": now} if give_up else {})}
             won = s.execute(update(SpecTask).where(
                 SpecTask.id == t.id, SpecTask.status == "running", SpecTask.lease_owner == t.lease_owner,
                 SpecTask.lease_expires_at < now,
@@ -300,6 +306,6 @@ def recover(settings: Settings | None = None) -> list[int]:
                     failed.append((t.spec_id, t.task_id, t.attempts))
         running = list(s.scalars(select(Spec.id).where(Spec.run_state == "running")).all())
     for spec_id, task_id, attempts in failed:
-        fail_run(settings, spec_id, f"task {task_id} failed after {attempts} attempts: its worker stopped "
-                                    "responding (lease expired)")
+        fail_run(settings, spec_id, reason("run/task_failed", task=task_id, attempts=attempts,
+                                           cause=reason("task/worker_lost", attempt=None)))
     return running

@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Sequence
 
-from app.execution.secret_scan import MIN_SECRET_CHARS, SECRET_PATTERNS, SecretScanner, TooLarge
+from app.execution.secret_scan import MIN_SECRET_CHARS, SECRET_KINDS, SECRET_PATTERNS, SecretScanner, TooLarge
+from app.text.rendering import Reason, reason
 
 LINK, GITLINK = "120000", "160000"
 MAX_LINK_HOPS = 40     # as the kernel's ELOOP limit
@@ -22,15 +23,15 @@ MAX_LINK_HOPS = 40     # as the kernel's ELOOP limit
 
 @dataclass(frozen=True)
 class Refusal:
-    reason: str
+    reason: Reason  # templates/reasons/policy/
 
 
 class Refused(Exception):
-    """The change must not be committed; `reason` is one sentence for the run's report."""
+    """The change must not be committed; `reason` says why, for the run's report (templates/reasons/policy/)."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    def __init__(self, why: Reason) -> None:
+        super().__init__(str(why))
+        self.reason = why
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def is_blocked(path: str, patterns: Iterable[str]) -> str | None:
 def _blocked(path: str, patterns: Iterable[str]) -> Refusal | None:
     pattern = is_blocked(path, patterns)
     if pattern:
-        return Refusal(f"the change touches `{path}`, which matches the blocked path `{pattern}`")
+        return Refusal(reason("policy/blocked_path", path=path, pattern=pattern))
     return None
 
 
@@ -114,10 +115,10 @@ def precheck(patch: str, limits: Limits) -> Refusal | None:
     """A quick look at the patch text: size, number of files, blocked paths, declared binary sizes."""
     size = len(patch.encode())
     if size > limits.max_patch_bytes:
-        return Refusal(f"the patch is {size} bytes; at most {limits.max_patch_bytes} are allowed")
+        return Refusal(reason("policy/patch_too_big", size=size, limit=limits.max_patch_bytes))
     paths = changed_paths(patch)
     if len(paths) > limits.max_files:
-        return Refusal(f"the change touches {len(paths)} files; at most {limits.max_files} are allowed")
+        return Refusal(reason("policy/too_many_files", count=len(paths), limit=limits.max_files))
     for path in paths:
         refusal = _blocked(path, limits.blocked_paths)
         if refusal:
@@ -125,8 +126,7 @@ def precheck(patch: str, limits: Limits) -> Refusal | None:
     # A binary patch inflates: refuse before git allocates what the header announces.
     for m in re.finditer(r"^(?:literal|delta) (\d+)$", patch, re.MULTILINE):
         if int(m.group(1)) > limits.max_file_bytes:
-            return Refusal(f"the patch carries a binary file of {m.group(1)} bytes; "
-                           f"at most {limits.max_file_bytes} are allowed")
+            return Refusal(reason("policy/binary_too_big", size=int(m.group(1)), limit=limits.max_file_bytes))
     return None
 
 
@@ -139,9 +139,9 @@ def check_diff(diff: str, blocked_paths: list[str]) -> Refusal | None:
     for line in diff.splitlines():
         if not line.startswith("+") or line.startswith("+++"):
             continue
-        for what, pattern in SECRET_PATTERNS:
+        for kind, pattern in SECRET_PATTERNS:
             if pattern.search(line):
-                return Refusal(f"the change adds what looks like {what}; secrets are never committed")
+                return Refusal(reason("policy/secret_added", what=reason(f"secret/{kind}")))
     return None
 
 
@@ -168,7 +168,7 @@ def inspect(changes: Sequence[Change], limits: Limits, scanner: "SecretScanner",
     """Raise `Refused` when the applied change breaks a rule; the link maps (path -> target of every
     symlink in the tree before and after) are needed only when a change involves a symlink."""
     if len(changes) > limits.max_files:
-        raise Refused(f"the change touches {len(changes)} files; at most {limits.max_files} are allowed")
+        raise Refused(reason("policy/too_many_files", count=len(changes), limit=limits.max_files))
     for c in changes:
         refusal = _blocked(c.path, limits.blocked_paths) or _path_rules(c, limits)
         if refusal:
@@ -179,7 +179,7 @@ def inspect(changes: Sequence[Change], limits: Limits, scanner: "SecretScanner",
             raise Refused(refusal.reason)
     names = "\n".join(c.path for c in changes if c.status == "A")
     if scanner.findings(names.encode()):
-        raise Refused("a file name in the change contains what looks like a secret; secrets are never committed")
+        raise Refused(reason("policy/secret_in_name"))
     for c in changes:
         if c.adds_content:
             _check_blob(c, limits, scanner, sizes, read)
@@ -187,9 +187,9 @@ def inspect(changes: Sequence[Change], limits: Limits, scanner: "SecretScanner",
 
 def _path_rules(c: Change, limits: Limits) -> Refusal | None:
     if not limits.allow_gitattributes and posixpath.basename(c.path).lower() == ".gitattributes":
-        return Refusal(f"the change touches `{c.path}`; changes to .gitattributes are not allowed in this repository")
+        return Refusal(reason("policy/gitattributes", path=c.path))
     if GITLINK in (c.old_mode, c.new_mode) and c.status != "D":
-        return Refusal(f"the change adds or moves the submodule `{c.path}`; submodules are never changed by omoi")
+        return Refusal(reason("policy/submodule", path=c.path))
     return None
 
 
@@ -197,20 +197,19 @@ def _check_blob(c: Change, limits: Limits, scanner: "SecretScanner", sizes: Mapp
                 read: Callable[[str], bytes]) -> None:
     size = sizes.get(c.new_sha, 0)
     if size > limits.max_file_bytes:
-        raise Refused(f"`{c.path}` would be {size} bytes; at most {limits.max_file_bytes} are allowed per file")
+        raise Refused(reason("policy/file_too_big", path=c.path, size=size, limit=limits.max_file_bytes))
     data = read(c.new_sha)
     if c.new_mode != LINK and not limits.allow_binary and is_binary(data):
-        raise Refused(f"`{c.path}` is a binary file; binary changes are not allowed in this repository")
+        raise Refused(reason("policy/binary_file", path=c.path))
     try:
         found = scanner.findings(data, inflate_cap=limits.max_inflated_bytes)
         if found and c.old_mode not in ("000000", GITLINK):
             found -= scanner.findings(read(c.old_sha), inflate_cap=limits.max_inflated_bytes)  # already there
     except TooLarge:
-        raise Refused(f"`{c.path}` is compressed and expands past {limits.max_inflated_bytes} bytes, "
-                      "more than omoi inspects") from None
+        raise Refused(reason("policy/inflates", path=c.path, limit=limits.max_inflated_bytes)) from None
     if found:
-        what = sorted(label for label, _ in found)[0]
-        raise Refused(f"`{c.path}` contains {what}; secrets are never committed")
+        kind = min((k for k, _ in found), key=SECRET_KINDS.index)
+        raise Refused(reason("policy/secret_in_file", path=c.path, what=reason(f"secret/{kind}")))
 
 
 def is_binary(data: bytes) -> bool:
@@ -262,8 +261,8 @@ def check_links(before: Mapping[str, str], after: Mapping[str, str], changed: se
         if why is None or (path not in changed and path in before and resolve_link(path, before)):
             continue
         if why == "absolute":
-            return Refusal(f"`{path}` is a symbolic link to an absolute path; links must stay inside the repository")
+            return Refusal(reason("policy/link_absolute", path=path))
         if why == "loop":
-            return Refusal(f"`{path}` is a symbolic link that loops; links must resolve inside the repository")
-        return Refusal(f"`{path}` is a symbolic link that points outside the repository")
+            return Refusal(reason("policy/link_loop", path=path))
+        return Refusal(reason("policy/link_outside", path=path))
     return None

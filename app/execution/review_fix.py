@@ -23,7 +23,8 @@ from app.github.client import installation_client
 from app.github.permissions import check_sender
 from app.observability.logs import get_logger, redact
 from app.sandbox import make_sandbox
-from app.text.rendering import render
+from app.text.rendering import Reason, explain, reason, render
+from app.text import markers
 
 log = get_logger("omoi.review")
 RESULT_FILE = ".omoi-review-result.json"
@@ -61,7 +62,7 @@ class Thread:
 @dataclass
 class ThreadOutcome:
     status: str  # applied | not_applied | needs_human
-    reason: str = ""
+    reason: Reason | str = ""  # a Reason, or the agent's own words
 
 
 @dataclass
@@ -150,7 +151,7 @@ async def run_fix(gh, settings: Settings, token: str, full_name: str, pr: dict, 
     ids = {t.id for t in threads}
     outcomes = {r.id: ThreadOutcome(r.status, r.reason) for r in (report.threads if report else []) if r.id in ids}
     if not result.ok and not patch.strip():
-        return ReviewResult(None, {t.id: ThreadOutcome("needs_human", f"the agent stopped: {result.error}")
+        return ReviewResult(None, {t.id: ThreadOutcome("needs_human", reason("review/agent_stopped", cause=result.error))
                                    for t in threads}, threads), ""
     limits = policy.Limits(blocked_paths=tuple(blocked_paths))
     refusal = policy.precheck(patch, limits) if patch.strip() else None
@@ -175,9 +176,9 @@ async def run_fix(gh, settings: Settings, token: str, full_name: str, pr: dict, 
     for t in threads:  # the agent did not say: decide from what changed
         if t.id not in outcomes:
             outcomes[t.id] = (ThreadOutcome("applied") if t.path in changed and sha
-                              else ThreadOutcome("needs_human", "omoi could not tell whether this was addressed"))
+                              else ThreadOutcome("needs_human", reason("review/unclear")))
         elif outcomes[t.id].status == "applied" and not sha:
-            outcomes[t.id] = ThreadOutcome("not_applied", "the agent reported a fix but changed no files")
+            outcomes[t.id] = ThreadOutcome("not_applied", reason("review/no_files_changed"))
     return ReviewResult(sha, outcomes, threads), patch
 
 
@@ -199,14 +200,14 @@ async def reply_all(gh, settings: Settings, full_name: str, number: int, result:
     owner, name = full_name.split("/", 1)
     counts = {"applied": 0, "not_applied": 0, "needs_human": 0}
     replies = [(t, result.outcomes[t.id]) for t in result.threads]
-    replies += [(t, ThreadOutcome("not_applied", "only review comments from people with write access are acted on"))
+    replies += [(t, ThreadOutcome("not_applied", reason("review/not_a_writer")))
                 for t in refused]
     for thread, outcome in replies:
         counts[outcome.status] += 1
         reply_key = f"review-reply:{round_key}:{thread.id}"
         if claims.status(reply_key) == "done":
             continue  # already answered in this round (a retry)
-        body = render(f"review/{outcome.status}.md.j2", sha=result.sha, reason=outcome.reason,
+        body = render(f"review/{outcome.status}.md.j2", sha=result.sha, reason=explain(outcome.reason),
                       excerpt=_excerpt(patch, thread.path), thread_id=thread.id, round=round_key)
         await gh.post("/repos/{owner}/{repo}/pulls/{pull_number}/comments/{comment_id}/replies",
                       url_vars={"owner": owner, "repo": name, "pull_number": number,
@@ -249,7 +250,7 @@ def run_job(installation_id: int, full_name: str, number: int, round_key: str) -
             except Exception as exc:  # noqa: BLE001 - the person who asked always hears back
                 log.error("review_failed", pr=number, error=redact(str(exc))[:300])
                 body = render("review/failed.md.j2", reason=redact(str(exc))[:300])
-            await comments.upsert(gh, settings, full_name, number, f"<!-- omoi:review round={round_key} ",
+            await comments.upsert(gh, settings, full_name, number, markers.REVIEW.prefix(round=round_key),
                                   render("review/summary_wrapper.md.j2", round=round_key, body=body))
 
     with issue_lock(f"{full_name}#{number}", settings.issue_lock_seconds):

@@ -20,21 +20,29 @@ from app.github.repo_files import branch_name, ensure_branch
 from app.db.locks import clear, owner_id, release, try_acquire
 from app.observability.logs import get_logger
 from app.execution.task_ids import task_number
-from app.text.rendering import GITHUB_BODY_LIMIT, render
+from app.text.rendering import GITHUB_BODY_LIMIT, explain, render, render_line
 from app.planning.schemas import Design, Requirements
 from app.timeutil import as_utc, utc_now
+from app.text import markers
 
 log = get_logger("omoi.run_report")
 CHECK_NAME = "omoi / implement"
 CONCLUSIONS = {"succeeded": "success", "failed": "failure", "cancelled": "cancelled",
                "paused_budget": "action_required"}
-CANCEL_ACTION = {"label": "Cancel", "description": "Stop this run", "identifier": "cancel"}
-RETRY_ACTION = {"label": "Retry", "description": "Retry the failed or cancelled tasks", "identifier": "retry"}
+
+
+def check_action(identifier: str) -> dict:
+    """A button of the check run (its words: templates/execution/check_action.j2); GitHub sends the
+    identifier back in a `check_run.requested_action` event (app/events/checks.py)."""
+    return {"label": render_line("execution/check_action.j2", action=identifier, part="label"),
+            "description": render_line("execution/check_action.j2", action=identifier, part="description"),
+            "identifier": identifier}
+
 
 
 
 def tracking_marker(spec_id: int) -> str:
-    return f"<!-- omoi:run spec={spec_id} "
+    return markers.RUN.prefix(spec=spec_id)
 
 
 def _duration(seconds: float) -> str:
@@ -74,7 +82,7 @@ def run_view(settings: Settings, spec_id: int) -> dict:
             "commit": t.commit_sha, "commit_short": (t.commit_sha or "")[:7],
             "commit_url": f"{web}/{spec.repo_full_name}/commit/{t.commit_sha}" if t.commit_sha else None,
             "cost": f"${Decimal(t.cost_usd or 0):.4f}", "duration": _duration(t.duration_s or 0),
-            "error": t.error, "evidence": list(t.evidence or []),
+            "error": explain(t.error, t.error_params), "evidence": list(t.evidence or []),
         } for t in tasks]
         total_cost = sum((Decimal(t.cost_usd or 0) for t in tasks), Decimal(0))
         trace = []
@@ -87,7 +95,8 @@ def run_view(settings: Settings, spec_id: int) -> dict:
                   for k in ("done", "running", "pending", "failed", "cancelled")}
         return {
             "spec_id": spec.id, "full_name": spec.repo_full_name, "issue_number": spec.issue_number,
-            "title": spec.title, "branch": spec.branch, "run_state": spec.run_state, "run_error": spec.run_error,
+            "title": spec.title, "branch": spec.branch, "run_state": spec.run_state,
+            "run_error": explain(spec.run_error, spec.run_error_params),
             "pr_number": spec.pr_number, "check_id": spec.implement_check_run_id,
             "check_sha": spec.implement_check_sha, "comment_id": spec.tracking_comment_id,
             "tasks": rows, "counts": counts, "total": len(rows), "elapsed": _duration(elapsed),
@@ -106,7 +115,7 @@ def _supervision_view(s, settings: Settings, spec: Spec) -> dict:
     """Budget stop, stall notice, discoveries and interventions (app/execution/budgets.py, discovery.py,
     supervision/)."""
     interventions = [{"task": i.task_id, "attempt": i.attempt, "source": i.source, "verdict": i.verdict,
-                      "action": i.action, "reason": i.reason, "guidance": i.guidance,
+                      "action": i.action, "reason": explain(i.reason, i.reason_params), "guidance": i.guidance,
                       "delivered": i.delivered_at is not None}
                      for i in s.scalars(select(Intervention).where(Intervention.spec_id == spec.id)
                                         .order_by(Intervention.id))]
@@ -253,7 +262,8 @@ async def _publish(gh, settings: Settings, spec_id: int) -> None:
                                conclusion="neutral", actions=[])
         check_id = None
     state = view["run_state"]
-    actions = [CANCEL_ACTION] if state == "running" else [RETRY_ACTION] if state in ("failed", "cancelled") else []
+    actions = ([check_action("cancel")] if state == "running" else
+               [check_action("retry")] if state in ("failed", "cancelled") else [])
     check_id = await upsert_check_run(
         gh, full_name, check_run_id=check_id, name=CHECK_NAME, head_sha=head,
         title=render("execution/check_title.j2", **view).strip(), summary=render("execution/check_summary.md.j2", **view),

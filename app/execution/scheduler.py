@@ -26,6 +26,7 @@ from app.execution import budgets as spend
 from app.execution.leases import update
 from app.execution.task_ids import task_number
 from app.observability.logs import get_logger
+from app.text.rendering import reason, stored
 from app.timeutil import as_utc, utc_now
 
 log = get_logger("omoi.orchestrator")
@@ -131,7 +132,8 @@ def _schedule_locked(settings: Settings, spec_id: int, installation: int | None,
             hit = spend.status(s, settings, spec, budgets).hit()
             if hit is not None:  # a checkpoint: running tasks finish, nothing new starts
                 spec.run_state, spec.budget_stop = "paused_budget", hit
-                spec.run_error = f"the {hit['label']} was reached: ${hit['spent_usd']} of ${hit['limit_usd']}"
+                spec.run_error, spec.run_error_params = stored(reason(
+                    "run/budget_reached", limit=hit["limit"], spent_usd=hit["spent_usd"], limit_usd=hit["limit_usd"]))
                 out.state = "paused_budget"
                 log.warning("run_paused_budget", spec_id=spec_id, **hit)
                 return out
@@ -158,7 +160,7 @@ def _schedule_locked(settings: Settings, spec_id: int, installation: int | None,
         if not running and not out.claimed and not waits and any(t.status == "pending" for t in tasks):
             stuck = sorted((t.task_id for t in tasks if t.status == "pending"), key=task_number)
             spec.run_state, spec.run_finished_at = "failed", now
-            spec.run_error = f"tasks {', '.join(stuck)} cannot start: a task they depend on did not finish"
+            spec.run_error, spec.run_error_params = stored(reason("run/tasks_blocked", tasks=stuck))
             out.state = "failed"
     for task_id, token in out.claimed:
         log.info("task_claimed", spec_id=spec_id, task=task_id)

@@ -1,6 +1,6 @@
 """The secret scan: does a blob hold one of omoi's own secrets, in any encoding a model might use?
 
-`SecretScanner(secrets).findings(data)` answers with labels and indices, never the value. It matches
+`SecretScanner(secrets).findings(data)` answers with kinds and indices, never the value. It matches
 a secret verbatim, reversed, hex, base64 and base64url (all three alignments), cut into quoted pieces,
 escapes or UTF-16, and inside gzip/zlib/bz2/xz data (with a cap on the inflated size: `TooLarge`).
 A private key is matched by its private parts only, so the App's public key is not mistaken for it.
@@ -15,17 +15,19 @@ import re
 import zlib
 from typing import Iterable, Iterator
 
-OWN_SECRET = "one of omoi's own secrets"
+OWN_SECRET = "own"  # a finding's kind; each kind's words are templates/reasons/secret/<kind>.md.j2
 MIN_SECRET_CHARS = 8   # shorter configured values would match ordinary text
 WINDOW = 24            # a run this long of any encoding of a secret counts as the secret
 _GRAM = WINDOW // 3    # every WINDOW-long match contains at least two aligned grams this long
 # Token shapes worth refusing outright (they are never part of a legitimate change).
 SECRET_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("a GitHub token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})")),
-    ("an Anthropic API key", re.compile(r"\bsk-ant-[A-Za-z0-9_-]{20,}")),
-    ("a private key", re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")),
-    ("an AWS access key", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
+    ("github_token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})")),
+    ("anthropic_key", re.compile(r"\bsk-ant-[A-Za-z0-9_-]{20,}")),
+    ("private_key", re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")),
+    ("aws_key", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
 )
+# Which kind a report names when several are found (omoi's own secrets first).
+SECRET_KINDS = (OWN_SECRET, "github_token", "private_key", "aws_key", "anthropic_key")
 
 
 class TooLarge(Exception):
@@ -109,7 +111,7 @@ def _forms(secret: str) -> Iterator[tuple[str, str]]:
 class SecretScanner:
     """Finds omoi's own secrets in content however a model dressed them up: verbatim, reversed, hex,
     base64 or base64url at any alignment, a key's body cut into pieces, inside gzip/zlib/bz2/xz data;
-    and finds the shapes in SECRET_PATTERNS. `findings` returns (label, identity) pairs; an identity
+    and finds the shapes in SECRET_PATTERNS. `findings` returns (kind, identity) pairs; an identity
     tells two findings apart and never contains the secret."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
@@ -136,8 +138,7 @@ class SecretScanner:
         return found
 
     def _scan(self, text: str) -> set[tuple[str, str]]:
-        found = {(f"what looks like {label}", m.group(0))
-                 for label, pattern in SECRET_PATTERNS for m in pattern.finditer(text)}
+        found = {(kind, m.group(0)) for kind, pattern in SECRET_PATTERNS for m in pattern.finditer(text)}
         hay = _norm(text)
         found |= {(OWN_SECRET, ident) for ident, needle in self._short if needle in hay}
         for i in range(0, len(hay) - _GRAM + 1, _GRAM):

@@ -30,7 +30,7 @@ from app.observability.logs import get_logger, redact
 from app.planning.schemas import Requirements
 from app.sandbox import make_sandbox
 from app.sandbox.local import SandboxUnavailable
-from app.text.rendering import render
+from app.text.rendering import Reason, reason, render, render_line
 
 log = get_logger("omoi.task_runner")
 EVIDENCE_TAIL = 1500
@@ -52,9 +52,9 @@ def run_task(spec_id: int, task_id: str, token: str) -> str:
     try:
         result = asyncio.run(_attempt(settings, lease, beat))
     except Exception as exc:  # noqa: BLE001 - every failure is recorded and reported
-        reason = redact("".join(traceback.format_exception_only(type(exc), exc)).strip())[:800]
-        log.error("task_crashed", spec_id=spec_id, task=task_id, error=reason)
-        result = Attempt(ok=False, reason=f"omoi failed while running it: {reason}")
+        detail = redact("".join(traceback.format_exception_only(type(exc), exc)).strip())[:800]
+        log.error("task_crashed", spec_id=spec_id, task=task_id, error=detail)
+        result = Attempt(ok=False, reason=reason("task/crashed", detail=detail))
     finally:
         beat.stop()
     result.duration_s = time.monotonic() - started
@@ -95,7 +95,7 @@ def _task_context(settings: Settings, lease: Lease) -> dict:
 
 
 
-async def _verify(sandbox, commands: list[str], settings: Settings, rerun: bool = False) -> tuple[list[dict], str | None]:
+async def _verify(sandbox, commands: list[str], settings: Settings, rerun: bool = False) -> tuple[list[dict], Reason | None]:
     evidence, failure = [], None
     for command in commands:
         res = await sandbox.exec(command, timeout=settings.verify_timeout_seconds)
@@ -103,8 +103,8 @@ async def _verify(sandbox, commands: list[str], settings: Settings, rerun: bool 
         evidence.append({"command": command, "exit_code": res.exit_code, "timed_out": res.timed_out,
                          "tail": output[-EVIDENCE_TAIL:], "seconds": round(res.duration_s, 2), "rerun": rerun})
         if not res.ok:
-            why = "timed out" if res.timed_out else f"exited with {res.exit_code}"
-            failure = f"verify command `{command}` {why}: {output[-300:] or '(no output)'}"
+            failure = reason("task/verify_failed", command=command, timed_out=res.timed_out, exit_code=res.exit_code,
+                             output=output[-300:])
             break
     return evidence, failure
 
@@ -135,8 +135,7 @@ async def _attempt(settings: Settings, lease: Lease, beat: Heartbeat) -> Attempt
     with session_scope(settings.database_url) as s:  # the checkpoint before every attempt
         hit = budgets.status(s, settings, s.get(Spec, lease.spec_id), cfg.budgets).hit()
     if hit is not None:
-        return Attempt(ok=False, budget_stop=True,
-                                    reason=f"not started: the {hit['label']} was reached")
+        return Attempt(ok=False, budget_stop=True, reason=reason("task/budget_not_started", limit=hit["limit"]))
     explore = ctx["task"]["kind"] == "explore"
     provider = make_sandbox(settings)
     clone = Clone(url=repo["clone_url"], token=token, branch=ctx["branch"], author=bot_identity(settings.app_name, settings.github_app_id))
@@ -151,7 +150,7 @@ async def _attempt(settings: Settings, lease: Lease, beat: Heartbeat) -> Attempt
             sandbox = await creating
         except SandboxUnavailable as exc:  # fail closed: nothing untrusted runs unconfined; retrying cannot help
             bound.error("task_sandbox_unavailable", error=str(exc))
-            return Attempt(ok=False, retryable=False, reason=str(exc))
+            return Attempt(ok=False, retryable=False, reason=reason("task/sandbox_unavailable", detail=str(exc)))
         if existing:  # an earlier attempt pushed and then died: verify that commit, commit nothing new
             await sandbox.destroy()
             bound.info("task_commit_found", commit=existing)
@@ -170,34 +169,35 @@ async def _attempt(settings: Settings, lease: Lease, beat: Heartbeat) -> Attempt
                 extra_tools=[discovery.report_tool(reported)],
             ), beat.lost)
             if result is None:
-                return Attempt(ok=False, lost=True, reason="the lease was lost")
+                return Attempt(ok=False, lost=True, reason=reason("task/lease_lost"))
             cost = result.cost_usd
             found = (reported + ([] if explore else await _read_discoveries(sandbox)))[:discovery.MAX_FINDINGS]
             if not result.ok:
                 why = result.error
                 if result.subtype == "error_max_budget_usd":
-                    why = f"it reached the task budget (${cfg.budgets.task_usd:g}, budgets.task_usd in .github/omoi.yml)"
-                return Attempt(ok=False, reason=f"the agent failed: {why}", cost_usd=cost,
+                    why = reason("task/task_budget", usd=float(cfg.budgets.task_usd))
+                return Attempt(ok=False, reason=reason("task/agent_failed", cause=why), cost_usd=cost,
                                             discoveries=found, retryable=result.subtype != "error_max_budget_usd")
             if explore:
-                report = (result.text or "").strip() or "(the exploration reported nothing)"
+                report = (result.text or "").strip() or render_line("execution/exploration.md.j2", part="empty")
                 return Attempt(ok=True, cost_usd=cost, notes=report, discoveries=found, evidence=[{
-                    "command": "exploration report", "exit_code": 0, "timed_out": False,
+                    "command": render_line("execution/exploration.md.j2", part="label"), "exit_code": 0, "timed_out": False,
                     "tail": report[-EVIDENCE_TAIL:], "seconds": round(result.duration_s, 2), "rerun": False}])
             patch = await sandbox.diff()
             if not patch.strip():
-                return Attempt(ok=False, reason="the agent finished without changing any file",
+                return Attempt(ok=False, reason=reason("task/no_change"),
                                             cost_usd=cost, discoveries=found)
             limits = policy.Limits.for_repo(cfg)
             refusal = policy.precheck(patch, limits)  # cheap; commit_and_push inspects the applied change
             if refusal:
-                bound.warning("task_diff_refused", reason=refusal.reason)
-                return Attempt(ok=False, retryable=False, reason=f"refused: {refusal.reason}",
+                bound.warning("task_diff_refused", reason=refusal.reason.to_json())
+                return Attempt(ok=False, retryable=False, reason=reason("task/refused", cause=refusal.reason),
                                             cost_usd=cost, discoveries=found)
-            evidence, failure = await _watch(_verify(sandbox, ctx["verify"], settings), beat.lost) or ([], "lost")
+            evidence, failure = (await _watch(_verify(sandbox, ctx["verify"], settings), beat.lost)
+                                 or ([], reason("task/lease_lost")))
             evidence = setup_evidence + evidence
             if beat.lost.is_set():
-                return Attempt(ok=False, lost=True, reason="the lease was lost", cost_usd=cost)
+                return Attempt(ok=False, lost=True, reason=reason("task/lease_lost"), cost_usd=cost)
             if failure:  # what the agent found still counts when its change did not pass
                 return Attempt(ok=False, reason=failure, evidence=evidence, cost_usd=cost,
                                             discoveries=found)
@@ -213,16 +213,16 @@ async def _attempt(settings: Settings, lease: Lease, beat: Heartbeat) -> Attempt
             async with _branch_lock(f"push:{ctx['full_name']}:{ctx['branch']}"):
                 # Ask the database, not the last heartbeat: a cancel may have landed a moment ago.
                 if not await asyncio.to_thread(beat.confirm):
-                    return Attempt(ok=False, lost=True, reason="the lease was lost", cost_usd=cost)
+                    return Attempt(ok=False, lost=True, reason=reason("task/lease_lost"), cost_usd=cost)
                 pushed = await asyncio.to_thread(commit_and_push, clone, base_sha=base, patch=patch,
                                                  message=message, task_key=key, limits=limits, secrets=secrets,
                                                  precommitted=made)
         except policy.Refused as exc:
-            bound.warning("task_diff_refused", reason=exc.reason)
-            return Attempt(ok=False, retryable=False, reason=f"refused: {exc.reason}", cost_usd=cost,
+            bound.warning("task_diff_refused", reason=exc.reason.to_json())
+            return Attempt(ok=False, retryable=False, reason=reason("task/refused", cause=exc.reason), cost_usd=cost,
                                         discoveries=found)
         except ApplyFailed as exc:
-            return Attempt(ok=False, reason=str(exc)[:800], evidence=evidence, cost_usd=cost,
+            return Attempt(ok=False, reason=exc.reason.map_text(lambda t: t[:760]), evidence=evidence, cost_usd=cost,
                                         discoveries=found)
         bound.info("task_pushed", commit=pushed.sha, rebased=pushed.rebased, existing=pushed.existing)
         if pushed.rebased or pushed.existing:
@@ -235,7 +235,7 @@ async def _attempt(settings: Settings, lease: Lease, beat: Heartbeat) -> Attempt
         clone.cleanup()
 
 
-async def _setup(sandbox, setup) -> tuple[list[dict], str | None]:
+async def _setup(sandbox, setup) -> tuple[list[dict], Reason | None]:
     """The repository's setup steps (`.github/omoi.yml` `setup`), before the agent; what they create
     stays out of the diff. Returns the evidence (with the addresses the egress proxy refused, as
     Copilot's agent reports them) and a failure reason, if one failed."""
@@ -246,13 +246,12 @@ async def _setup(sandbox, setup) -> tuple[list[dict], str | None]:
     for step in steps:
         res = step.result
         output = (res.stdout + ("\n" + res.stderr if res.stderr else "")).strip()
-        note = f" (omoi blocked requests to {', '.join(step.blocked)})" if step.blocked else ""
         evidence.append({"command": f"setup: {step.command}", "exit_code": res.exit_code, "timed_out": res.timed_out,
                          "tail": output[-EVIDENCE_TAIL:], "seconds": round(res.duration_s, 2), "rerun": False,
                          "blocked": list(step.blocked)})
         if not res.ok:
-            why = "timed out" if res.timed_out else f"exited with {res.exit_code}"
-            failure = f"setup command `{step.command}` {why}: {output[-300:] or '(no output)'}{note}"
+            failure = reason("task/setup_failed", command=step.command, timed_out=res.timed_out, exit_code=res.exit_code,
+                             output=output[-300:], blocked=list(step.blocked))
     # Files the setup made (dependencies, build output) are not the agent's change.
     await sandbox.exec("mkdir -p .git/info && git ls-files --others --exclude-standard -z | tr '\\0' '\\n' | sed 's|^|/|' "
                        ">> .git/info/exclude", timeout=120)
@@ -306,6 +305,6 @@ async def _verify_pushed(settings, provider, repo, token, ctx, sha, evidence, co
     finally:
         await sandbox.destroy()
     if failure:
-        return Attempt(ok=False, reason=f"on the pushed commit {sha[:7]}: {failure}",
+        return Attempt(ok=False, reason=reason("task/on_pushed_commit", sha=sha, cause=failure),
                                     evidence=evidence + rerun, cost_usd=cost)
     return Attempt(ok=True, commit_sha=sha, evidence=evidence + rerun, cost_usd=cost)

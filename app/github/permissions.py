@@ -15,8 +15,7 @@ _cache: dict[tuple[str, str, str], tuple[float, "Decision"]] = {}
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
-    permission: str  # GitHub's role name, or "bot"/"none"
-    reason: str
+    permission: str  # GitHub's role name, or "bot"/"none" (logged; nobody is told more than that it was refused)
 
 
 def _bot_app_id(sender: dict) -> int | None:
@@ -29,8 +28,8 @@ async def check_sender(gh, settings: Settings, repo_full_name: str, sender: dict
     login = sender.get("login", "")
     if sender.get("type") == "Bot" or login.endswith("[bot]"):
         if _bot_app_id(sender) in settings.allowed_bot_app_ids:
-            return Decision(True, "bot", "allow-listed bot")
-        return Decision(False, "bot", "bots cannot drive omoi unless allow-listed")
+            return Decision(True, "bot")
+        return Decision(False, "bot")
     key = (settings.github_api_url, repo_full_name.lower(), login.lower())
     hit = _cache.get(key)
     if hit and hit[0] > time.monotonic():
@@ -48,7 +47,7 @@ async def check_sender(gh, settings: Settings, repo_full_name: str, sender: dict
         if exc.status_code != 404:  # 404: not a collaborator at all
             raise
         role, allowed = "none", False
-    decision = Decision(allowed, role, "has write access" if allowed else f"has {role} access; write is needed")
+    decision = Decision(allowed, role)
     _cache[key] = (time.monotonic() + settings.permission_cache_seconds, decision)
     return decision
 

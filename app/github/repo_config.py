@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from app.config import Settings
 from app.db import claims
 from app.github import comments
-from app.text.rendering import render
+from app.text.rendering import Reason, explain, reason, render
+from app.text import markers
 
 PATH = ".github/omoi.yml"
 _CACHE_SECONDS = 60
@@ -93,32 +94,29 @@ class Effective(BaseModel):
 
 
 class Loaded(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)  # `error` is a Reason, kept as it is
     config: RepoConfig
-    error: str | None = None  # what was wrong with the file, if anything
+    error: Reason | None = None  # what was wrong with the file, if anything (templates/reasons/config/)
     sha: str | None = None    # blob sha of the file, to report each broken version once
 
 
-def parse(text: str) -> tuple[RepoConfig, str | None]:
-    """The config in `text`, or the defaults plus a message naming what is wrong."""
+def parse(text: str) -> tuple[RepoConfig, Reason | None]:
+    """The config in `text`, or the defaults plus the reason naming what is wrong."""
     try:
         data = yaml.safe_load(text) if text.strip() else {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        return RepoConfig(), f"{PATH} is not valid YAML{where}"
+        return RepoConfig(), reason("config/invalid_yaml", path=PATH, line=mark.line + 1 if mark else None)
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        return RepoConfig(), f"{PATH} must be a mapping of settings"
+        return RepoConfig(), reason("config/not_a_mapping", path=PATH)
     try:
         return RepoConfig.model_validate(data), None
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors()[:5]:
-            key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            msg = "is not a known setting" if err["type"] == "extra_forbidden" else err["msg"]
-            problems.append(f"`{key}` {msg}")
-        return RepoConfig(), f"{PATH}: " + "; ".join(problems)
+        problems = [{"key": ".".join(str(p) for p in err["loc"]), "unknown": err["type"] == "extra_forbidden",
+                     "message": err["msg"]} for err in exc.errors()[:5]]  # pydantic's own words for the rest
+        return RepoConfig(), reason("config/invalid", path=PATH, problems=problems)
 
 
 async def load(gh, settings: Settings, full_name: str) -> Loaded:
@@ -173,6 +171,6 @@ async def load_and_report(gh, settings: Settings, full_name: str, issue_number: 
     """The effective configuration; if the file is broken, say so once on this issue (and use the defaults)."""
     loaded = await load(gh, settings, full_name)
     if loaded.error and claims.claim(f"config-error:{full_name}:{loaded.sha}", "notice"):
-        await comments.upsert(gh, settings, full_name, issue_number, f"<!-- omoi:config-error sha={loaded.sha} ",
-                              render("replies/config_error.md.j2", error=loaded.error, sha=loaded.sha))
+        await comments.upsert(gh, settings, full_name, issue_number, markers.CONFIG_ERROR.prefix(sha=loaded.sha),
+                              render("replies/config_error.md.j2", error=explain(loaded.error), sha=loaded.sha))
     return effective(loaded.config, settings)

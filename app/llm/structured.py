@@ -31,12 +31,14 @@ from app.llm.pricing import (  # noqa: F401 - part of this module's interface
 )
 from app.observability.logs import get_logger, redact
 from app.observability.metrics import LLM_COST, LLM_TOKENS
+from app.text.rendering import render_line
 
 log = get_logger("omoi.llm")
 
 T = TypeVar("T", bound=BaseModel)
 
 EPHEMERAL = {"type": "ephemeral"}
+TEXTS = "prompts/structured.j2"  # what this module says to the model, chosen by `part`
 
 _MAX_ERROR_CHARS = 2000
 
@@ -70,7 +72,7 @@ def tool_for(output_type: type[BaseModel]) -> dict:
         raise TypeError(f"{output_type.__name__} must produce a JSON object schema for tool use")
     doc = (output_type.__doc__ or "").strip()
     if not doc or doc.startswith(f"{output_type.__name__}("):  # pydantic's generated repr-doc
-        doc = f"Return the {output_type.__name__} as structured data."
+        doc = render_line(TEXTS, part="tool", type_name=output_type.__name__)
     return {"name": tool_name_for(output_type), "description": doc, "input_schema": schema}
 
 
@@ -183,7 +185,7 @@ class _Attempt:
 def _check(message: Any, tool_name: str, output_type: type[T]) -> _Attempt:
     uses = [b for b in message.content if b.type == "tool_use" and b.name == tool_name]
     if not uses:
-        why = f"the model did not call {tool_name} (stop_reason={message.stop_reason})"
+        why = render_line(TEXTS, part="no_call", tool=tool_name, stop_reason=message.stop_reason)
         return _Attempt(False, errors=[{"loc": (), "msg": why, "type": "missing_tool_use"}], summary=why)
     raw = uses[0].input
     truncated = message.stop_reason == "max_tokens"
@@ -193,7 +195,7 @@ def _check(message: Any, tool_name: str, output_type: type[T]) -> _Attempt:
         errors = exc.errors(include_url=False, include_context=False, include_input=False)
         errors = [{"loc": tuple(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
         if truncated:
-            errors.insert(0, {"loc": (), "msg": "output was cut off at max_tokens", "type": "max_tokens"})
+            errors.insert(0, {"loc": (), "msg": render_line(TEXTS, part="cut_off"), "type": "max_tokens"})
         return _Attempt(False, errors=errors, summary=_format_errors(errors), output=raw)
 
 
@@ -226,8 +228,8 @@ async def structured_output(
         user.append({"type": "text", "text": context, "cache_control": EPHEMERAL})
     text = prompt
     if feedback:
-        text += "\n\nFeedback to address:\n" + "\n".join(f"- {f}" for f in feedback)
-    text += f"\n\nAnswer by calling the `{tool_name}` tool."
+        text += "\n\n" + render_line(TEXTS, part="feedback", feedback=list(feedback))
+    text += "\n\n" + render_line(TEXTS, part="answer", tool=tool_name)
     user.append({"type": "text", "text": text})
     messages: list[dict] = [{"role": "user", "content": user}]
 
@@ -265,14 +267,13 @@ async def structured_output(
     log.warning("llm_output_invalid", model=model, purpose=purpose, spec_id=spec_id, errors=result.summary)
     assistant = _assistant_blocks(message.content)
     uses = [b for b in assistant if b["type"] == "tool_use"]
-    repair_note = (f"Your `{tool_name}` input failed validation:\n{result.summary}\n"
-                   f"Call `{tool_name}` again with a complete, corrected input.")
+    repair_note = render_line(TEXTS, part="repair", tool=tool_name, summary=result.summary)
     if uses:
         results = [{"type": "tool_result", "tool_use_id": b["id"], "is_error": True, "content": repair_note}
                    for b in uses]
         repair = messages + [{"role": "assistant", "content": assistant}, {"role": "user", "content": results}]
     else:
-        note = f"{result.summary}\nYou must answer by calling the `{tool_name}` tool."
+        note = render_line(TEXTS, part="repair_no_call", tool=tool_name, summary=result.summary)
         repair = messages[:-1] + [{"role": "user", "content": user + [{"type": "text", "text": note}]}]
     tokens = min(max_tokens * 2, 64000) if message.stop_reason == "max_tokens" else max_tokens
 

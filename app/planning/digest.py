@@ -12,10 +12,12 @@ from dataclasses import dataclass
 import gidgethub
 
 from app.github import repo_vars
+from app.text.rendering import render_line
 
 MAX_TREE_PATHS = 1500
 MAX_FILE_CHARS = 8000
 MAX_DIGEST_CHARS = 60000
+NOTES = "prompts/digest_notes.j2"  # the digest's own words
 # Files users already keep for humans and agents, in the order they are most useful.
 KEY_FILES = (
     "README.md", "README.rst", "README.txt", "README",
@@ -46,11 +48,12 @@ async def build_digest(gh, full_name: str) -> RepoDigest:
         url_vars={**names, "tree_sha": sha, "recursive": "1"},
     )
     files = sorted(e["path"] for e in tree.get("tree", []) if e.get("type") == "blob")
-    parts = [f"# Repository {full_name} (default branch {branch}, commit {sha[:12]})", "", "## Files"]
+    parts = [render_line(NOTES, part="title", full_name=full_name, branch=branch, sha=sha), "",
+             render_line(NOTES, part="files")]
     shown = files[:MAX_TREE_PATHS]
     parts += shown
     if len(files) > len(shown):
-        parts.append(f"... and {len(files) - len(shown)} more files")
+        parts.append(render_line(NOTES, part="more_files", count=len(files) - len(shown)))
     present = set(files)
     for path in KEY_FILES:
         if path not in present:
@@ -65,9 +68,9 @@ async def build_digest(gh, full_name: str) -> RepoDigest:
             continue
         text = base64.b64decode(item.get("content", "")).decode("utf-8", errors="replace")
         if len(text) > MAX_FILE_CHARS:
-            text = text[:MAX_FILE_CHARS] + "\n... (truncated)"
+            text = text[:MAX_FILE_CHARS] + "\n" + render_line(NOTES, part="file_cut")
         parts += ["", f"## {path}", "```", text.replace("```", "ʼʼʼ"), "```"]
     digest = "\n".join(parts)
     if len(digest) > MAX_DIGEST_CHARS:
-        digest = digest[:MAX_DIGEST_CHARS] + "\n... (digest truncated)"
+        digest = digest[:MAX_DIGEST_CHARS] + "\n" + render_line(NOTES, part="digest_cut")
     return RepoDigest(base_sha=sha, default_branch=branch, files=files, text=digest)

@@ -20,7 +20,7 @@ from typing import Sequence
 
 from pydantic import BaseModel
 
-from app.text.rendering import GITHUB_BODY_LIMIT, content_hash, environment, md_escape, render
+from app.text.rendering import GITHUB_BODY_LIMIT, Reason, content_hash, environment, md_escape, reason, render, render_line
 from app.planning.gates import GateResult
 from app.planning.task_graph import critical_path, parallel_groups
 from app.planning.schemas import DOCUMENT_TYPES, Design, Requirements, Tasks
@@ -31,15 +31,8 @@ __all__ = [
 ]
 
 _TITLES = {"requirements": "Requirements", "design": "Design", "tasks": "Tasks"}
-STATUSES = {
-    "waiting": "waiting for approval",
-    "approved": "approved",  # + " by @login"
-    "revising": "revising",
-    "blocked": "gates failed, needs revision",
-    "stale": "stale: an earlier stage changed",
-    "superseded": "superseded",
-    "rejected": "rejected",
-}
+# A stage comment's status; its words are templates/spec/status.md.j2.
+STATUSES = ("waiting", "approved", "revising", "blocked", "stale", "superseded", "rejected")
 # Headroom under GitHub's limit for anything a caller appends, and because
 # GitHub's own counting (UTF-16 units, bytes) is not documented precisely.
 COMMENT_BUDGET = GITHUB_BODY_LIMIT - 5_536
@@ -95,10 +88,8 @@ def render_stage_comment(
     _check(stage, doc)
     if status not in STATUSES:
         raise ValueError(f"unknown status {status!r}; expected one of {sorted(STATUSES)}")
-    status_text = STATUSES[status]
-    if status == "approved" and approved_by:
-        # Shown as "@login" but escaped, so re-rendering never pings the approver.
-        status_text += " by " + md_escape("@" + approved_by)
+    # An approver is shown as "@login" but escaped, so re-rendering never pings them.
+    status_text = render_line("spec/status.md.j2", status=status, approved_by=approved_by)
     change_lines = list(changes) if changes is not None else None
     ctx = dict(
         _content_ctx(stage, doc, overflow_url),
@@ -123,7 +114,7 @@ def render_stage_comment(
             hi = mid - 1
     body = _render_limited(name, ctx, lo)
     if len(body) > COMMENT_BUDGET:  # cannot happen within the schema caps; never send an oversized body
-        note = "\n\n_(truncated: " + ctx["overflow_link"] + ")_\n"
+        note = "\n\n" + render_line("spec/truncated.md.j2", overflow_link=ctx["overflow_link"]) + "\n"
         body = body[: COMMENT_BUDGET - len(note)] + note
     return body
 
@@ -134,8 +125,8 @@ def render_spec_file(stage: str, doc: BaseModel) -> str:
     return _render_limited(f"spec/file_{stage}.md.j2", _content_ctx(stage, doc, None), None, standalone=True)
 
 
-def diff_summary(old_doc: BaseModel, new_doc: BaseModel) -> list[str]:
-    """Human-readable changes between two revisions of the same stage."""
+def diff_summary(old_doc: BaseModel, new_doc: BaseModel) -> list[Reason]:
+    """The changes between two revisions of the same stage (their words: templates/reasons/change/)."""
     if type(old_doc) is not type(new_doc):
         raise TypeError(f"cannot diff {type(old_doc).__name__} against {type(new_doc).__name__}")
     if isinstance(new_doc, Requirements):
@@ -159,10 +150,7 @@ def _check(stage: str, doc: BaseModel) -> None:
 
 def _content_ctx(stage: str, doc: BaseModel, overflow_url: str | None) -> dict:
     ctx = dict(stage=stage, title=_TITLES[stage], doc=doc, overflow_url=overflow_url)
-    ctx["overflow_link"] = (
-        f"[the full {stage} file]({overflow_url})" if overflow_url
-        else f"the full {stage} file is written to the repository"
-    )
+    ctx["overflow_link"] = render_line("spec/overflow_link.md.j2", stage=stage, overflow_url=overflow_url)
     if stage == "tasks":
         ctx["groups"] = parallel_groups(doc)
         ctx["critical"] = critical_path(doc)
@@ -215,50 +203,50 @@ def _changed_fields(old: BaseModel, new: BaseModel, fields: Sequence[str]) -> li
     return [f for f in fields if getattr(old, f) != getattr(new, f)]
 
 
-def _diff_requirements(old: Requirements, new: Requirements) -> list[str]:
-    out: list[str] = []
+def _diff_requirements(old: Requirements, new: Requirements) -> list[Reason]:
+    out: list[Reason] = []
     if old.summary != new.summary:
-        out.append("summary changed")
+        out.append(reason("change/summary_changed"))
     olds, news = {s.id: s for s in old.stories}, {s.id: s for s in new.stories}
     for sid, s in news.items():
         if sid not in olds:
-            out.append(f"added story {sid}: {_short(s.title)}")
-            out += [f"added criterion {c.id}: {_short(c.text)}" for c in s.criteria]
+            out.append(reason("change/story_added", id=sid, title=_short(s.title)))
+            out += [reason("change/criterion_added", id=c.id, text=_short(c.text)) for c in s.criteria]
             continue
         o = olds[sid]
         fields = _changed_fields(o, s, ["title", "as_a", "i_want", "so_that", "priority"])
         if fields:
-            detail = ", ".join(f"priority {o.priority} → {s.priority}" if f == "priority" else f for f in fields)
-            out.append(f"changed story {sid} ({detail})")
+            out.append(reason("change/story_changed", id=sid, fields=fields, old_priority=o.priority,
+                              new_priority=s.priority))
         oc, nc = {c.id: c for c in o.criteria}, {c.id: c for c in s.criteria}
         for cid, c in nc.items():
             if cid not in oc:
-                out.append(f"added criterion {cid}: {_short(c.text)}")
+                out.append(reason("change/criterion_added", id=cid, text=_short(c.text)))
             elif fields := _changed_fields(oc[cid], c, ["pattern", "text", "verification"]):
-                out.append(f"changed criterion {cid} ({', '.join(fields)}): {_short(c.text)}")
-        out += [f"removed criterion {cid}" for cid in oc if cid not in nc]
-    out += [f"removed story {sid}: {_short(s.title)}" for sid, s in olds.items() if sid not in news]
+                out.append(reason("change/criterion_changed", id=cid, fields=fields, text=_short(c.text)))
+        out += [reason("change/criterion_removed", id=cid) for cid in oc if cid not in nc]
+    out += [reason("change/story_removed", id=sid, title=_short(s.title)) for sid, s in olds.items() if sid not in news]
     for field in ("open_questions", "out_of_scope"):
         ov, nv = getattr(old, field), getattr(new, field)
-        out += [f"{field.replace('_', ' ')}: added {_short(x)}" for x in nv if x not in ov]
-        out += [f"{field.replace('_', ' ')}: removed {_short(x)}" for x in ov if x not in nv]
+        out += [reason("change/item_added", field=field, item=_short(x)) for x in nv if x not in ov]
+        out += [reason("change/item_removed", field=field, item=_short(x)) for x in ov if x not in nv]
     return out
 
 
-def _diff_named(kind: str, old: list, new: list, key: str, fields: Sequence[str]) -> list[str]:
-    out: list[str] = []
+def _diff_named(kind: str, old: list, new: list, key: str, fields: Sequence[str]) -> list[Reason]:
+    out: list[Reason] = []
     om, nm = {getattr(x, key): x for x in old}, {getattr(x, key): x for x in new}
     for k, x in nm.items():
         if k not in om:
-            out.append(f"added {kind} {k}")
+            out.append(reason("change/named_added", kind=kind, name=k))
         elif changed := _changed_fields(om[k], x, fields):
-            out.append(f"changed {kind} {k} ({', '.join(changed)})")
-    out += [f"removed {kind} {k}" for k in om if k not in nm]
+            out.append(reason("change/named_changed", kind=kind, name=k, fields=changed))
+    out += [reason("change/named_removed", kind=kind, name=k) for k in om if k not in nm]
     return out
 
 
-def _diff_design(old: Design, new: Design) -> list[str]:
-    out = [f"{f.replace('_', ' ')} changed" for f in _changed_fields(
+def _diff_design(old: Design, new: Design) -> list[Reason]:
+    out = [reason("change/field_changed", field=f) for f in _changed_fields(
         old, new, ["overview", "data_changes", "interface_changes", "risks", "testing_strategy"])]
     out += _diff_named("component", old.components, new.components, "name", ["responsibility", "files", "satisfies"])
     out += _diff_named("decision", old.decisions, new.decisions, "title", ["choice", "alternatives", "rationale"])
@@ -266,16 +254,16 @@ def _diff_design(old: Design, new: Design) -> list[str]:
     return out
 
 
-def _diff_tasks(old: Tasks, new: Tasks) -> list[str]:
+def _diff_tasks(old: Tasks, new: Tasks) -> list[Reason]:
     # Tasks are matched by the model's key, not by ID: IDs are positional and
     # inserting one task would otherwise report every later task as changed.
-    out: list[str] = []
+    out: list[Reason] = []
     om, nm = {t.key.lower(): t for t in old.tasks}, {t.key.lower(): t for t in new.tasks}
     old_key = {t.id: t.key.lower() for t in old.tasks}
     new_key = {t.id: t.key.lower() for t in new.tasks}
     for k, t in nm.items():
         if k not in om:
-            out.append(f"added task {t.id}: {_short(t.title)}")
+            out.append(reason("change/task_added", id=t.id, title=_short(t.title)))
             continue
         o = om[k]
         fields = _changed_fields(o, t, ["title", "description", "covers", "files", "verify", "size", "kind"])
@@ -283,12 +271,12 @@ def _diff_tasks(old: Tasks, new: Tasks) -> list[str]:
         if {old_key.get(d, d) for d in o.depends_on} != {new_key.get(d, d) for d in t.depends_on}:
             fields.insert(3, "depends_on")
         if o.id != t.id:
-            out.append(f"task {o.id} is now {t.id}")
+            out.append(reason("change/task_renumbered", old=o.id, new=t.id))
         if fields:
-            out.append(f"changed task {t.id} ({', '.join(fields)})")
-    out += [f"removed task {t.id}: {_short(t.title)}" for k, t in om.items() if k not in nm]
+            out.append(reason("change/task_changed", id=t.id, fields=fields))
+    out += [reason("change/task_removed", id=t.id, title=_short(t.title)) for k, t in om.items() if k not in nm]
     old_files = {f.path for t in old.tasks for f in t.files}
     new_files = {f.path for t in new.tasks for f in t.files}
-    out += [f"tasks now touch {p}" for p in sorted(new_files - old_files)]
-    out += [f"tasks no longer touch {p}" for p in sorted(old_files - new_files)]
+    out += [reason("change/touches_added", path=p) for p in sorted(new_files - old_files)]
+    out += [reason("change/touches_removed", path=p) for p in sorted(old_files - new_files)]
     return out

@@ -19,7 +19,7 @@ from app.github.checks import upsert_check_run
 from app.github.repo_files import branch_name, ensure_branch, put_file
 from app.llm.structured import structured_output
 from app.observability.logs import get_logger
-from app.text.rendering import render
+from app.text.rendering import Reason, loaded, reason, render, render_line, stored
 from app.text.sanitize import sanitize_inline, sanitize_untrusted
 from app.planning import gates as g
 from app.web.links import spec_status_url
@@ -35,6 +35,7 @@ from app.planning.schemas import (
     assign_task_ids,
 )
 from app.timeutil import utc_now
+from app.text import markers
 
 log = get_logger("omoi.spec")
 DRAFTS = {"requirements": RequirementsDraft, "design": DesignDraft, "tasks": TasksDraft}
@@ -62,7 +63,7 @@ class Outcome:
 
 
 def stage_marker(stage: str) -> str:
-    return f"<!-- omoi:spec stage={stage} "
+    return markers.SPEC.prefix(stage=stage)
 
 
 
@@ -103,11 +104,18 @@ def _run_gates(stage: str, doc: BaseModel, approved: dict, repo_files: set[str])
 
 
 def _gate_dicts(results: list[g.GateResult]) -> list[dict]:
-    return [{"name": r.name, "passed": r.passed, "message": r.message, "severity": r.severity} for r in results]
+    """As stored in spec_stages.gates: the gate's code, and its reason's code and params (`message`,
+    `params`; text with params None: the reviewer's words, or rows written before reasons had codes)."""
+    rows = []
+    for r in results:
+        message, params = stored(r.reason) if isinstance(r.reason, Reason) else (r.reason, None)
+        rows.append({"name": r.gate, "passed": r.passed, "message": message, "params": params, "severity": r.severity})
+    return rows
 
 
 def _gate_objs(rows: list[dict]) -> list[g.GateResult]:
-    return [g.GateResult(**r) for r in rows]
+    return [g.GateResult(r["name"], r["passed"], loaded(r.get("message"), r.get("params")), r.get("severity", "error"))
+            for r in rows]
 
 
 async def _ensure_digest(gh, settings: Settings, spec_id: int) -> tuple[str, set[str]]:
@@ -183,12 +191,14 @@ async def generate(gh, settings: Settings, spec_id: int, stage: str, user_feedba
         row = SpecStage(
             spec_id=spec_id, stage=stage, revision=revision, status="waiting" if ok else "blocked",
             document=doc.model_dump(mode="json"), gates=_gate_dicts(results), content_hash=doc_hash(doc),
-            feedback=user_feedback, changes=diff_summary(previous_doc, doc) if previous_doc else [],
+            feedback=user_feedback,
+            changes=[c.to_json() for c in diff_summary(previous_doc, doc)] if previous_doc else [],
             attempts=attempts,
         )
         s.add(row)
         spec.state = stage if ok else "blocked"
-        spec.last_error = None if ok else f"{stage} failed its quality gates after {attempts} attempts"
+        spec.last_error, spec.last_error_params = stored(
+            None if ok else reason("planning/gates_failed", stage=stage, attempts=attempts))
         stale_stages = sorted({r.stage for r in stale})
     await publish(gh, settings, spec_id, [stage, *stale_stages])
     return "waiting" if ok else "blocked"
@@ -207,8 +217,8 @@ async def _review(settings: Settings, spec_id: int, stage: str, doc: BaseModel, 
         log.warning("spec_review_failed", spec_id=spec_id, stage=stage, error=exc.__class__.__name__)
         return []
     if not review.findings:
-        return [g.GateResult("Reviewer", True, "no findings", "warning")]
-    return [g.GateResult("Reviewer", False, f.message, "warning") for f in review.findings]
+        return [g.GateResult("reviewer", True, None, "warning")]
+    return [g.GateResult("reviewer", False, f.message, "warning") for f in review.findings]
 
 
 async def publish(gh, settings: Settings, spec_id: int, stages: list[str]) -> None:
@@ -247,7 +257,9 @@ def _current_view(s, spec: Spec) -> dict:
     for stage in STAGES:
         row = _latest(s, spec.id, stage)
         if row is not None:
-            rows.append({"stage": stage, "revision": row.revision, "status": row.status, "gates": row.gates})
+            gates = [{"name": r.name, "passed": r.passed, "severity": r.severity, "message": r.message}
+                     for r in _gate_objs(row.gates)]
+            rows.append({"stage": stage, "revision": row.revision, "status": row.status, "gates": gates})
     return {"state": spec.state, "stages": rows, "base_sha": spec.base_sha, "check_id": spec.spec_check_run_id,
             "full_name": spec.repo_full_name, "issue_number": spec.issue_number}
 
@@ -287,8 +299,9 @@ async def write_spec_file(gh, settings: Settings, spec_id: int, stage: str, revi
         doc, rev, status = _load_doc(stage, row.document), row.revision, row.status
     await ensure_branch(gh, full_name, branch, base)
     path = f".omoi/specs/{number}/{stage}.md"
-    verb = "approved" if status == "approved" else "proposed"
-    await put_file(gh, full_name, branch, path, render_spec_file(stage, doc), f"omoi: {verb} {stage} r{rev} for #{number}")
+    message = render_line("spec/commit_message.txt.j2", approved=status == "approved", stage=stage, revision=rev,
+                          issue_number=number)
+    await put_file(gh, full_name, branch, path, render_spec_file(stage, doc), message)
     return f"{settings.github_web_url}/{full_name}/blob/{branch}/{path}"
 
 
@@ -323,7 +336,7 @@ def start_spec(
             s.flush()
             return spec.id, True
         if spec.state in ("acknowledged", "rejected", "failed", "blocked"):
-            spec.state, spec.requested_by, spec.last_error = "planning", requested_by, None
+            spec.state, spec.requested_by, spec.last_error, spec.last_error_params = "planning", requested_by, None, None
             return spec.id, True
         return spec.id, False
 

@@ -19,6 +19,7 @@ from typing import Iterable, Literal
 
 from app.planning.schemas import Design, Requirements, Tasks
 from app.planning.task_graph import ancestors, cycles, norm_path
+from app.text.rendering import Reason, explain, reason, render_line
 
 __all__ = [
     "GateResult", "check_requirements", "check_design", "check_tasks", "passed", "feedback", "path_problem",
@@ -35,10 +36,25 @@ MAX_FILES_PER_TASK = 8  # more is a sign the task is really several tasks
 
 @dataclass(frozen=True)
 class GateResult:
-    name: str
+    """One gate's verdict. `gate` is its code (its name is templates/spec/gate_name.md.j2), `reason`
+    why it failed (templates/reasons/gate/), or text: the reviewer's words, results stored earlier."""
+
+    gate: str
     passed: bool
-    message: str
+    reason: Reason | str | None = None
     severity: Literal["error", "warning"] = "error"
+
+    @property
+    def name(self) -> str:
+        return gate_name(self.gate)
+
+    @property
+    def message(self) -> str:
+        return explain(self.reason)
+
+
+def gate_name(gate: str) -> str:
+    return render_line("spec/gate_name.md.j2", gate=gate)
 
 
 def passed(results: Iterable[GateResult]) -> bool:
@@ -56,23 +72,23 @@ def feedback(results: Iterable[GateResult]) -> list[str]:
 class _Gate:
     """Collects failures for one named gate; emits a pass if there were none."""
 
-    def __init__(self, name: str, out: list[GateResult], ok_message: str = "ok"):
-        self.name, self.out, self.ok_message, self.failed = name, out, ok_message, False
+    def __init__(self, gate: str, out: list[GateResult]):
+        self.gate, self.out, self.failed = gate, out, False
 
-    def error(self, message: str) -> None:
+    def error(self, code: str, **params) -> None:
         self.failed = True
-        self.out.append(GateResult(self.name, False, message, "error"))
+        self.out.append(GateResult(self.gate, False, reason(f"gate/{code}", **params), "error"))
 
-    def warn(self, message: str) -> None:
+    def warn(self, code: str, **params) -> None:
         self.failed = True
-        self.out.append(GateResult(self.name, False, message, "warning"))
+        self.out.append(GateResult(self.gate, False, reason(f"gate/{code}", **params), "warning"))
 
     def __enter__(self) -> "_Gate":
         return self
 
     def __exit__(self, *exc) -> None:
         if not self.failed and exc[0] is None:
-            self.out.append(GateResult(self.name, True, self.ok_message, "error"))
+            self.out.append(GateResult(self.gate, True, None, "error"))
 
 
 # --- requirements -----------------------------------------------------------
@@ -85,14 +101,6 @@ _EARS = {
     "state": re.compile(r"^while\b.+\bshall\b", re.I | re.S),
     "unwanted": re.compile(r"^if\b.+\bthen\b.+\bshall\b", re.I | re.S),
     "optional": re.compile(r"^where\b.+\bshall\b", re.I | re.S),
-}
-_EARS_FORM = {
-    "ubiquitous": "THE <system> SHALL <response>",
-    "event": "WHEN <trigger>, THE <system> SHALL <response>",
-    "state": "WHILE <state>, THE <system> SHALL <response>",
-    "unwanted": "IF <unwanted condition>, THEN THE <system> SHALL <response>",
-    "optional": "WHERE <feature is included>, THE <system> SHALL <response>",
-    "complex": "WHILE <state>, WHEN <trigger>, THE <system> SHALL <response>",
 }
 _PLACEHOLDER = re.compile(r"\b(TODO|TBD|FIXME|XXX|lorem ipsum)\b|\?\?\?", re.I)
 # Words that make a criterion untestable unless a number follows them.
@@ -116,113 +124,119 @@ def _ears_ok(pattern: str, text: str) -> bool:
 
 def check_requirements(req: Requirements) -> list[GateResult]:
     out: list[GateResult] = []
-    with _Gate("EARS form", out, "every criterion reads as its EARS pattern") as g:
+    with _Gate("ears_form", out) as g:
         for s in req.stories:
             for c in s.criteria:
                 if not _ears_ok(c.pattern, c.text):
-                    g.error(f"{c.id} is marked {c.pattern} but does not read '{_EARS_FORM[c.pattern]}'")
+                    g.error("ears_mismatch", id=c.id, pattern=c.pattern)  # each pattern's form is in its template
                 elif len(re.findall(r"\bshall\b", c.text, re.I)) > 1:
-                    g.warn(f"{c.id} has more than one SHALL; split it into one criterion per response")
+                    g.warn("many_shall", id=c.id)
                 if m := _PLACEHOLDER.search(c.text):
-                    g.error(f"{c.id} contains a placeholder ({m.group(0)})")
+                    g.error("placeholder", id=c.id, word=m.group(0))
                 if m := _VAGUE.search(c.text):
-                    g.warn(f"{c.id} uses vague wording ('{m.group(0)}'); state a measurable condition")
-    with _Gate("Acceptance criteria", out, "every story has acceptance criteria") as g:
+                    g.warn("vague", id=c.id, word=m.group(0))
+    with _Gate("acceptance_criteria", out) as g:
         for s in req.stories:
             if not s.criteria:
-                g.error(f"{s.id} has no acceptance criteria")
-    with _Gate("Unique IDs", out, "all IDs are unique") as g:
+                g.error("no_criteria", id=s.id)
+    with _Gate("unique_ids", out) as g:
         seen: set[str] = set()
         for ident in [s.id for s in req.stories] + [c.id for s in req.stories for c in s.criteria]:
             if ident in seen:
-                g.error(f"duplicate ID {ident}")
+                g.error("duplicate_id", id=ident)
             seen.add(ident)
-    with _Gate("Size limits", out, "within size limits") as g:
+    with _Gate("size_limits", out) as g:
         if not req.stories:
-            g.error("there are no user stories")
+            g.error("no_stories")
         if len(req.stories) > MAX_STORIES:
-            g.error(f"{len(req.stories)} stories; the limit is {MAX_STORIES}, so split the issue")
+            g.error("too_many_stories", count=len(req.stories), limit=MAX_STORIES)
         for s in req.stories:
             if len(s.criteria) > MAX_CRITERIA_PER_STORY:
-                g.error(f"{s.id} has {len(s.criteria)} criteria; the limit is {MAX_CRITERIA_PER_STORY}")
+                g.error("too_many_criteria", id=s.id, count=len(s.criteria), limit=MAX_CRITERIA_PER_STORY)
             for c in s.criteria:
                 if len(c.text) > MAX_CRITERION_CHARS:
-                    g.error(f"{c.id} is {len(c.text)} characters long; the limit is {MAX_CRITERION_CHARS}")
+                    g.error("criterion_too_long", id=c.id, length=len(c.text), limit=MAX_CRITERION_CHARS)
         if len(req.open_questions) > MAX_OPEN_QUESTIONS:
-            g.warn(f"{len(req.open_questions)} open questions; keep at most {MAX_OPEN_QUESTIONS}")
+            g.warn("too_many_questions", count=len(req.open_questions), limit=MAX_OPEN_QUESTIONS)
     return out
 
 
 # --- design -----------------------------------------------------------------
 
 
-def path_problem(path: str) -> str | None:
+def path_problem(path: str) -> Reason | None:
     """Why a model-supplied path is unsafe to write, or None if it is fine.
 
     Paths become sandbox writes and write-set locks, so anything that could
     escape the checkout or touch git internals is refused outright.
     """
+    problem = _path_problem(path)
+    return reason("gate/unsafe_path", task=None, path=path, problem=problem) if problem else None
+
+
+def _path_problem(path: str) -> str | None:
+    """The problem's code (its words are in templates/reasons/gate/unsafe_path.md.j2)."""
     if not path or path != path.strip():
-        return "is empty or has surrounding spaces"
+        return "empty"
     if any(ord(ch) < 32 for ch in path):
-        return "contains control characters"
+        return "control"
     if "\\" in path:
-        return "uses backslashes; use forward slashes"
+        return "backslash"
     if path.startswith("/") or re.match(r"^[A-Za-z]:", path) or path.startswith("~"):
-        return "is absolute; use a path relative to the repository root"
+        return "absolute"
     parts = path.split("/")
     if ".." in parts:
-        return "contains '..'"
+        return "dotdot"
     if ".git" in parts:
-        return "points inside .git/"
+        return "git"
     if path.endswith("/"):
-        return "is a directory, not a file"
+        return "directory"
     return None
 
 
 def check_design(design: Design, req: Requirements, repo_files: set[str]) -> list[GateResult]:
     out: list[GateResult] = []
     repo = {norm_path(p) for p in repo_files}
-    with _Gate("Safe paths", out, "all paths are relative and inside the repository") as g:
+    with _Gate("safe_paths", out) as g:
         for p in [f.path for f in design.file_plan] + [p for c in design.components for p in c.files]:
-            if why := path_problem(p):
-                g.error(f"path {p} {why}")
+            if problem := _path_problem(p):
+                g.error("unsafe_path", task=None, path=p, problem=problem)
     safe_plan = [f for f in design.file_plan if path_problem(f.path) is None]
     created = {norm_path(f.path) for f in safe_plan if f.action == "create"}
-    with _Gate("File plan vs repository", out, "modified files exist; created files are new") as g:
+    with _Gate("file_plan", out) as g:
         seen: set[str] = set()
         for f in safe_plan:
             p = norm_path(f.path)
             if p in seen:
-                g.error(f"file plan lists {p} more than once")
+                g.error("listed_twice", path=p)
             seen.add(p)
             if f.action == "create" and p in repo:
-                g.error(f"design creates {p}, which already exists in the repository (use modify)")
+                g.error("creates_existing", path=p)
             elif f.action == "modify" and p not in repo:
-                g.error(f"design modifies {p}, which does not exist in the repository")
+                g.error("modifies_missing", path=p)
             elif f.action == "delete" and p not in repo:
-                g.error(f"design deletes {p}, which does not exist in the repository")
+                g.error("deletes_missing", path=p)
         for c in design.components:
             for p in c.files:
                 if path_problem(p) is None and norm_path(p) not in repo and norm_path(p) not in created:
-                    g.warn(f"component {c.name} lists {p}, which neither exists nor is created by the file plan")
-    with _Gate("Components", out, "components are defined") as g:
+                    g.warn("component_file_unknown", component=c.name, path=p)
+    with _Gate("components", out) as g:
         if not design.components:
-            g.error("the design has no components")
-    with _Gate("Decisions", out, "every decision names its alternatives") as g:
+            g.error("no_components")
+    with _Gate("decisions", out) as g:
         for d in design.decisions:
             if not d.alternatives:
-                g.error(f"decision '{d.title}' lists no alternatives")
-    with _Gate("Requirement coverage", out, "every must/should story maps to a component") as g:
+                g.error("no_alternatives", title=d.title)
+    with _Gate("requirement_coverage", out) as g:
         story_ids = {s.id for s in req.stories}
         served = {r for c in design.components for r in c.satisfies}
         for c in design.components:
             for r in c.satisfies:
                 if r not in story_ids:
-                    g.warn(f"component {c.name} satisfies unknown requirement {r}")
+                    g.warn("unknown_requirement", component=c.name, requirement=r)
         for s in req.stories:
             if s.priority in ("must", "should") and s.id not in served:
-                g.warn(f"{s.id} ({s.priority}) is not served by any component")
+                g.warn("story_not_served", id=s.id, priority=s.priority)
     return out
 
 
@@ -234,60 +248,57 @@ def check_tasks(tasks: Tasks, req: Requirements, design: Design, repo_files: set
     criteria = req.criteria()
     ids = [t.id for t in tasks.tasks]
 
-    with _Gate("Criterion coverage", out, "every must/should criterion is covered") as g:
+    with _Gate("criterion_coverage", out) as g:
         covered = {c for t in tasks.tasks for c in t.covers}
         for cid, (story, _) in criteria.items():
             if story.priority in ("must", "should") and cid not in covered:
-                g.error(f"{cid} ({story.priority}) is not covered by any task")
+                g.error("criterion_not_covered", id=cid, priority=story.priority)
 
-    with _Gate("Task traceability", out, "every task traces to a criterion") as g:
+    with _Gate("task_traceability", out) as g:
         for t in tasks.tasks:
             if not t.covers:
-                g.error(f"{t.id} ({t.title}) covers no acceptance criterion")
+                g.error("task_covers_nothing", id=t.id, title=t.title)
             for c in t.covers:
                 if c not in criteria:
-                    g.error(f"{t.id} covers unknown criterion {c}")
+                    g.error("unknown_criterion", id=t.id, criterion=c)
 
-    with _Gate("Dependencies", out, "all dependencies resolve") as g:
+    with _Gate("dependencies", out) as g:
         if len(set(ids)) != len(ids):
-            g.error("duplicate task IDs: " + ", ".join(sorted({i for i in ids if ids.count(i) > 1})))
+            g.error("duplicate_task_ids", ids=sorted({i for i in ids if ids.count(i) > 1}))
         for t in tasks.tasks:
             for d in t.depends_on:
                 if d == t.id:
-                    g.error(f"{t.id} depends on itself")
+                    g.error("depends_on_itself", id=t.id)
                 elif d not in ids:
-                    g.error(f"{t.id} depends on unknown task {d}")
+                    g.error("unknown_dependency", id=t.id, dependency=d)
             for k in t.unresolved_deps:
-                g.error(f"{t.id} depends on unknown task key '{k}'")
+                g.error("unknown_dependency_key", id=t.id, key=k)
 
-    with _Gate("Acyclic graph", out, "the dependency graph has no cycles") as g:
+    with _Gate("acyclic", out) as g:
         for cyc in cycles(tasks):
             if len(cyc) > 2:  # a self-loop is already reported as "depends on itself"
-                g.error("dependency cycle: " + " → ".join(cyc))
+                g.error("cycle", cycle=cyc)
 
-    with _Gate("Files", out, "every file exists or is created first") as g:
+    with _Gate("files", out) as g:
         repo = {norm_path(p) for p in repo_files}
         planned = {norm_path(f.path) for f in design.file_plan if f.action == "create"}
         declared: set[str] = set()  # created by an earlier task
         for t in tasks.tasks:
             for f in t.files:
-                if why := path_problem(f.path):
-                    g.error(f"{t.id}: path {f.path} {why}")
+                if problem := _path_problem(f.path):
+                    g.error("unsafe_path", task=t.id, path=f.path, problem=problem)
                     continue
                 p = norm_path(f.path)
                 if f.action == "create":
                     if p in repo:
-                        g.error(f"{t.id} creates {p}, which already exists in the repository")
+                        g.error("task_creates_existing", id=t.id, path=p)
                 elif p not in repo and p not in planned and p not in declared:
-                    g.error(
-                        f"{t.id} {'modifies' if f.action == 'modify' else 'deletes'} {p}, which does not exist "
-                        "in the repository and is not created by the design or an earlier task"
-                    )
+                    g.error("task_file_missing", id=t.id, action=f.action, path=p)
             declared |= {norm_path(f.path) for f in t.files if f.action == "create"}
             if len(t.files) > MAX_FILES_PER_TASK:
-                g.warn(f"{t.id} touches {len(t.files)} files; split tasks above {MAX_FILES_PER_TASK}")
+                g.warn("too_many_files", id=t.id, count=len(t.files), limit=MAX_FILES_PER_TASK)
 
-    with _Gate("Tests first", out, "implementation depends on tests for the same criteria") as g:
+    with _Gate("tests_first", out) as g:
         upstream = ancestors(tasks)
         by_id = tasks.by_id()
         for t in tasks.tasks:
@@ -300,14 +311,14 @@ def check_tasks(tasks: Tasks, req: Requirements, design: Design, repo_files: set
                 )
             ]
             if missing:
-                g.warn(f"{t.id} implements {', '.join(missing)} without depending on a test task covering it")
+                g.warn("tests_first", id=t.id, criteria=missing)
 
-    with _Gate("Size limits", out, "within size limits") as g:
+    with _Gate("size_limits", out) as g:
         if not tasks.tasks:
-            g.error("there are no tasks")
+            g.error("no_tasks")
         if len(tasks.tasks) > MAX_TASKS:
-            g.error(f"{len(tasks.tasks)} tasks; the limit is {MAX_TASKS}, so split the issue")
+            g.error("too_many_tasks", count=len(tasks.tasks), limit=MAX_TASKS)
         for t in tasks.tasks:
             if t.size == "L":
-                g.warn(f"{t.id} ({t.title}) is size L; consider splitting it")
+                g.warn("task_too_big", id=t.id, title=t.title)
     return out

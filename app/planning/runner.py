@@ -18,7 +18,8 @@ from app.jobs import Result, is_transient
 from app.llm.structured import LLMError
 from app.observability.logs import get_logger, redact
 from app.planning import flow
-from app.text.rendering import render
+from app.text.rendering import reason as reason_of, render, stored
+from app.text import markers
 
 log = get_logger("omoi.spec.runner")
 MAX_ATTEMPTS = 4
@@ -79,10 +80,11 @@ async def _generate(settings, installation_id: int, spec_id: int, stage: str, fe
 async def _report_failure(settings, installation_id, spec_id, full_name, number, stage, reason) -> None:
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, spec_id)
-        spec.state, spec.last_error = "failed", reason
+        spec.state = "failed"
+        spec.last_error, spec.last_error_params = stored(reason_of("planning/error", detail=reason))
     try:
         async with installation_client(settings, installation_id) as gh:
-            await comments.upsert(gh, settings, full_name, number, f"<!-- omoi:error stage={stage}",
+            await comments.upsert(gh, settings, full_name, number, markers.ERROR.prefix(stage=stage),
                                   render("spec/failed.md.j2", stage=stage, reason=reason))
     except Exception as exc:  # noqa: BLE001 - GitHub itself is down; the state is recorded
         log.error("failure_report_failed", spec_id=spec_id, error=exc.__class__.__name__)

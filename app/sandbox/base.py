@@ -18,7 +18,10 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from app.text.rendering import render_line
+
 DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024
+NOTES = "sandbox/notes.j2"  # what a sandbox adds to a command's output
 _SHA_RE = re.compile(r"^[0-9a-fA-F]{7,64}$")
 _FULL_SHA_RE = re.compile(r"^[0-9a-fA-F]{40}([0-9a-fA-F]{24})?$")
 
@@ -166,7 +169,7 @@ def shell_command(command: str | list[str]) -> str:
 def truncate(data: bytes, limit: int | None) -> str:
     text = data.decode("utf-8", errors="replace")
     if limit is not None and len(data) > limit:
-        return text + f"\n[omoi: output truncated at {limit} bytes]"
+        return text + "\n" + render_line(NOTES, part="truncated", limit=limit)
     return text
 
 

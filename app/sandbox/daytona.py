@@ -33,6 +33,7 @@ from typing import Any
 
 from app.observability.logs import get_logger
 from app.sandbox.base import (
+    NOTES,
     DEFAULT_MAX_OUTPUT_BYTES,
     ExecResult,
     RepoSource,
@@ -45,6 +46,7 @@ from app.sandbox.base import (
     split_repo_url,
 )
 from app.sandbox.clone import host_clone
+from app.text.rendering import render_line
 
 log = get_logger("omoi.sandbox.daytona")
 
@@ -127,7 +129,7 @@ class DaytonaSandbox:
         try:
             resp = await self._sb.process.exec(wrapped, cwd=raw_cwd or self._resolve_cwd(cwd), env=envs, timeout=seconds + 30)
         except DaytonaTimeoutError:
-            return ExecResult(137, "", f"[omoi: command timed out after {timeout:g}s]",
+            return ExecResult(137, "", render_line(NOTES, part="timed_out", seconds=timeout, killed=False),
                               time.monotonic() - started, timed_out=True)
         except DaytonaError as exc:
             raise SandboxError(f"daytona exec failed: {exc}") from exc
@@ -135,9 +137,9 @@ class DaytonaSandbox:
         code = resp.exit_code if resp.exit_code is not None else -1
         out = resp.result or ""
         if limit is not None and len(out.encode()) > limit:
-            out = out.encode()[:limit].decode(errors="replace") + f"\n[omoi: output truncated at {limit} bytes]"
+            out = out.encode()[:limit].decode(errors="replace") + "\n" + render_line(NOTES, part="truncated", limit=limit)
         timed_out = code in TIMEOUT_EXIT_CODES and duration >= seconds - 0.5
-        stderr = f"[omoi: command timed out after {timeout:g}s and was killed]" if timed_out else ""
+        stderr = render_line(NOTES, part="timed_out", seconds=timeout, killed=True) if timed_out else ""
         return ExecResult(code, out, stderr, duration, timed_out)
 
     async def run_setup(self, commands: list[str], *, allow: list[str], timeout: float) -> list[Any]:

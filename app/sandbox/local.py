@@ -34,6 +34,7 @@ from app.sandbox.base import (
     safe_relpath,
     split_repo_url,
 )
+from app.text.rendering import Reason, reason
 
 log = get_logger("omoi.sandbox.local")
 
@@ -179,13 +180,12 @@ class LocalSandbox:
             pid = None
         return jail_mod.kill(host / "agent.json", pid=pid)
 
-    def _over_disk_limit(self) -> str | None:
+    def _over_disk_limit(self) -> Reason | None:
         if not self.max_workdir_bytes:
             return None
         used = workdir_bytes(self.workdir)
         if used > self.max_workdir_bytes:
-            return (f"the work dir grew to {used // (1 << 20)} MB, over the sandbox limit of "
-                    f"{self.max_workdir_bytes // (1 << 20)} MB")
+            return reason("sandbox/disk_limit", size_mb=used // (1 << 20), limit_mb=self.max_workdir_bytes // (1 << 20))
         return None
 
     async def watch_disk(self, on_exceeded, interval: float = 2.0) -> None:

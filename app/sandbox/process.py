@@ -8,7 +8,8 @@ import signal
 import time
 from typing import Any
 
-from app.sandbox.base import ExecResult
+from app.sandbox.base import NOTES, ExecResult
+from app.text.rendering import render_line
 
 
 async def _drain(stream: asyncio.StreamReader | None, limit: int | None) -> tuple[bytes, bool]:
@@ -32,7 +33,7 @@ async def _drain(stream: asyncio.StreamReader | None, limit: int | None) -> tupl
 def _decode(out: tuple[bytes, bool], limit: int | None) -> str:
     data, truncated = out
     text = data.decode("utf-8", errors="replace")
-    return text + f"\n[omoi: output truncated at {limit} bytes]" if truncated else text
+    return text + "\n" + render_line(NOTES, part="truncated", limit=limit) if truncated else text
 
 
 def kill_group(pid: int) -> None:
@@ -55,7 +56,7 @@ async def run_process(argv: list[str], *, cwd: str, env: dict, timeout: float, l
             pass_fds=pass_fds,
         )
     except OSError as exc:
-        return ExecResult(127, "", f"cannot start {argv[0]}: {exc}", time.monotonic() - started)
+        return ExecResult(127, "", render_line(NOTES, part="cannot_start", program=argv[0], error=exc), time.monotonic() - started)
     if running is not None:
         running.add(proc.pid)
     readers = [asyncio.ensure_future(_drain(proc.stdout, limit)), asyncio.ensure_future(_drain(proc.stderr, limit))]
@@ -93,9 +94,9 @@ async def run_process(argv: list[str], *, cwd: str, env: dict, timeout: float, l
         rc = 128 - rc  # killed by a signal: shell convention
     stderr = _decode(outs[1], limit)
     if timed_out:
-        stderr += f"\n[omoi: command timed out after {timeout:g}s and was killed]"
+        stderr += "\n" + render_line(NOTES, part="timed_out", seconds=timeout, killed=True)
     if exceeded:
-        stderr += f"\n[omoi: command killed: {exceeded[0]}]"
+        stderr += "\n" + render_line(NOTES, part="killed", why=exceeded[0])
         rc = rc or 137
     return ExecResult(rc, _decode(outs[0], limit), stderr, time.monotonic() - started, timed_out)
 

@@ -15,6 +15,7 @@ from app.config import Settings
 from app.db.models import Installation, LLMCall, Spec, SpecStage
 from app.db.session import session_scope
 from app.observability.logs import redact
+from app.text.rendering import explain, render_line
 from app.timeutil import as_utc, utc_now
 from app.web.keys import SETTINGS_KEY
 from app.web.links import installation_status_path, sign_path, spec_status_path, verify
@@ -25,7 +26,8 @@ MAX_SPEC_ROWS = 500
 # Only the columns these pages show (explicit, so a newer model column never breaks a read).
 _SPEC_COLS = (
     Spec.id, Spec.installation_id, Spec.repo_full_name, Spec.issue_number, Spec.title, Spec.state,
-    Spec.requested_by, Spec.base_sha, Spec.branch, Spec.last_error, Spec.created_at, Spec.updated_at,
+    Spec.requested_by, Spec.base_sha, Spec.branch, Spec.last_error, Spec.last_error_params,
+    Spec.created_at, Spec.updated_at,
 )
 
 
@@ -105,10 +107,10 @@ def load_spec_view(settings: Settings, repo_full_name: str, issue_number: int) -
             "status": st.status,
             "attempts": st.attempts,
             "gates": [{
-                "name": _clean(settings, g.get("name", "")),
+                "name": _clean(settings, render_line("spec/gate_name.md.j2", gate=g.get("name") or "")),
                 "passed": bool(g.get("passed")),
                 "severity": g.get("severity", "error"),
-                "message": _clean(settings, g.get("message", "")),
+                "message": _clean(settings, explain(g.get("message") or "", g.get("params"))),
             } for g in gates],
             "gates_failed": sum(1 for g in gates if not g.get("passed")),
             "feedback": _clean(settings, st.feedback) if st.feedback else "",
@@ -117,15 +119,17 @@ def load_spec_view(settings: Settings, repo_full_name: str, issue_number: int) -
             "created_at": _ts(st.created_at),
         })
 
-    timings = [{"what": "Requested", "at": _ts(spec.created_at), "after": ""}]
+    # `what` is the step (templates/web/status_spec.html.j2 words it): requested, written, approved, changed
+    timings = [{"what": "requested", "stage": None, "at": _ts(spec.created_at), "after": ""}]
     for stage in ("requirements", "design", "tasks"):
         if stage in first_at:
-            timings.append({"what": f"{stage.capitalize()} written", "at": _ts(first_at[stage]),
+            timings.append({"what": "written", "stage": stage, "at": _ts(first_at[stage]),
                             "after": _duration(spec.created_at, first_at[stage])})
         if stage in approved_at:
-            timings.append({"what": f"{stage.capitalize()} approved", "at": _ts(approved_at[stage]),
+            timings.append({"what": "approved", "stage": stage, "at": _ts(approved_at[stage]),
                             "after": _duration(spec.created_at, approved_at[stage])})
-    timings.append({"what": "Last change", "at": _ts(spec.updated_at), "after": _duration(spec.created_at, spec.updated_at)})
+    timings.append({"what": "changed", "stage": None, "at": _ts(spec.updated_at),
+                    "after": _duration(spec.created_at, spec.updated_at)})
 
     return {
         "repo_full_name": spec.repo_full_name,
@@ -136,7 +140,7 @@ def load_spec_view(settings: Settings, repo_full_name: str, issue_number: int) -
         "requested_by": _clean(settings, spec.requested_by),
         "base_sha": spec.base_sha or "",
         "branch": spec.branch or "",
-        "last_error": _clean(settings, spec.last_error) if spec.last_error else "",
+        "last_error": _clean(settings, explain(spec.last_error, spec.last_error_params)) if spec.last_error else "",
         "created_at": _ts(spec.created_at),
         "updated_at": _ts(spec.updated_at),
         "age": _duration(spec.created_at, utc_now()),

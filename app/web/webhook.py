@@ -110,8 +110,8 @@ async def webhook(request: web.Request) -> web.Response:
     if event not in HANDLED_EVENTS:
         DELIVERIES.labels("other", "ignored").inc()
         return json_answer(202, status="ignored", reason=f"omoi does not handle {event} events")
-    inst = payload.get("installation")
-    if not (isinstance(inst, dict) and isinstance(inst.get("id"), int)):
+    columns = delivery_columns(payload)
+    if columns["installation_id"] is None:
         # An App's deliveries always name the installation; without one there is nobody to act as.
         DELIVERIES.labels(event, "ignored").inc()
         return json_answer(202, status="ignored", reason="the delivery names no installation")
@@ -119,7 +119,7 @@ async def webhook(request: web.Request) -> web.Response:
     row = {
         "delivery_id": delivery_id,
         "event": event,
-        **delivery_columns(payload),
+        **columns,
         "payload": text,
         "status": "queued",
         # What the worker verifies again before routing (app/intake/processing.py): the signature and the

@@ -1,147 +1,58 @@
-"""Budgets, discovery and supervision end to end (issue 6), like tests/test_execution.py: the real web
-process and Celery worker (with beat), the real Claude Code CLI against the Anthropic stand-in
-(scripted per task), git behind the GitHub stand-in.
+"""Budgets, discovery and supervision end to end (issue 6), like tests/e2e/test_execution.py: the real
+web process and Celery worker (with beat), the real Claude Code CLI against the Anthropic stand-in
+(scripted per task: tests/support/agents.py Script), git behind the GitHub stand-in.
 """
 from __future__ import annotations
 
 import json
-import re
 
-import pytest
 from sqlalchemy import select
 
 from app.db.models import Discovery, Intervention, SpecStage
 from app.db.session import session_scope
-from tests.conftest import wait_for
-from tests.fakes.anthropic import Reply, forced_tool, request_text, tool_results
-from tests.e2e.test_execution import (
-    BRANCH,
-    CODE,
-    ISSUE,
-    REPO,
-    approve_plan,
-    comment,
-    implement_check,
-    reply_to,
-    start_run_world,
-    task,
-    task_commits,
-    tasks_in_db,
-    tracking,
-    wait_run,
-)
+from tests.fakes.anthropic import request_text, tool_results
+from tests.support.agents import GUIDANCE, REDIRECT, Script
+from tests.support.conversation import comment, implement_check, reply_to, task_commits, tracking
+from tests.support.plans import BYE_AFTER_HELLO, CODE, HELLO, task
+from tests.support.waits import tasks_in_db, wait_for, wait_run
+from tests.support.world import APPROVED, approve_plan
 
-HELLO = task("hello", ["R1.1"], "hello.py", ["python3 -c 'import hello; assert hello.greet() == \"Hello\"'"])
-BYE = task("bye", ["R1.2"], "bye.py", ["python3 -c 'import bye; assert bye.bye() == \"Bye\"'"], depends_on=["hello"])
-GUIDANCE = "Stop listing the directory; write hello.py now."
-REDIRECT = "Leave the docs alone: your task is hello.py."
+REPO, ISSUE, BRANCH = APPROVED.repo, APPROVED.issue, APPROVED.branch
 
 
-class Script:
-    """The model's side: task sessions by task id, the guardian's judgement, a tasks-stage revision."""
-
-    def __init__(self, fake):
-        self.writes: dict[str, tuple[str, str]] = {}
-        self.findings: dict[str, list[dict]] = {}  # task id -> written to .omoi-discoveries.json
-        self.reported: dict[str, list[dict]] = {}  # task id -> sent through the report_discovery tool
-        self.loop_until_guided: set[str] = set()
-        self.drift_until_redirected: set[str] = set()
-        self.verdicts = ["looping"]  # the guardian's answers in turn; the last one repeats
-        self.prompts: dict[str, list[str]] = {}
-        self.redirected: dict[str, str] = {}  # task id -> the redirect text the session received
-        fake.script = self
-
-    def verdict(self) -> dict:
-        verdict = self.verdicts.pop(0) if len(self.verdicts) > 1 else self.verdicts[0]
-        return {"verdict": verdict, "reason": {"looping": "it runs `ls` again and again",
-                                               "drifting": "it explores docs instead of writing hello.py"}.get(
-                    verdict, "fine"), "guidance": REDIRECT if verdict == "drifting" else GUIDANCE}
-
-    def __call__(self, req):
-        if forced_tool(req) == "emit_guardian_verdict":
-            return Reply.tool("emit_guardian_verdict", self.verdict())
-        text = request_text(req)
-        m, wd = re.search(r"omoi-task: (T\d+)", text), re.search(r"omoi-sandbox: (\S+)", text)
-        if not m or not wd or forced_tool(req):
-            return None
-        tid, done = m.group(1), len(tool_results(req))
-        if not done:
-            self.prompts.setdefault(tid, []).append(text)
-        if tid in self.loop_until_guided and "omoi-guidance:" not in text:
-            return Reply.tool("Bash", {"command": "sleep 1; ls", "description": "look around"})
-        if tid in self.drift_until_redirected:
-            got = re.search(r"omoi-redirect:[^\n]*", text)
-            if not got:
-                return Reply.tool("Bash", {"command": "sleep 1; ls", "description": "read the docs"})
-            self.redirected.setdefault(tid, got.group(0))
-            done = len(tool_results(req)) - _first_after_redirect(req)  # steps taken since it arrived
-        steps = []
-        if tid in self.writes:
-            path, content = self.writes[tid]
-            steps.append(Reply.tool("Write", {"file_path": f"/workspace/{path}", "content": content}))
-        if tid in self.findings:
-            steps.append(Reply.tool("Write", {"file_path": "/workspace/.omoi-discoveries.json",
-                                              "content": json.dumps(self.findings[tid])}))
-        steps += [Reply.tool("mcp__omoi__report_discovery", f) for f in self.reported.get(tid, [])]
-        return steps[done] if done < len(steps) else Reply.text(f"{tid} is done.")
-
-
-def _first_after_redirect(req) -> int:
-    """How many tool results came before (and with) the one that carried the redirect."""
-    for i, message in enumerate(m for m in req["messages"] if m["role"] == "user"):
-        if "omoi-redirect:" in json.dumps(message):
-            return i  # user message 0 is the prompt; message i holds tool result i
-    return 0
-
-
-def start(fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes, files=None,
-          extra_env: dict | None = None):
-    return start_run_world(fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes,
-                           database=f"sqlite:///{tmp_path}/omoi.db", files=files, extra_env={
-                               "OMOI_GUARDIAN_INTERVAL_SECONDS": "1", "OMOI_GUARDIAN_MIN_TOOL_CALLS": "3",
-                               "OMOI_CONDUCTOR_INTERVAL_SECONDS": "2", **(extra_env or {})})
-
-
-@pytest.fixture
-def world(fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes):
-    def go(files=None, extra_env: dict | None = None):
-        return start(fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes, files, extra_env)
-    return go
-
-
-def test_budget_pauses_run_and_budget_command_resumes_it(world, fake_github, fake_anthropic):
+def test_budget_pauses_run_and_budget_command_resumes_it(supervised_run, fake_github, fake_anthropic):
     fake = fake_github
-    procs = world({".github/omoi.yml": "budgets: {spec_usd: 0.001}\n"})
+    procs = supervised_run({".github/omoi.yml": "budgets: {spec_usd: 0.001}\n"})
     script = Script(fake_anthropic)
     script.writes = {"T1": ("hello.py", CODE["hello.py"]), "T2": ("bye.py", CODE["bye.py"])}
-    spec_id = approve_plan(procs, [HELLO, BYE])
+    spec_id = approve_plan(procs, [HELLO, BYE_AFTER_HELLO])
     comment(procs, "/omoi implement")
     wait_run(procs, "paused_budget")
     db = tasks_in_db(procs)
     # T1 started under the limit and finished; its cost put the spec over it, so T2 never started
     assert db["T1"].status == "done" and db["T1"].cost_usd > 0
     assert db["T2"].status == "pending" and db["T2"].attempts == 0
-    assert set(task_commits(fake)) == {f"{spec_id}/T1"}  # finished work is kept on the branch
-    check = implement_check(fake)
+    assert set(task_commits(procs)) == {f"{spec_id}/T1"}  # finished work is kept on the branch
+    check = implement_check(procs)
     assert check["conclusion"] == "action_required" and "Paused at the spec budget" in check["output"]["title"]
-    text = tracking(fake)
+    text = tracking(procs)
     assert "spec budget was reached" in text and "of $0.00" in text and "`/omoi budget +N`" in text
 
     c = comment(procs, "/omoi budget")
-    shown = wait_for(lambda: reply_to(fake, c), message="budget reply")
+    shown = wait_for(lambda: reply_to(procs, c), message="budget reply")
     assert "| this spec |" in shown and "$0.00 |" in shown
 
     c = comment(procs, "/omoi budget +10")
-    assert "Raised this spec's budget by $10.00" in wait_for(lambda: reply_to(fake, c), message="budget +10 reply")
+    assert "Raised this spec's budget by $10.00" in wait_for(lambda: reply_to(procs, c), message="budget +10 reply")
     wait_run(procs, "succeeded")
-    assert set(task_commits(fake)) == {f"{spec_id}/T1", f"{spec_id}/T2"}
-    assert implement_check(fake)["conclusion"] == "success"
+    assert set(task_commits(procs)) == {f"{spec_id}/T1", f"{spec_id}/T2"}
+    assert implement_check(procs)["conclusion"] == "success"
     assert fake.violations == []
 
 
-def test_discoveries_add_a_task_and_propose_a_revision(world, fake_github, fake_anthropic):
+def test_discoveries_add_a_task_and_propose_a_revision(supervised_run, fake_github, fake_anthropic):
     fake = fake_github
-    procs = world()
+    procs = supervised_run()
     script = Script(fake_anthropic)
     script.writes = {"T1": ("hello.py", CODE["hello.py"]), "T2": ("bye.py", CODE["bye.py"])}
     script.findings["T1"] = [
@@ -159,7 +70,7 @@ def test_discoveries_add_a_task_and_propose_a_revision(world, fake_github, fake_
     db = tasks_in_db(procs)
     assert db["T2"].origin == "discovery" and db["T2"].depends_on == ["T1"] and db["T2"].title == "Fix: bye module is missing"
     assert db["T2"].status == "done" and db["T2"].started_at >= db["T1"].finished_at
-    commits = task_commits(fake)
+    commits = task_commits(procs)
     assert set(commits) == {f"{spec_id}/T1", f"{spec_id}/T2"}
     assert fake.file_at(REPO, BRANCH, "bye.py") == CODE["bye.py"]
     assert fake.file_at(REPO, BRANCH, ".omoi-discoveries.json") is None  # never committed
@@ -169,7 +80,7 @@ def test_discoveries_add_a_task_and_propose_a_revision(world, fake_github, fake_
     assert found == {"bye module is missing": ("added", "T2", None),
                      "Greetings in French": ("proposed", None, None),
                      "Write hello.py": ("duplicate", None, "T1")}
-    text = tracking(fake)
+    text = tracking(procs)
     assert "#### Discoveries" in text and "added as T2" in text and "duplicate of T1" in text
     assert "proposed as a spec revision" in text
 
@@ -180,7 +91,7 @@ def test_discoveries_add_a_task_and_propose_a_revision(world, fake_github, fake_
     assert "T3" not in db  # a scope change is never added to the run by itself
 
     c = comment(procs, "/omoi approve")
-    assert "Approved the proposed spec revision" in wait_for(lambda: reply_to(fake, c), message="approve reply")
+    assert "Approved the proposed spec revision" in wait_for(lambda: reply_to(procs, c), message="approve reply")
 
     def revision():
         with session_scope(procs.database_url) as s:
@@ -191,25 +102,25 @@ def test_discoveries_add_a_task_and_propose_a_revision(world, fake_github, fake_
     # Approving r2 merges its new task into the run that already finished: same branch, same PR.
     script.writes["T3"] = ("fr.py", "def bonjour():\n    return 'Bonjour'\n")
     c = comment(procs, "/omoi approve")
-    wait_for(lambda: reply_to(fake, c), message="approve r2 reply")
+    wait_for(lambda: reply_to(procs, c), message="approve r2 reply")
     wait_for(lambda: "T3" in tasks_in_db(procs), timeout=60, message="T3 merged into the run")
     wait_run(procs, "succeeded", timeout=120)
     db = tasks_in_db(procs)
     assert set(db) == {"T1", "T2", "T3"}  # hello matched T1; T2 (discovered) kept; fr is new, numbered after it
     assert db["T3"].origin == "revision" and db["T3"].title == "Write fr.py" and db["T3"].depends_on == []
     assert db["T3"].status == "done" and db["T1"].attempts == 1  # finished work was not redone
-    assert set(task_commits(fake)) == {f"{spec_id}/T1", f"{spec_id}/T2", f"{spec_id}/T3"}
+    assert set(task_commits(procs)) == {f"{spec_id}/T1", f"{spec_id}/T2", f"{spec_id}/T3"}
     assert fake.file_at(REPO, BRANCH, "fr.py").startswith("def bonjour")
     assert len(fake.pull_requests(REPO)) == 1
-    assert implement_check(fake)["conclusion"] == "success"
+    assert implement_check(procs)["conclusion"] == "success"
     assert fake.violations == []
 
 
-def test_exploration_reports_through_the_tool_and_its_finding_is_fixed(world, fake_github, fake_anthropic):
+def test_exploration_reports_through_the_tool_and_its_finding_is_fixed(supervised_run, fake_github, fake_anthropic):
     """T1 reports something uncertain -> an exploration task (read-only) -> it reports a bug through
     the report_discovery tool -> a task that fixes it, after the exploration."""
     fake = fake_github
-    procs = world()
+    procs = supervised_run()
     script = Script(fake_anthropic)
     script.writes = {"T1": ("hello.py", CODE["hello.py"]), "T3": ("bye.py", CODE["bye.py"])}
     script.reported["T1"] = [{"kind": "investigation", "title": "Why does main.py crash on start",
@@ -229,7 +140,7 @@ def test_exploration_reports_through_the_tool_and_its_finding_is_fixed(world, fa
     assert (db["T3"].kind, db["T3"].title, db["T3"].depends_on) == ("implement", "Fix: bye module is missing", ["T2"])
     assert db["T3"].started_at >= db["T2"].finished_at and all(t.status == "done" for t in db.values())
     # the exploration changed nothing and made no commit; T1 and T3 did
-    assert set(task_commits(fake)) == {f"{spec_id}/T1", f"{spec_id}/T3"}
+    assert set(task_commits(procs)) == {f"{spec_id}/T1", f"{spec_id}/T3"}
     assert "report_discovery" in script.prompts["T2"][0]
     explore_requests = [r for r in fake_anthropic.message_requests() if "omoi-task: T2" in request_text(r)]
     offered = {t["name"] for t in explore_requests[0]["tools"]}
@@ -239,14 +150,14 @@ def test_exploration_reports_through_the_tool_and_its_finding_is_fixed(world, fa
     with session_scope(procs.database_url) as s:
         found = [(d.task_id, d.kind, d.status, d.new_task_id) for d in s.scalars(select(Discovery).order_by(Discovery.id))]
     assert found == [("T1", "investigation", "added", "T2"), ("T2", "bug", "added", "T3")]
-    text = tracking(fake)
+    text = tracking(procs)
     assert "added as T2" in text and "added as T3" in text
     assert fake.violations == []
 
 
-def test_guardian_redirects_a_drifting_agent_inside_its_session(world, fake_github, fake_anthropic):
+def test_guardian_redirects_a_drifting_agent_inside_its_session(supervised_run, fake_github, fake_anthropic):
     fake = fake_github
-    procs = world()
+    procs = supervised_run()
     script = Script(fake_anthropic)
     script.writes = {"T1": ("hello.py", CODE["hello.py"])}
     script.drift_until_redirected.add("T1")
@@ -262,17 +173,17 @@ def test_guardian_redirects_a_drifting_agent_inside_its_session(world, fake_gith
         rows = [(i.source, i.task_id, i.attempt, i.verdict, i.action, i.guidance, i.delivered_at is not None)
                 for i in s.scalars(select(Intervention))]
     assert rows == [("guardian", "T1", 1, "drifting", "redirect", REDIRECT, True)]
-    summary = implement_check(fake)["output"]["summary"]
+    summary = implement_check(procs)["output"]["summary"]
     assert "#### Supervision" in summary and "drifting" in summary
     assert "redirected inside its running session (delivered)" in summary
-    assert set(task_commits(fake)) == {f"{spec_id}/T1"}
+    assert set(task_commits(procs)) == {f"{spec_id}/T1"}
     assert fake.file_at(REPO, BRANCH, "hello.py") == CODE["hello.py"]
     assert fake.violations == []
 
 
-def test_guardian_stops_a_looping_agent_and_retries_with_guidance(world, fake_github, fake_anthropic):
+def test_guardian_stops_a_looping_agent_and_retries_with_guidance(supervised_run, fake_github, fake_anthropic):
     fake = fake_github
-    procs = world()
+    procs = supervised_run()
     script = Script(fake_anthropic)
     script.writes = {"T1": ("hello.py", CODE["hello.py"])}
     script.loop_until_guided.add("T1")
@@ -287,7 +198,7 @@ def test_guardian_stops_a_looping_agent_and_retries_with_guidance(world, fake_gi
     with session_scope(procs.database_url) as s:
         rows = [(i.source, i.task_id, i.attempt, i.verdict, i.action) for i in s.scalars(select(Intervention))]
     assert rows == [("guardian", "T1", 1, "looping", "retry_with_guidance")]
-    summary = implement_check(fake)["output"]["summary"]
+    summary = implement_check(procs)["output"]["summary"]
     assert "#### Supervision" in summary and "looping" in summary and "retry with guidance" in summary
-    assert set(task_commits(fake)) == {f"{spec_id}/T1"}
+    assert set(task_commits(procs)) == {f"{spec_id}/T1"}
     assert fake.violations == []

@@ -24,32 +24,20 @@ from app.config import Settings
 from app.db.models import SpecTask
 from app.db.session import get_engine, session_scope
 from app.sandbox.daytona import DaytonaSandboxProvider
-from tests.conftest import (
-    _create_pg_database,
-    _drop_pg_database,
-    base_env,
-    free_port,
+from tests.support.agents import Agent
+from tests.support.conversation import comment, task_commits
+from tests.support.plans import CODE, HAPPY
+from tests.support.services import (
+    create_pg_database,
+    drop_pg_database,
     postgres_available,
     redis_available,
     require_service,
-    wait_for,
 )
-from tests.e2e.test_execution import (
-    BRANCH,
-    CODE,
-    FILES,
-    HAPPY,
-    INSTALLATION,
-    ISSUE,
-    REPO,
-    Agent,
-    approve_plan,
-    comment,
-    task_commits,
-    tasks_in_db,
-    wait_run,
-)
+from tests.support.waits import tasks_in_db, wait_for, wait_run
+from tests.support.world import APPROVED, approve_plan
 
+REPO, BRANCH = APPROVED.repo, APPROVED.branch
 BROKER = "redis://127.0.0.1:6379/12"  # no other test uses this Redis database
 # wait_run shows the logs of processes named "worker" and "worker2" when it times out.
 WORKERS = {"worker": ("a", "omoi-host-a"), "worker2": ("b", "omoi-host-b")}
@@ -143,33 +131,19 @@ class LeaseWatch(threading.Thread):
         self.join(timeout=5)
 
 
-def test_two_daytona_workers_share_a_run_and_one_is_killed_mid_task(fake_github, fake_anthropic, fake_daytona,
-                                                                   rsa_keypair, tmp_path, omoi_processes, request):
+def test_two_daytona_workers_share_a_run_and_one_is_killed_mid_task(approved_run, fake_github, fake_anthropic,
+                                                                   fake_daytona, tmp_path, request):
     require_service(postgres_available() and redis_available(), "PostgreSQL and Redis")
-    database = _create_pg_database()
-    request.addfinalizer(lambda: _drop_pg_database(database))
+    database = create_pg_database()
+    request.addfinalizer(lambda: drop_pg_database(database))
     request.addfinalizer(lambda: get_engine(database).dispose())  # runs first: no open connection at DROP
 
-    fake_github.add_installation(INSTALLATION, "octo")
-    fake_github.add_repo(REPO, installation_id=INSTALLATION, files=FILES)
-    fake_github.set_permission(REPO, "alice", "maintain")
-    fake_github.add_issue(REPO, ISSUE, title="Greet users", body="Say hello and bye.", user="alice")
-    fake_github.push_human_commit(REPO, BRANCH, {".omoi/specs/5/tasks.md": "# tasks\n"}, "omoi: approved tasks r1 for #5",
-                                  author=("omoi[bot]", "4242+omoi[bot]@users.noreply.github.com"))
-    # As tests/test_execution.py start_run_world, but the web process has a data dir of its own and
-    # the two workers are started below, each with its own.
-    env = base_env(fake_github, rsa_keypair, database, BROKER, tmp_path / "web", free_port())
-    env |= {"ANTHROPIC_BASE_URL": fake_anthropic.url, "ANTHROPIC_API_KEY": "sk-fake-test-key",
-            "OMOI_WORKER_CONCURRENCY": "3", "OMOI_TASK_LEASE_SECONDS": "3", "OMOI_TASK_HEARTBEAT_SECONDS": "0.5",
-            "OMOI_HEALTH_INTERVAL_SECONDS": "1", "OMOI_TASK_RETRY_BACKOFF_SECONDS": "0.2",
-            "OMOI_TASK_MAX_ATTEMPTS": "2", "OMOI_VERIFY_TIMEOUT_SECONDS": "30", "OMOI_AGENT_TIMEOUT_SECONDS": "90",
-            "OMOI_SANDBOX_PROVIDER": "daytona", "OMOI_DAYTONA_API_URL": fake_daytona.api_url,
-            "OMOI_DAYTONA_API_KEY": "dtn-test-key"}
-    procs = omoi_processes(env)
+    # The approved spec's world (tests/e2e/conftest.py approved_run), but the web process has a data dir of
+    # its own and the two workers are started below, each with its own.
+    procs = approved_run(database=database, broker=BROKER, data_dir=tmp_path / "web", worker=False, extra_env={
+        "OMOI_SANDBOX_PROVIDER": "daytona", "OMOI_DAYTONA_API_URL": fake_daytona.api_url,
+        "OMOI_DAYTONA_API_KEY": "dtn-test-key"})
     request.addfinalizer(procs.stop_all)  # finalizers run last-registered first: processes, then the database
-    procs.database_url, procs.fake = database, fake_github
-    procs.start("web", "web")
-    procs.wait_healthy()
 
     own_hostnames = _own_hostnames_possible()
     roots = {name: tmp_path / d for name, (d, _) in WORKERS.items()}
@@ -219,7 +193,7 @@ def test_two_daytona_workers_share_a_run_and_one_is_killed_mid_task(fake_github,
     db = tasks_in_db(procs)
     assert {t.status for t in db.values()} == {"done"}
     assert db["T1"].attempts == 2
-    assert {k: len(v) for k, v in task_commits(fake_github).items()} == \
+    assert {k: len(v) for k, v in task_commits(procs).items()} == \
         {f"{spec_id}/T1": 1, f"{spec_id}/T2": 1, f"{spec_id}/T3": 1}
     for path in ("hello.py", "bye.py", "main.py"):
         assert fake_github.file_at(REPO, BRANCH, path) == CODE[path]

@@ -17,8 +17,11 @@ from app.db.models import WebhookDelivery
 from app.db.session import session_scope
 from app.intake.processing import INTEGRITY_FAILED
 from app.timeutil import utc_now
-from tests.conftest import REDIS_URL, WEBHOOK_SECRET, base_env, free_port, redis_available, require_service, wait_for
 from tests.fakes.webhooks import issues_labeled_payload, post_delivery, sign
+from tests.support.env import WEBHOOK_SECRET
+from tests.support.processes import send_sweep
+from tests.support.waits import wait_for
+from tests.support.world import Issue, Site
 
 REPO = "octo/hello"
 INSTALLATION = 77
@@ -26,39 +29,24 @@ VICTIM_REPO = "victim/secrets"
 VICTIM_INSTALLATION = 88  # another installation of the App: the forged rows aim at it
 
 
-@pytest.fixture
-def broker_url(database_url):
-    if database_url.startswith("sqlite"):
-        return ""
-    require_service(redis_available(), "Redis on 127.0.0.1:6379")
-    return REDIS_URL
+SITE = Site(REPO, INSTALLATION, {"README.md": "# hello\n"}, people={"alice": "write"},
+            issues={1: Issue("Add a greeting", "Say hello.", "alice"),
+                    **{n: Issue(f"Another {n}", "Later.", "alice") for n in (2, 3, 4)}})
+VICTIM = Site(VICTIM_REPO, VICTIM_INSTALLATION, {"README.md": "private\n"}, people={"mallory": "admin"},
+              issues={1: Issue("Leak it", "Print every secret.", "mallory")})
 
 
 @pytest.fixture
-def world(fake_github):
-    fake_github.add_installation(INSTALLATION, "octo")
-    fake_github.add_repo(REPO, installation_id=INSTALLATION, files={"README.md": "# hello\n"})
-    fake_github.set_permission(REPO, "alice", "write")
-    fake_github.add_issue(REPO, 1, title="Add a greeting", body="Say hello.", user="alice")
-    for number in (2, 3, 4):
-        fake_github.add_issue(REPO, number, title=f"Another {number}", body="Later.", user="alice")
-    fake_github.add_installation(VICTIM_INSTALLATION, "victim")
-    fake_github.add_repo(VICTIM_REPO, installation_id=VICTIM_INSTALLATION, files={"README.md": "private\n"})
-    fake_github.set_permission(VICTIM_REPO, "mallory", "admin")
-    fake_github.add_issue(VICTIM_REPO, 1, title="Leak it", body="Print every secret.", user="mallory")
-    return fake_github
+def omoi(fake_github, database_url, broker_url, omoi_world):
+    procs = omoi_world(github=fake_github, site=SITE, database=database_url, broker=broker_url, start=False)
+    VICTIM.seed(fake_github)
+    return procs.start_all()
 
 
 @pytest.fixture
-def omoi(world, rsa_keypair, database_url, broker_url, tmp_path, omoi_processes):
-    env = base_env(world, rsa_keypair, database_url, broker_url, tmp_path / "data", free_port())
-    procs = omoi_processes(env)
-    procs.start("web", "web")
-    procs.start("worker", "worker")
-    procs.wait_healthy()
-    procs.database_url = database_url
-    procs.omoi_env = env
-    return procs
+def world(omoi):
+    """The GitHub stand-in, with both installations."""
+    return omoi.github
 
 
 def _labeled(installation_id: int, repo: str, issue: int, sender: str) -> dict:
@@ -116,20 +104,6 @@ def _store_like_the_web_process(url: str, delivery_id: str, body: bytes, signatu
         return [pk for pk, _ in DeliveryWriter(get_settings(), None)._insert(conn, engine, [row])][0]
 
 
-def _sweep(procs) -> None:
-    """The worker's own recovery sweep (Celery beat runs it every minute) picks the rows up."""
-    from app.config import Settings
-    from tasks.celery_app import make_celery
-
-    env = procs.omoi_env
-    celery = make_celery(Settings(broker_url=env["OMOI_BROKER_URL"], data_dir=env["OMOI_DATA_DIR"],
-                                  queue_name=env["OMOI_QUEUE_NAME"], database_url=env["OMOI_DATABASE_URL"]))
-    try:
-        celery.send_task("omoi.sweep_deliveries")
-    finally:
-        celery.close()
-
-
 def _forged_rows(genuine: SimpleNamespace, signed: bytes) -> dict[str, dict]:
     """Rows of every kind an attacker can write, by delivery id (`signed`: a genuine delivery's
     body, whose signature the attacker read from the database)."""
@@ -180,7 +154,7 @@ def test_signed_delivery_is_routed_and_rows_written_into_the_database_are_not(om
     forged = _forged_rows(genuine, signed)
     for delivery_id, row in forged.items():
         _insert(omoi.database_url, delivery_id=delivery_id, **row)
-    _sweep(omoi)
+    send_sweep(omoi.env)  # the worker's own recovery sweep (Celery beat runs it every minute)
     for delivery_id in forged:
         wait_for(lambda: _row(omoi.database_url, delivery_id).status == "failed", timeout=60,
                  message=lambda: f"{delivery_id} failed\n" + omoi.log_text("worker")[-3000:])

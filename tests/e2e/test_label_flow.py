@@ -10,52 +10,20 @@ from sqlalchemy import select
 
 from app.db.models import Spec, WebhookDelivery
 from app.db.session import session_scope
-from tests.conftest import (
-    REDIS_URL,
-    WEBHOOK_SECRET,
-    base_env,
-    free_port,
-    redis_available,
-    require_service,
-    wait_for,
-)
-from tests.fakes.webhooks import issues_labeled_payload, post_delivery
+from tests.support.conversation import label
+from tests.support.env import WEBHOOK_SECRET
+from tests.support.waits import wait_for
+from tests.support.world import Issue, Site
 
 REPO = "octo/hello"
 INSTALLATION = 77
+SITE = Site(REPO, INSTALLATION, {"README.md": "# hello\n"}, people={"alice": "write", "rita": "read"},
+            issues={1: Issue("Add a greeting", "Say hello.", "alice")})
 
 
 @pytest.fixture
-def broker_url(database_url):
-    """Two stacks prove both paths: the embedded broker on SQLite, Redis on PostgreSQL."""
-    if database_url.startswith("sqlite"):
-        return ""
-    require_service(redis_available(), "Redis on 127.0.0.1:6379")
-    return REDIS_URL
-
-
-@pytest.fixture
-def omoi(fake_github, rsa_keypair, database_url, broker_url, tmp_path, omoi_processes):
-    fake_github.add_installation(INSTALLATION, "octo")
-    fake_github.add_repo(REPO, installation_id=INSTALLATION, files={"README.md": "# hello\n"})
-    fake_github.set_permission(REPO, "alice", "write")
-    fake_github.set_permission(REPO, "rita", "read")
-    fake_github.add_issue(REPO, 1, title="Add a greeting", body="Say hello.", user="alice")
-    env = base_env(fake_github, rsa_keypair, database_url, broker_url, tmp_path / "data", free_port())
-    procs = omoi_processes(env)
-    procs.start("web", "web")
-    procs.start("worker", "worker")
-    procs.wait_healthy()
-    procs.database_url = database_url
-    return procs
-
-
-def _label(procs, sender="alice", delivery_id=None, sender_type="User"):
-    payload = issues_labeled_payload(
-        installation_id=INSTALLATION, repo_full_name=REPO, issue_number=1, label="omoi",
-        sender_login=sender, sender_type=sender_type,
-    )
-    return post_delivery(procs.url + "/webhooks/github", "issues", payload, WEBHOOK_SECRET, delivery_id=delivery_id)
+def omoi(fake_github, database_url, broker_url, omoi_world):
+    return omoi_world(github=fake_github, site=SITE, database=database_url, broker=broker_url)
 
 
 def _acks(fake_github):
@@ -76,7 +44,7 @@ def _wait_done(procs, delivery_id):
 
 
 def test_labelled_issue_is_acknowledged_once(omoi, fake_github):
-    status, _ = _label(omoi, delivery_id="first")
+    status, _ = label(omoi, delivery_id="first")
     assert status == 202
     _wait_done(omoi, "first")
 
@@ -95,10 +63,10 @@ def test_labelled_issue_is_acknowledged_once(omoi, fake_github):
         assert spec.ack_comment_id == comments[0]["id"]
 
     # the same delivery again: 200, not processed twice
-    status, _ = _label(omoi, delivery_id="first")
+    status, _ = label(omoi, delivery_id="first")
     assert status == 200
     # a second delivery of the same label event: processed, but edits nothing
-    status, _ = _label(omoi, delivery_id="second")
+    status, _ = label(omoi, delivery_id="second")
     assert status == 202
     _wait_done(omoi, "second")
     assert len(_acks(fake_github)) == 1
@@ -114,7 +82,7 @@ def test_labelled_issue_is_acknowledged_once(omoi, fake_github):
 
 
 def test_sender_without_write_access_starts_nothing(omoi, fake_github):
-    assert _label(omoi, sender="rita", delivery_id="read-only")[0] == 202
+    assert label(omoi, sender="rita", delivery_id="read-only")[0] == 202
     _wait_done(omoi, "read-only")
     assert fake_github.calls_matching("GET", r"/collaborators/rita/permission$")
     assert fake_github.issue_comments(REPO, 1) == []
@@ -125,7 +93,7 @@ def test_sender_without_write_access_starts_nothing(omoi, fake_github):
 
 
 def test_bot_sender_is_denied_without_asking_github(omoi, fake_github):
-    assert _label(omoi, sender="renovate[bot]", sender_type="Bot", delivery_id="bot")[0] == 202
+    assert label(omoi, sender="renovate[bot]", sender_type="Bot", delivery_id="bot")[0] == 202
     _wait_done(omoi, "bot")
     assert fake_github.issue_comments(REPO, 1) == []
     assert not fake_github.calls_matching("GET", r"/collaborators/")
@@ -133,7 +101,7 @@ def test_bot_sender_is_denied_without_asking_github(omoi, fake_github):
 
 def test_without_a_model_key_the_issue_gets_a_visible_failure(omoi, fake_github):
     """Every start reaches a visible end state: here, a clear comment instead of silence."""
-    assert _label(omoi, delivery_id="no-llm")[0] == 202
+    assert label(omoi, delivery_id="no-llm")[0] == 202
     error = wait_for(
         lambda: next((c for c in fake_github.issue_comments(REPO, 1)
                       if c["body"].startswith("<!-- omoi:error stage=requirements")), None),
@@ -142,6 +110,7 @@ def test_without_a_model_key_the_issue_gets_a_visible_failure(omoi, fake_github)
     assert "ANTHROPIC_API_KEY" in error["body"]
     with session_scope(omoi.database_url) as s:
         spec = s.scalars(select(Spec)).one()
-        assert spec.state == "failed" and "Anthropic API key" in spec.last_error
+        assert spec.state == "failed" and spec.last_error == "planning/error"
+        assert "Anthropic API key" in spec.last_error_params["detail"]
     logs = omoi.log_text("worker") + omoi.log_text("web")
     assert WEBHOOK_SECRET not in logs and "BEGIN PRIVATE KEY" not in logs and "ghs_" not in logs

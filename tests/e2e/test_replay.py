@@ -10,17 +10,14 @@ from sqlalchemy import select
 
 from app.db.models import WebhookDelivery
 from app.db.session import session_scope
-from tests.conftest import base_env, free_port
 from tests.fakes.webhooks import example, issues_labeled_payload
+from tests.support.services import free_port
 
 
 @pytest.fixture
-def web(omoi_processes, rsa_keypair, database_url, tmp_path):
-    env = base_env(None, rsa_keypair, database_url, "memory://", tmp_path / "data", free_port())
-    procs = omoi_processes(env)
-    procs.start("web", "web")
-    procs.wait_healthy()
-    return procs
+def web(database_url, omoi_world):
+    """omoi's web process alone (no GitHub, an in-memory broker) on both databases."""
+    return omoi_world(database=database_url, broker="memory://", worker=False)
 
 
 def replay(web, *args: str, **env_overrides: str | None) -> subprocess.CompletedProcess:

@@ -10,15 +10,18 @@ import re
 
 import pytest
 
-from tests.conftest import WEBHOOK_SECRET, start_omoi, wait_for
 from tests.fakes.anthropic import request_text
 from tests.fakes.webhooks import example, issues_labeled_payload, post_delivery, user_json
+from tests.support.env import WEBHOOK_SECRET
+from tests.support.waits import wait_for
+from tests.support.world import Site
 
 REPO = "octo/greeter"
 INSTALLATION = 93
 BRANCH = "omoi/issue-3-greet"
 FILES = {"README.md": "# greeter\n", "greeter.py": "def main():\n    print('hi')\n",
          ".github/omoi.yml": "auto_resolve_threads: true\n"}
+SITE = Site(REPO, INSTALLATION, FILES, people={"alice": "write", "rita": "read"})
 
 
 def _agent_script(fake_anthropic):
@@ -38,7 +41,7 @@ def _agent_script(fake_anthropic):
 
 
 @pytest.fixture(params=["local", "daytona"])
-def pr_setup(request, fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes):
+def pr_setup(request, fake_github, fake_anthropic, omoi_world):
     """omoi with a PR to review; the review agent runs in the local jail or in a Daytona stand-in sandbox."""
     extra = {}
     if request.param == "daytona":
@@ -46,14 +49,11 @@ def pr_setup(request, fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_p
         extra = {"OMOI_SANDBOX_PROVIDER": "daytona", "OMOI_DAYTONA_API_URL": daytona.api_url,
                  "OMOI_DAYTONA_API_KEY": "dtn-test-key"}
     fake = fake_github
-    fake.add_installation(INSTALLATION, "octo")
-    fake.add_repo(REPO, installation_id=INSTALLATION, files=FILES)
-    for login, level in (("alice", "write"), ("rita", "read")):
-        fake.set_permission(REPO, login, level)
+    procs = omoi_world(github=fake, anthropic=fake_anthropic, site=SITE, extra_env=extra, start=False)
     fake.push_human_commit(REPO, BRANCH, {"greeter.py": "def main():\n    print('hello')\n"}, "omoi: T1")
     pr = fake.add_pull_request(REPO, head=BRANCH, title="Greet users", user="omoi[bot]", draft=True)
     fake.push_human_commit(REPO, BRANCH, {"NOTES.md": "human notes\n"}, "a human commit on the PR branch")
-    return start_omoi(omoi_processes, fake, fake_anthropic, rsa_keypair, tmp_path, **extra), pr
+    return procs.start_all(), pr
 
 
 def _review(procs, fake, pr_number, sender, state="changes_requested"):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import stat
 import urllib.error
 import urllib.request
@@ -20,13 +19,12 @@ from pydantic import SecretStr
 from app.config import ROOT, Settings, reset_settings_cache
 from app.db.migrate import upgrade
 from app.web.server import create_app
-from tests.conftest import WEBHOOK_SECRET, free_port, require_service, wait_for
 from tests.fakes.github import manifest_problems
+from tests.support.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, browser_available
+from tests.support.env import WEBHOOK_SECRET
+from tests.support.services import require_service
+from tests.support.waits import wait_for
 
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 PUBLIC = "https://omoi.example.test"
 
 
@@ -188,14 +186,6 @@ async def test_setup_routes_are_404_with_credentials_or_when_not_enabled(setup_s
 # ---------------------------------------------------------------------------
 
 
-def _browser_available() -> bool:
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return False
-    return os.access(CHROMIUM, os.X_OK)
-
-
 def _get(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=10) as resp:
@@ -204,21 +194,15 @@ def _get(url: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-def test_register_the_app_in_a_browser(tmp_path, fake_github, omoi_processes):
-    require_service(_browser_available(), "playwright with Debian's chromium")
+def test_register_the_app_in_a_browser(tmp_path, fake_github, omoi_world):
+    require_service(browser_available(), "playwright with Debian's chromium")
     from playwright.sync_api import sync_playwright
 
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {
-        "OMOI_DATABASE_URL": f"sqlite:///{tmp_path}/omoi.db", "OMOI_BROKER_URL": "", "OMOI_DATA_DIR": str(tmp_path / "data"),
-        "OMOI_HOST": "127.0.0.1", "OMOI_PORT": str(port), "OMOI_PUBLIC_URL": base,
-        "OMOI_GITHUB_API_URL": fake_github.url, "OMOI_GITHUB_WEB_URL": fake_github.url,
-        "OMOI_LOG_LEVEL": "INFO",
-    }
-    procs = omoi_processes(env)
-    for key in ("OMOI_WEBHOOK_SECRET", "OMOI_GITHUB_APP_ID", "OMOI_GITHUB_PRIVATE_KEY", "OMOI_GITHUB_PRIVATE_KEY_PATH"):
-        procs.env.pop(key, None)  # a first start: nothing configured
+    procs = omoi_world(github=fake_github, extra_env={"OMOI_GITHUB_WEB_URL": fake_github.url}, start=False,
+                       without=("OMOI_WEBHOOK_SECRET", "OMOI_GITHUB_APP_ID", "OMOI_GITHUB_PRIVATE_KEY",
+                                "OMOI_GITHUB_PRIVATE_KEY_PATH"))  # a first start: nothing configured
+    base = procs.url
+    procs.env["OMOI_PUBLIC_URL"] = base
     procs.start("web", "serve")
     procs.wait_healthy(60)
     env_file = tmp_path / ".env"

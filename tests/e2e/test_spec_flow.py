@@ -11,14 +11,19 @@ from sqlalchemy import select
 
 from app.db.models import LLMCall, Spec, SpecStage, WebhookDelivery
 from app.db.session import session_scope
-from tests.conftest import WEBHOOK_SECRET, start_omoi, wait_for
 from tests.fakes.anthropic import request_text
 from tests.fakes.webhooks import issue_comment_created_payload, issues_labeled_payload, post_delivery
+from tests.support.conversation import comment, reply_to
+from tests.support.env import WEBHOOK_SECRET
+from tests.support.waits import wait_for
+from tests.support.world import Issue, Site
 
 REPO = "octo/greeter"
 INSTALLATION = 91
 FILES = {"README.md": "# greeter\nRun `pytest`.\n", "greeter.py": "def main():\n    pass\n",
          "tests/test_greeter.py": "def test_nothing():\n    assert True\n"}
+SITE = Site(REPO, INSTALLATION, FILES, people={"alice": "maintain", "rita": "read"},
+            issues={5: Issue("Greet users", "Print Hello when run.", "rita")})
 
 REQUIREMENTS = {
     "summary": "Users want a friendly greeting.",
@@ -56,12 +61,7 @@ TASKS = {"tasks": [
 
 
 @pytest.fixture
-def planning(fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes):
-    fake_github.add_installation(INSTALLATION, "octo")
-    fake_github.add_repo(REPO, installation_id=INSTALLATION, files=FILES)
-    fake_github.set_permission(REPO, "alice", "maintain")
-    fake_github.set_permission(REPO, "rita", "read")
-    fake_github.add_issue(REPO, 5, title="Greet users", body="Print Hello when run.", user="rita")
+def planning(fake_github, fake_anthropic, omoi_world):
     fake_anthropic.on_tool("emit_requirements_draft", REQUIREMENTS, once=False)
     fake_anthropic.on_tool(
         "emit_design_draft",
@@ -71,7 +71,7 @@ def planning(fake_github, fake_anthropic, rsa_keypair, tmp_path, omoi_processes)
     fake_anthropic.on_tool("emit_tasks_draft", TASKS, once=False)
     fake_anthropic.on_tool("emit_review", {"findings": [{"severity": "info", "message": "consider a CLI flag"}]},
                            once=False)
-    return start_omoi(omoi_processes, fake_github, fake_anthropic, rsa_keypair, tmp_path)
+    return omoi_world(github=fake_github, anthropic=fake_anthropic, site=SITE)
 
 
 def stage_comment(fake, stage):
@@ -85,21 +85,6 @@ def wait_stage(procs, fake, stage, rev, status_text):
         c = stage_comment(fake, stage)
         return c if c and f" rev={rev} " in c["body"] and status_text in c["body"] else None
     return wait_for(ready, timeout=60, message=lambda: f"{stage} r{rev} {status_text}\n{procs.log_text('worker')[-4000:]}")
-
-
-def comment(procs, body, sender="alice"):
-    """A person comments on the issue (in the stand-in) and GitHub delivers the webhook."""
-    created = procs.fake.add_issue_comment(REPO, 5, body=body, user=sender)
-    payload = issue_comment_created_payload(installation_id=INSTALLATION, repo_full_name=REPO, issue_number=5,
-                                            body=body, sender_login=sender, comment_id=created["id"])
-    status, _ = post_delivery(procs.url + "/webhooks/github", "issue_comment", payload, WEBHOOK_SECRET)
-    assert status == 202
-    return payload["comment"]["id"]
-
-
-def reply_to(fake, comment_id):
-    return next((c["body"] for c in fake.issue_comments(REPO, 5)
-                 if c["body"].startswith(f"<!-- omoi:reply to={comment_id} ")), None)
 
 
 def stages(procs):
@@ -128,28 +113,28 @@ def test_full_planning_flow(planning, fake_github, fake_anthropic):
     wait_for(lambda: any(c["body"].startswith("<!-- omoi:refused") for c in fake.issue_comments(REPO, 5)),
              message="refusal reply")
     assert stages(procs) == [("requirements", 1, "waiting", None)]
-    assert reply_to(fake, c_denied) is None
+    assert reply_to(procs, c_denied) is None
 
     c1 = comment(procs, "/omoi approve requirements r1")
     wait_stage(procs, fake, "requirements", 1, "approved")
-    assert "Approved **requirements r1**" in wait_for(lambda: reply_to(fake, c1), message="approve reply")
+    assert "Approved **requirements r1**" in wait_for(lambda: reply_to(procs, c1), message="approve reply")
     assert [r["content"] for r in fake.reactions_on_comment(REPO, c1)] == ["eyes"]
     wait_stage(procs, fake, "design", 1, "waiting for approval")
 
     c2 = comment(procs, "/omoi revise please use f-strings")
-    assert "design r2" in wait_for(lambda: reply_to(fake, c2), message="revise reply")
+    assert "design r2" in wait_for(lambda: reply_to(procs, c2), message="revise reply")
     d2 = wait_stage(procs, fake, "design", 2, "waiting for approval")
     assert "Changes since r1" in d2["body"] and "f-strings" in d2["body"]
 
     c3 = comment(procs, "/omoi approve design r1")  # stale revision
-    assert "not the current revision" in wait_for(lambda: reply_to(fake, c3), message="stale reply")
+    assert "not the current revision" in wait_for(lambda: reply_to(procs, c3), message="stale reply")
     c4 = comment(procs, "/omoi approve design r2")
     wait_stage(procs, fake, "design", 2, "approved")
     tasks = wait_stage(procs, fake, "tasks", 1, "waiting for approval")
     assert "T1" in tasks["body"] and "T2" in tasks["body"]
     c5 = comment(procs, "/omoi approve")
     wait_stage(procs, fake, "tasks", 1, "approved")
-    assert "whole plan" in wait_for(lambda: reply_to(fake, c5), message="final reply")
+    assert "whole plan" in wait_for(lambda: reply_to(procs, c5), message="final reply")
 
     assert stages(procs) == [
         ("requirements", 1, "approved", "alice"), ("design", 1, "superseded", None),
@@ -205,7 +190,7 @@ def test_broken_plan_fails_its_gates_and_is_reported(planning, fake_github, fake
     assert len(tries) == 3  # first try + 2 retries with the gate findings as feedback
     assert "dependency cycle" in request_text(tries[-1])
     c = comment(procs, "/omoi approve")
-    assert "failed its quality gates" in wait_for(lambda: reply_to(fake, c), message="blocked reply")
+    assert "failed its quality gates" in wait_for(lambda: reply_to(procs, c), message="blocked reply")
     check = [r for r in fake.check_runs(REPO) if r["name"] == "omoi / spec"]
     assert check[0]["conclusion"] == "failure"
 
@@ -213,14 +198,14 @@ def test_broken_plan_fails_its_gates_and_is_reported(planning, fake_github, fake
 def test_unknown_verb_gets_help_and_reject_ends_the_spec(planning, fake_github):
     procs, fake = planning, fake_github
     c = comment(procs, "/omoi frobnicate")
-    body = wait_for(lambda: reply_to(fake, c), message="unknown verb reply")
+    body = wait_for(lambda: reply_to(procs, c), message="unknown verb reply")
     assert "unknown" in body.lower() and "`approve`" in body
     c = comment(procs, "/omoi status")
-    assert "not working on this issue yet" in wait_for(lambda: reply_to(fake, c), message="status reply")
+    assert "not working on this issue yet" in wait_for(lambda: reply_to(procs, c), message="status reply")
     c = comment(procs, "/omoi plan")
     wait_stage(procs, fake, "requirements", 1, "waiting for approval")
     c = comment(procs, "/omoi reject not now")
-    assert "rejected" in wait_for(lambda: reply_to(fake, c), message="reject reply")
+    assert "rejected" in wait_for(lambda: reply_to(procs, c), message="reject reply")
     wait_stage(procs, fake, "requirements", 1, "rejected")
     with session_scope(procs.database_url) as s:
         assert s.scalars(select(Spec.state)).one() == "rejected"
@@ -231,7 +216,7 @@ def test_ask_answers_without_changing_anything(planning, fake_github, fake_anthr
     fake_anthropic.on_tool("emit_answer", {"answer": "`greeter.py` has an empty `main()`; @bob <b>ok</b>"},
                            once=False)
     c = comment(procs, "/omoi ask what does greeter.py do?")
-    body = wait_for(lambda: reply_to(fake, c), message="answer reply")
+    body = wait_for(lambda: reply_to(procs, c), message="answer reply")
     assert "empty `main()`" in body
     assert "<b>" not in body and "@bob" not in body  # model text cannot inject HTML or ping people
     asked = [r for r in fake_anthropic.message_requests() if r.get("tool_choice", {}).get("name") == "emit_answer"]
@@ -244,7 +229,7 @@ def test_ask_answers_without_changing_anything(planning, fake_github, fake_anthr
 def test_edited_comment_is_not_run_again(planning, fake_github):
     procs, fake = planning, fake_github
     c = comment(procs, "/omoi help")
-    wait_for(lambda: reply_to(fake, c), message="help reply")
+    wait_for(lambda: reply_to(procs, c), message="help reply")
     replies_before = [x["body"] for x in fake.issue_comments(REPO, 5) if x["body"].startswith("<!-- omoi:reply")]
     payload = issue_comment_created_payload(installation_id=INSTALLATION, repo_full_name=REPO, issue_number=5,
                                             body="/omoi plan", sender_login="alice", comment_id=c)
@@ -257,7 +242,7 @@ def test_edited_comment_is_not_run_again(planning, fake_github):
             return s.scalars(select(WebhookDelivery.status).where(WebhookDelivery.delivery_id == "edit-1")).first() == "done"
     wait_for(edit_done, message="edited-comment delivery processed")
     c2 = comment(procs, "/omoi status")
-    wait_for(lambda: reply_to(fake, c2), message="status reply")
+    wait_for(lambda: reply_to(procs, c2), message="status reply")
     replies = [x["body"] for x in fake.issue_comments(REPO, 5) if x["body"].startswith("<!-- omoi:reply")]
     assert replies[: len(replies_before)] == replies_before and len(replies) == len(replies_before) + 1
     with session_scope(procs.database_url) as s:
@@ -284,25 +269,21 @@ def test_oversized_stage_links_the_full_file_on_the_branch(planning, fake_github
     assert fake.violations == []
 
 
-def test_repository_config_picks_models_and_approvers(fake_github, fake_anthropic, rsa_keypair, tmp_path,
-                                                     omoi_processes):
+def test_repository_config_picks_models_and_approvers(fake_github, fake_anthropic, omoi_world):
     fake = fake_github
-    fake.add_installation(INSTALLATION, "octo")
-    fake.add_repo(REPO, installation_id=INSTALLATION, files={
-        **FILES, ".github/omoi.yml": "models:\n  planner: claude-custom-1\napprovers: [bob]\n"})
-    for login in ("alice", "bob"):
-        fake.set_permission(REPO, login, "write")
-    fake.add_issue(REPO, 5, title="Greet users", body="Print Hello when run.", user="alice")
+    config = "models:\n  planner: claude-custom-1\napprovers: [bob]\n"
+    site = Site(REPO, INSTALLATION, {**FILES, ".github/omoi.yml": config}, people={"alice": "write", "bob": "write"},
+                issues={5: Issue("Greet users", "Print Hello when run.", "alice")})
     fake_anthropic.on_tool("emit_requirements_draft", REQUIREMENTS, once=False)
     fake_anthropic.on_tool("emit_review", {"findings": []}, once=False)
-    procs = start_omoi(omoi_processes, fake, fake_anthropic, rsa_keypair, tmp_path)
+    procs = omoi_world(github=fake, anthropic=fake_anthropic, site=site)
     comment(procs, "/omoi plan")
     wait_stage(procs, fake, "requirements", 1, "waiting for approval")
     planner = [r for r in fake_anthropic.message_requests()
                if r.get("tool_choice", {}).get("name") == "emit_requirements_draft"]
     assert planner and all(r["model"] == "claude-custom-1" for r in planner)
     c = comment(procs, "/omoi approve", sender="alice")
-    assert "not among them" in wait_for(lambda: reply_to(fake, c), message="approver reply")
+    assert "not among them" in wait_for(lambda: reply_to(procs, c), message="approver reply")
     c = comment(procs, "/omoi approve", sender="bob")
     wait_stage(procs, fake, "requirements", 1, "approved")
 
@@ -311,7 +292,7 @@ def test_commands_on_one_issue_run_in_arrival_order(planning, fake_github):
     procs, fake = planning, fake_github
     verbs = ["help", "status", "help", "status", "help", "status"]
     ids = [comment(procs, f"/omoi {v}") for v in verbs]
-    wait_for(lambda: all(reply_to(fake, c) for c in ids), timeout=60, message="all replies")
+    wait_for(lambda: all(reply_to(procs, c) for c in ids), timeout=60, message="all replies")
     replies = {int(re.search(r"omoi:reply to=(\d+)", c["body"]).group(1)): c["id"]
                for c in fake.issue_comments(REPO, 5) if c["body"].startswith("<!-- omoi:reply")}
     order = [replies[c] for c in ids]

@@ -17,70 +17,18 @@ from app.execution import supervision as monitoring
 from app.config import Settings
 from app.db.models import Intervention, Spec, SpecTask
 from app.db.session import session_scope
-from tests.conftest import wait_for
-from tests.fakes.anthropic import Reply, forced_tool, request_text, tool_results
-from tests.e2e.test_budgets_discovery import HELLO, world  # noqa: F401 - world is the fixture
-from tests.e2e.test_execution import (
-    BRANCH,
-    CODE,
-    ISSUE,
-    REPO,
-    approve_plan,
-    comment,
-    implement_check,
-    task,
-    task_commits,
-    tasks_in_db,
-    tracking,
-    wait_run,
-)
+from app.text.rendering import explain
+from tests.support.agents import Sessions, wait_step, write_step
+from tests.support.conversation import comment, implement_check, task_commits, tracking
+from tests.support.plans import BYE, CODE, HELLO
+from tests.support.waits import tasks_in_db, wait_for, wait_run
+from tests.support.world import APPROVED, approve_plan
 
-BYE = task("bye", ["R1.2"], "bye.py", ["python3 -c 'import bye; assert bye.bye() == \"Bye\"'"])  # independent
+REPO, ISSUE, BRANCH = APPROVED.repo, APPROVED.issue, APPROVED.branch
 PAUSED_WAIT = 30  # seconds the paused session would wait if nothing stopped it: longer than the whole test
 # Both agents also write this helper, undeclared. Over 4 KB, like most real files: the trajectory keeps a
 # clipped copy of such a Write call (app/agent/session.py), and the conductor must still see which file it wrote.
 SHARED = "words.py", '"""Greeting words."""\n' + "".join(f"WORD_{i} = 'word number {i}'\n" for i in range(200))
-
-
-def wait(seconds: float) -> dict:
-    # Claude Code cuts a bare `sleep` short; this really blocks (tests/test_execution.py Agent)
-    return {"tool": "Bash", "command": f"timeout {seconds} tail -f /dev/null || true"}
-
-
-def write(path: str, content: str) -> dict:
-    return {"tool": "Write", "path": path, "content": content}
-
-
-class Sessions:
-    """The model's side: for each task a list of sessions (steps, then a final message); a task's
-    n-th session (by its sandbox work dir, unique per attempt) plays sessions[min(n, last)]."""
-
-    def __init__(self, fake, plans: dict[str, list[list[dict]]]):
-        self.plans = plans
-        self.workdirs: dict[str, list[str]] = {}
-        self.seen: list[tuple[str, int, int, float]] = []  # (task, session, tool results so far, when)
-        fake.script = self
-
-    def __call__(self, req):
-        if forced_tool(req) == "emit_guardian_verdict":
-            return Reply.tool("emit_guardian_verdict", {"verdict": "on_track", "reason": "it works on its task"})
-        text = request_text(req)
-        m, wd = re.search(r"omoi-task: (T\d+)", text), re.search(r"omoi-sandbox: (\S+)", text)
-        if not m or not wd or forced_tool(req):
-            return None
-        tid, workdir, done = m.group(1), wd.group(1), len(tool_results(req))
-        sessions = self.workdirs.setdefault(tid, [])
-        if workdir not in sessions:
-            sessions.append(workdir)
-        n = sessions.index(workdir)
-        self.seen.append((tid, n, done, time.monotonic()))
-        steps = self.plans[tid][min(n, len(self.plans[tid]) - 1)]
-        if done >= len(steps):
-            return Reply.text(f"{tid} is done.")
-        step = steps[done]
-        if step["tool"] == "Write":
-            return Reply.tool("Write", {"file_path": f"/workspace/{step['path']}", "content": step["content"]})
-        return Reply.tool("Bash", {"command": step["command"], "description": "wait for it"})
 
 
 def tracking_bodies(fake) -> list[str]:
@@ -118,16 +66,16 @@ def _processes_of(uid: int) -> list[int]:
     return pids
 
 
-def test_conductor_pauses_duplicate_work_and_runs_it_after_the_other(world, fake_github, fake_anthropic):
+def test_conductor_pauses_duplicate_work_and_runs_it_after_the_other(supervised_run, fake_github, fake_anthropic):
     fake = fake_github
-    procs = world(extra_env={"OMOI_CONDUCTOR_INTERVAL_SECONDS": "1"})
+    procs = supervised_run(extra_env={"OMOI_CONDUCTOR_INTERVAL_SECONDS": "1"})
     # T1 and T2 are independent and declare different files, so both start at once; both agents also
     # write words.py (the same content: duplicate work), then think for a while. T2's first session
     # would think for longer than the whole test if nothing stopped it.
     script = Sessions(fake_anthropic, {
-        "T1": [[write("hello.py", CODE["hello.py"]), write(*SHARED), wait(8)]],
-        "T2": [[write("bye.py", CODE["bye.py"]), write(*SHARED), wait(PAUSED_WAIT)],
-               [write("bye.py", CODE["bye.py"]), write(*SHARED)]],
+        "T1": [[write_step("hello.py", CODE["hello.py"]), write_step(*SHARED), wait_step(8)]],
+        "T2": [[write_step("bye.py", CODE["bye.py"]), write_step(*SHARED), wait_step(PAUSED_WAIT)],
+               [write_step("bye.py", CODE["bye.py"]), write_step(*SHARED)]],
     })
     spec_id = approve_plan(procs, [HELLO, BYE])
     comment(procs, "/omoi implement")
@@ -138,10 +86,15 @@ def test_conductor_pauses_duplicate_work_and_runs_it_after_the_other(world, fake
 
     db = tasks_in_db(procs)
     with session_scope(procs.database_url) as s:
-        rows = [(i.source, i.task_id, i.attempt, i.verdict, i.action, i.reason)
+        rows = [(i.source, i.task_id, i.attempt, i.verdict, i.action, i.reason, i.reason_params)
                 for i in s.scalars(select(Intervention))]
     assert [r[:5] for r in rows] == [("conductor", "T2", 1, "duplicate", "pause")]
-    assert "T2 and T1 both write words.py" in rows[0][5] and "runs after T1" in rows[0][5]
+    # stored as a reason code and its parameters (templates/reasons/supervision/), worded when shown
+    code, params = rows[0][5:]
+    assert (code, params["after"], params["cause"]["code"]) == ("supervision/runs_after", "T1", "supervision/both_write")
+    assert (params["cause"]["params"]["task"], params["cause"]["params"]["other"]) == ("T2", "T1")
+    assert "words.py" in params["cause"]["params"]["files"]
+    assert "T2 and T1 both write words.py" in explain(code, params) and "runs after T1" in explain(code, params)
     # re-planned: T2 waited for T1 and ran again from T1's commit; the pause did not count as an attempt
     assert db["T1"].status == db["T2"].status == "done"
     assert db["T2"].depends_on == ["T1"] and db["T2"].started_at >= db["T1"].finished_at
@@ -157,7 +110,7 @@ def test_conductor_pauses_duplicate_work_and_runs_it_after_the_other(world, fake
     assert _processes_of(paused_uid) == [] and not Path(paused_dir).exists()
 
     # no duplicate commits: one per task, the shared file once, and only the two pushes of those commits
-    commits = task_commits(fake)
+    commits = task_commits(procs)
     assert {k: len(v) for k, v in commits.items()} == {f"{spec_id}/T1": 1, f"{spec_id}/T2": 1}
     by_sha = {c["sha"]: c for c in fake.commits(REPO, BRANCH)}
     t1, t2 = by_sha[commits[f"{spec_id}/T1"][0]], by_sha[commits[f"{spec_id}/T2"][0]]
@@ -165,19 +118,19 @@ def test_conductor_pauses_duplicate_work_and_runs_it_after_the_other(world, fake
     assert [new for _, ref, _, new in fake.pushes if ref == f"refs/heads/{BRANCH}"] == [t1["sha"], t2["sha"]]
     assert fake.file_at(REPO, BRANCH, "words.py") == SHARED[1]
 
-    check = implement_check(fake)
+    check = implement_check(procs)
     assert check["conclusion"] == "success"
-    for text in (check["output"]["summary"], tracking(fake)):
+    for text in (check["output"]["summary"], tracking(procs)):
         assert "#### Supervision" in text and "**T2** (attempt 1): conductor judged it *duplicate*" in text
         assert "T2 and T1 both write words.py; it runs after T1 → pause" in text
     assert fake.violations == []
 
 
-def test_stalled_run_is_reported_until_progress_resumes(world, fake_github, fake_anthropic):
+def test_stalled_run_is_reported_until_progress_resumes(supervised_run, fake_github, fake_anthropic):
     fake = fake_github
-    procs = world(extra_env={"OMOI_STALL_MINUTES": "0.08"})  # 4.8 s without progress is a stall
+    procs = supervised_run(extra_env={"OMOI_STALL_MINUTES": "0.08"})  # 4.8 s without progress is a stall
     # the agent writes hello.py, then produces nothing for 11 s (stalled), then works on a little longer
-    Sessions(fake_anthropic, {"T1": [[write("hello.py", CODE["hello.py"]), wait(11), wait(3)]]})
+    Sessions(fake_anthropic, {"T1": [[write_step("hello.py", CODE["hello.py"]), wait_step(11), wait_step(3)]]})
     spec_id = approve_plan(procs, [HELLO])
     comment(procs, "/omoi implement")
     wait_run(procs, "succeeded", timeout=120)
@@ -194,10 +147,10 @@ def test_stalled_run_is_reported_until_progress_resumes(world, fake_github, fake
     assert timeline[0] == "running", timeline
     assert "running" in timeline[stalled[0] + 1:], timeline
     # the check run is published before the tracking comment: wait for the comment's last edit
-    final = wait_for(lambda: next((b for b in [tracking(fake)] if "All 1 tasks are done" in b), None), timeout=30,
+    final = wait_for(lambda: next((b for b in [tracking(procs)] if "All 1 tasks are done" in b), None), timeout=30,
                      message="the final tracking comment")
     assert notice not in final
-    assert notice not in implement_check(fake)["output"]["summary"]
+    assert notice not in implement_check(procs)["output"]["summary"]
     assert any(notice in (c.json.get("output") or {}).get("summary", "") for c in fake.calls
                if c.method in ("POST", "PATCH") and "/check-runs" in c.path and isinstance(c.json, dict))
 
@@ -206,7 +159,7 @@ def test_stalled_run_is_reported_until_progress_resumes(world, fake_github, fake
             return s.get(Spec, spec_id).stall_reported_at
 
     wait_for(lambda: flag() is None, timeout=10, message="stall flag cleared")  # by the next health sweep
-    assert set(task_commits(fake)) == {f"{spec_id}/T1"}
+    assert set(task_commits(procs)) == {f"{spec_id}/T1"}
     assert fake.violations == []
 
 
@@ -282,7 +235,15 @@ def test_conductor_finds_duplicates_by_intent_and_by_written_files(omoi_env):
     assert sorted((p["task"], p["after"]) for p in paused) == [("T2", "T1"), ("T4", "T3")]
     with session_scope(settings.database_url) as s:
         db = {t.task_id: t for t in s.scalars(select(SpecTask))}
-        reasons = {i.task_id: (i.source, i.attempt, i.action, i.reason) for i in s.scalars(select(Intervention))}
+        reasons = {i.task_id: (i.source, i.attempt, i.action, explain(i.reason, i.reason_params))
+                   for i in s.scalars(select(Intervention))}
+        codes = {i.task_id: (i.reason, i.reason_params["cause"]["code"]) for i in s.scalars(select(Intervention))}
+        errors = {t.task_id: (t.error, t.error_params["cause"]["code"]) for t in s.scalars(select(SpecTask))
+                  if t.task_id in ("T2", "T4")}
+    assert codes == {"T2": ("supervision/runs_after", "supervision/duplicates"),
+                     "T4": ("supervision/runs_after", "supervision/both_write")}
+    assert errors == {"T2": ("task/conductor_paused", "supervision/duplicates"),
+                      "T4": ("task/conductor_paused", "supervision/both_write")}
     for tid, after in (("T2", "T1"), ("T4", "T3")):
         t = db[tid]
         assert (t.status, t.lease_owner, t.depends_on, t.attempts) == ("pending", None, [after], 0)

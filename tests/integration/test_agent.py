@@ -11,6 +11,7 @@ import pytest
 from app.agent.session import MODE_TOOLS, run_agent
 from app.config import Settings
 from app.sandbox.local import LocalSandboxProvider, bwrap_available
+from app.text.rendering import reason
 from tests.fakes.anthropic import Reply, tool_results
 
 API_KEY = "sk-fake-test-key"
@@ -104,7 +105,7 @@ async def test_timeout_returns_clear_error(fake_anthropic, settings, sandbox):
     result = await run_agent(mode="explore", prompt="Look around.", sandbox=sandbox, settings=settings,
                              max_turns=3, max_budget_usd=None, timeout_s=3)
     assert not result.ok
-    assert result.error == "agent timed out after 3s"
+    assert result.error == reason("agent/timed_out", seconds=3) and str(result.error) == "agent timed out after 3s"
     assert time.monotonic() - started < 20
     time.sleep(0.5)
     assert processes_in(sandbox) == [], "the CLI outlived the timeout"
@@ -116,7 +117,7 @@ async def test_stopped_session_still_reports_what_it_spent(fake_anthropic, setti
     seen: list[float] = []
     result = await run_agent(mode="implement", prompt="Wait.", sandbox=sandbox, settings=settings,
                              max_turns=3, max_budget_usd=None, timeout_s=6, on_cost=seen.append)
-    assert not result.ok and result.error == "agent timed out after 6s"
+    assert not result.ok and str(result.error) == "agent timed out after 6s"
     assert result.cost_usd > 0 and seen and seen[-1] == result.cost_usd
     assert len(seen) == 1  # one API response, counted once
 
@@ -189,15 +190,15 @@ async def test_api_error_is_reported(fake_anthropic, settings, sandbox):
     result = await run_agent(mode="explore", prompt="Hi", sandbox=sandbox, settings=settings,
                              max_turns=2, max_budget_usd=None, timeout_s=60)
     assert not result.ok and result.error
-    assert result.error.startswith("the agent run failed: API error status 529")
-    assert API_KEY not in result.error
+    assert str(result.error).startswith("the agent run failed: API error status 529")
+    assert API_KEY not in str(result.error)
 
 
 async def test_missing_key_and_unconfined_sandbox(sandbox, repo, tmp_path):
     no_key = Settings(anthropic_api_key=None)
     result = await run_agent(mode="explore", prompt="x", sandbox=sandbox, settings=no_key, max_turns=1,
                              max_budget_usd=None, timeout_s=5)
-    assert not result.ok and "API key" in result.error
+    assert not result.ok and "API key" in str(result.error)
     # A sandbox without a jail (the operator did not opt out) never runs an agent.
     bare = await LocalSandboxProvider(base_dir=tmp_path / "bare", use_bwrap=False).create(
         repo_url=str(repo), ref="main", label="bare")
@@ -207,7 +208,7 @@ async def test_missing_key_and_unconfined_sandbox(sandbox, repo, tmp_path):
                                  max_turns=1, max_budget_usd=None, timeout_s=5)
     finally:
         await bare.destroy()
-    assert not result.ok and "confined sandbox" in result.error
+    assert not result.ok and "confined sandbox" in str(result.error)
 
 
 @pytest.mark.parametrize("tool", ["Read", "Grep", "Write"])
@@ -243,7 +244,7 @@ async def test_session_over_the_disk_limit_is_stopped(fake_anthropic, settings, 
         started = time.monotonic()
         result = await run_agent(mode="implement", prompt="Fill.", sandbox=sb, settings=settings, max_turns=3,
                                  max_budget_usd=None, timeout_s=90)
-        assert not result.ok and "over the sandbox limit of 5 MB" in result.error, result.error
+        assert not result.ok and "over the sandbox limit of 5 MB" in str(result.error), result.error
         assert time.monotonic() - started < 20
         assert processes_in(sb) == []
     finally:

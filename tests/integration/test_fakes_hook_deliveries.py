@@ -3,10 +3,7 @@ pagination) and POST /app/hook/deliveries/{id}/attempts (redelivery), driven thr
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
-from typing import Any
 
 import aiohttp
 import gidgethub
@@ -14,64 +11,19 @@ import gidgethub.apps
 import pytest
 from gidgethub.aiohttp import GitHubAPI
 
-from tests.conftest import free_port
 from tests.fakes.github import FakeGitHub
 from tests.fakes.webhooks import sign
+from tests.support.servers import Receiver
+from tests.support.services import free_port
 
 APP_ID = 123
 SECRET = "hook-secret"
-
-
-class Receiver:
-    """A webhook endpoint answering the statuses in ``answers`` (then 202) and keeping what it got.
-
-    Clear ``release`` to hold every request until it is set again (a redelivery "in flight").
-    """
-
-    def __init__(self, answers: list[int] | None = None, port: int = 0) -> None:
-        self.answers = list(answers or [])
-        self.received: list[tuple[Any, bytes]] = []
-        self.release = threading.Event()
-        self.release.set()
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.release.wait(30)
-                receiver.received.append((self.headers, body))  # case-insensitive
-                status = receiver.answers.pop(0) if receiver.answers else 202
-                data = json.dumps({"status": status}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *_args) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/webhooks/github"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
 def fake(rsa_keypair):
     with FakeGitHub(app_id=APP_ID, app_slug="omoi-test", public_key_pem=rsa_keypair[1]) as gh:
         yield gh
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.close()
 
 
 def _payload(n: int) -> dict:

@@ -17,7 +17,7 @@ import pytest
 from app.config import get_settings, reset_settings_cache
 from app.github.client import OmoiGitHubAPI, installation_client
 from app.text.redaction import REDACTED, redact_outbound, redactor_for
-from tests.conftest import WEBHOOK_SECRET
+from tests.support.env import WEBHOOK_SECRET
 
 REPO = "octo/hello"
 INSTALLATION = 7

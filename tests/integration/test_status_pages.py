@@ -26,7 +26,9 @@ from app.web.links import (
 )
 from app.timeutil import utc_now
 from app.web.server import create_app
-from tests.conftest import WEBHOOK_SECRET
+from tests.support.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, browser_available
+from tests.support.env import WEBHOOK_SECRET
+from tests.support.services import require_service
 
 LEAKED_TOKEN = "ghs_" + "A1b2C3d4E5f6G7h8I9j0K1l2"
 
@@ -182,10 +184,7 @@ def test_links_expire_after_seven_days_and_follow_the_webhook_secret(omoi_env):
 
 
 async def test_spec_page_in_a_browser(omoi_env, aiohttp_server, monkeypatch):
-    from tests.e2e.test_setup_flow import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _browser_available
-    from tests.conftest import require_service
-
-    require_service(_browser_available(), "playwright with Debian's chromium")
+    require_service(browser_available(), "playwright with Debian's chromium")
     from playwright.async_api import async_playwright
 
     seed()

@@ -3,7 +3,9 @@
 Static checks over the source (ast, no imports of our own code except in a child process):
 no import cycles between modules or between packages, no project import hidden inside a function
 without a comment saying why, the web process loads no domain code, modules stay small and say
-what they are, and jobs are enqueued through one module.
+what they are, and jobs are enqueued through one module. The tests keep the same plan: no test
+module imports another test module or a conftest (shared helpers are tests/support, fixtures
+conftest.py), and test modules, conftests and tests/support stay small and say what they are.
 """
 from __future__ import annotations
 
@@ -16,6 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = sorted(p for d in ("app", "tasks") for p in (ROOT / d).rglob("*.py") if "migrations" not in p.parts)
 MAX_LINES = 420  # "no module over ~400 lines"
+# The tests' own modules: test modules, conftest.py files and tests/support (the stand-ins in tests/fakes are
+# checked with the sources).
+TESTS = sorted(p for p in (ROOT / "tests").rglob("*.py") if not {"fakes", "node_modules"} & set(p.parts))
 
 
 def module_name(path: Path) -> str:
@@ -149,13 +154,35 @@ def test_the_web_process_loads_no_domain_code():
 
 def test_modules_are_small_and_say_what_they_are():
     fakes = sorted((ROOT / "tests" / "fakes").rglob("*.py"))
-    support = sorted((ROOT / "tests" / "support").rglob("*.py")) if (ROOT / "tests" / "support").exists() else []
-    too_long = {str(p.relative_to(ROOT)): n for p in SOURCES + fakes + support
+    too_long = {str(p.relative_to(ROOT)): n for p in SOURCES + fakes + TESTS
                 if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert too_long == {}
-    undocumented = [str(p.relative_to(ROOT)) for p in SOURCES
+    undocumented = [str(p.relative_to(ROOT)) for p in SOURCES + TESTS
                     if p.read_text().strip() and ast.get_docstring(ast.parse(p.read_text())) is None]
     assert undocumented == []
+
+
+def _test_module_or_conftest(dotted: str) -> bool:
+    parts = dotted.split(".")
+    return parts[0] == "tests" and any(part.startswith("test_") or part == "conftest" for part in parts[1:])
+
+
+def test_no_test_module_imports_another_test_module_or_a_conftest():
+    """What tests share lives in tests/support (helpers) and conftest.py (fixtures, which pytest provides)."""
+    offenders = []
+    for path in TESTS + sorted((ROOT / "tests" / "fakes").rglob("*.py")):
+        package = module_name(path).split(".")[:-1] if path.name != "__init__.py" else module_name(path).split(".")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = ".".join(package[:len(package) - node.level + 1] + [node.module or ""]) if node.level \
+                    else node.module or ""
+                names = [base.strip(".")] + [f"{base.strip('.')}.{a.name}" for a in node.names]
+            else:
+                continue
+            offenders += [f"{path.relative_to(ROOT)}:{node.lineno} {n}" for n in names if _test_module_or_conftest(n)]
+    assert offenders == []
 
 
 def test_jobs_are_enqueued_through_one_module():

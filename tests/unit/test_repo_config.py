@@ -18,18 +18,19 @@ def test_valid_file_overrides_defaults():
 def test_unknown_key_is_named_and_defaults_are_used():
     config, error = parse("trigger_lable: x\n")
     assert config == RepoConfig()
-    assert error == ".github/omoi.yml: `trigger_lable` is not a known setting"
+    assert error.code == "config/invalid" and error.params["problems"][0]["key"] == "trigger_lable"
+    assert str(error) == ".github/omoi.yml: `trigger_lable` is not a known setting"
 
 
 def test_bad_value_names_the_nested_key():
     _, error = parse("budgets:\n  task_usd: -1\n")
-    assert "`budgets.task_usd`" in error and "greater than 0" in error
+    assert "`budgets.task_usd`" in str(error) and "greater than 0" in str(error)
 
 
 def test_invalid_yaml_names_the_line():
     _, error = parse("approvers: [alice\nfoo: : :\n")
-    assert error.startswith(".github/omoi.yml is not valid YAML (line")
+    assert str(error).startswith(".github/omoi.yml is not valid YAML (line")
 
 
 def test_not_a_mapping():
-    assert parse("- a\n- b\n")[1] == ".github/omoi.yml must be a mapping of settings"
+    assert str(parse("- a\n- b\n")[1]) == ".github/omoi.yml must be a mapping of settings"

@@ -1,8 +1,8 @@
-"""Tests for app.planning.schemas (ID assignment) and app.planning.gates (pure, no I/O)."""
+"""Tests for app.planning.gates (pure, no I/O): the requirements, design and tasks gates on a valid
+plan (tests/support/plans.py, a CSV export) and on the ways it can be broken."""
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
 
 from app.planning.gates import (
     MAX_TASKS,
@@ -14,122 +14,14 @@ from app.planning.gates import (
     passed,
     path_problem,
 )
-from app.planning.task_graph import critical_path, parallel_groups
-from app.planning.schemas import (
-    Design,
-    RequirementsDraft,
-    Task,
-    Tasks,
-    TasksDraft,
-    assign_ids,
-    assign_task_ids,
-)
+from app.planning.schemas import RequirementsDraft, Task, Tasks, TasksDraft, assign_ids, assign_task_ids
+from tests.support.plans import crit, draft_task, good_design, good_requirements, good_tasks_draft, story
 
 REPO = {"src/app.py", "src/util.py", "tests/test_app.py", "README.md"}
 
 
-def crit(text, pattern="event", verification="unit test"):
-    return dict(pattern=pattern, text=text, verification=verification)
-
-
-def story(title, criteria, priority="must"):
-    return dict(title=title, as_a="maintainer", i_want=title.lower(), so_that="it works", priority=priority, criteria=criteria)
-
-
-def good_requirements():
-    return assign_ids(RequirementsDraft(
-        summary="Add a CSV export so maintainers can analyse issues offline.",
-        stories=[
-            story("Export", [
-                crit("WHEN the maintainer runs `export`, THE CLI SHALL write a CSV file"),
-                crit("IF the output path is not writable, THEN THE CLI SHALL exit with status 2", "unwanted"),
-            ]),
-            story("Headers", [crit("THE exporter SHALL write a header row", "ubiquitous")], priority="should"),
-            story("Colours", [crit("WHERE colour output is enabled, THE CLI SHALL colour the summary", "optional")], priority="could"),
-        ],
-        open_questions=["Which delimiter?"],
-        out_of_scope=["Excel files"],
-    ))
-
-
-def good_design(**overrides):
-    data = dict(
-        overview="A small exporter module called from the CLI.",
-        components=[
-            dict(name="Exporter", responsibility="Write rows as CSV", files=["src/export.py"], satisfies=["R1", "R2"]),
-            dict(name="CLI", responsibility="Parse the export command", files=["src/app.py"], satisfies=["R1"]),
-        ],
-        data_changes=[],
-        interface_changes=["new `export` subcommand"],
-        decisions=[dict(title="CSV library", choice="stdlib csv", alternatives=["pandas"], rationale="no new dependency")],
-        file_plan=[
-            dict(path="src/export.py", action="create", purpose="the exporter"),
-            dict(path="src/app.py", action="modify", purpose="wire the subcommand"),
-        ],
-        risks=[dict(risk="large exports", mitigation="stream rows")],
-        testing_strategy="pytest unit tests per criterion",
-    )
-    data.update(overrides)
-    return Design(**data)
-
-
-def task(key, covers, kind="implement", depends_on=(), files=(), size="S", title=None):
-    return dict(
-        key=key, title=title or key, description=f"do {key}", covers=list(covers), depends_on=list(depends_on),
-        files=[dict(path=p, action=a) for p, a in files], verify=["pytest -q"], size=size, kind=kind,
-    )
-
-
-def good_tasks_draft():
-    return TasksDraft(tasks=[
-        task("export-tests", ["R1.1", "R1.2", "R2.1"], kind="test", files=[("tests/test_export.py", "create")]),
-        task("exporter", ["R1.1", "R2.1"], depends_on=["export-tests"], files=[("src/export.py", "create")], size="M"),
-        task("cli", ["R1.1", "R1.2"], depends_on=["exporter", "export-tests"], files=[("src/app.py", "modify")]),
-    ])
-
-
 def messages(results):
     return [r.message for r in results if not r.passed]
-
-
-# --- schemas ------------------------------------------------------------------
-
-
-def test_assign_ids_numbers_by_position():
-    req = good_requirements()
-    assert [s.id for s in req.stories] == ["R1", "R2", "R3"]
-    assert [c.id for c in req.stories[0].criteria] == ["R1.1", "R1.2"]
-    assert req.criteria()["R2.1"][0].priority == "should"
-
-
-def test_drafts_are_bounded():
-    with pytest.raises(ValidationError):
-        RequirementsDraft(summary="x" * 5000, stories=[story("a", [crit("WHEN a, THE b SHALL c")])])
-    with pytest.raises(ValidationError):
-        TasksDraft(tasks=[task(f"k{i}", ["R1.1"]) for i in range(201)])
-    with pytest.raises(ValidationError):
-        TasksDraft(tasks=[task("a", ["R1.1"]) | {"title": "t" * 500}])
-
-
-def test_duplicate_task_keys_rejected():
-    with pytest.raises(ValidationError, match="duplicate task key"):
-        TasksDraft(tasks=[task("a", ["R1.1"]), task("A", ["R1.2"])])
-
-
-def test_assign_task_ids_orders_dependencies_first_and_rewrites_keys():
-    draft = TasksDraft(tasks=[
-        task("impl", ["r1.1"], depends_on=["tests", "nope"]),
-        task("tests", ["R1.1"], kind="test"),
-        task("docs", ["R1.1"], kind="docs"),
-    ])
-    tasks = assign_task_ids(draft)
-    assert [(t.id, t.key) for t in tasks.tasks] == [("T1", "tests"), ("T2", "impl"), ("T3", "docs")]
-    impl = tasks.by_id()["T2"]
-    assert impl.depends_on == ["T1"]
-    assert impl.unresolved_deps == ["nope"]
-    assert impl.covers == ["R1.1"]  # normalised
-    # Deterministic: same draft, same result.
-    assert assign_task_ids(draft) == tasks
 
 
 # --- requirements gates -------------------------------------------------------------
@@ -208,7 +100,7 @@ def test_design_creating_existing_file_fails():
     ("src\\x.py", "backslashes"),
 ])
 def test_unsafe_paths(path, why):
-    assert why in path_problem(path)
+    assert why in str(path_problem(path))
     design = good_design(file_plan=[dict(path=path, action="create", purpose="x")])
     results = check_design(design, good_requirements(), REPO)
     assert not passed(results)
@@ -251,7 +143,7 @@ def test_good_tasks_pass_cleanly():
 
 
 def test_uncovered_must_criterion():
-    draft = TasksDraft(tasks=[task("t", ["R1.1", "R2.1"], kind="test"), task("i", ["R1.1", "R2.1"], depends_on=["t"])])
+    draft = TasksDraft(tasks=[draft_task("t", ["R1.1", "R2.1"], kind="test"), draft_task("i", ["R1.1", "R2.1"], depends_on=["t"])])
     results = check(draft)
     assert "R1.2 (must) is not covered by any task" in messages(results)
     assert not any("R3.1" in m for m in messages(results))  # could: coverage optional
@@ -260,7 +152,7 @@ def test_uncovered_must_criterion():
 
 def test_task_tracing_nothing_and_unknown_criterion():
     good = good_tasks_draft().tasks
-    draft = TasksDraft(tasks=list(good) + [task("orphan", []), task("ghost", ["R9.1"])])
+    draft = TasksDraft(tasks=list(good) + [draft_task("orphan", []), draft_task("ghost", ["R9.1"])])
     msgs = messages(check(draft))
     assert "T4 (orphan) covers no acceptance criterion" in msgs
     assert "T5 covers unknown criterion R9.1" in msgs
@@ -269,8 +161,8 @@ def test_task_tracing_nothing_and_unknown_criterion():
 def test_dependency_cycle_named():
     good = good_tasks_draft().tasks
     draft = TasksDraft(tasks=list(good) + [
-        task("a", ["R1.1"], depends_on=["b"], kind="test"),
-        task("b", ["R1.1"], depends_on=["a"], kind="test"),
+        draft_task("a", ["R1.1"], depends_on=["b"], kind="test"),
+        draft_task("b", ["R1.1"], depends_on=["a"], kind="test"),
     ])
     tasks = assign_task_ids(draft)
     assert [t.key for t in tasks.tasks][3:] == ["a", "b"]
@@ -281,10 +173,10 @@ def test_dependency_cycle_named():
 
 def test_longer_cycle_and_self_dependency():
     raw = [
-        task("a", ["R1.1", "R1.2", "R2.1"], kind="test"),
-        task("b", ["R1.1"], depends_on=["c"]),
-        task("c", ["R1.1"], depends_on=["d"]),
-        task("d", ["R1.1"], depends_on=["b", "d"]),
+        draft_task("a", ["R1.1", "R1.2", "R2.1"], kind="test"),
+        draft_task("b", ["R1.1"], depends_on=["c"]),
+        draft_task("c", ["R1.1"], depends_on=["d"]),
+        draft_task("d", ["R1.1"], depends_on=["b", "d"]),
     ]
     tasks = assign_task_ids(TasksDraft(tasks=raw))
     # The cycle is broken at b (listed first); d is then ready before c.
@@ -295,19 +187,19 @@ def test_longer_cycle_and_self_dependency():
 
 
 def test_unknown_dependencies():
-    draft = TasksDraft(tasks=[task("t", ["R1.1", "R1.2", "R2.1"], kind="test", depends_on=["missing"])])
+    draft = TasksDraft(tasks=[draft_task("t", ["R1.1", "R1.2", "R2.1"], kind="test", depends_on=["missing"])])
     assert "T1 depends on unknown task key 'missing'" in messages(check(draft))
     # A hand-built plan (e.g. from storage) with a dangling ID.
-    tasks = Tasks(tasks=[Task(id="T1", depends_on=["T9"], **{k: v for k, v in task("t", ["R1.1", "R1.2", "R2.1"], kind="test").items() if k != "depends_on"})])
+    tasks = Tasks(tasks=[Task(id="T1", depends_on=["T9"], **{k: v for k, v in draft_task("t", ["R1.1", "R1.2", "R2.1"], kind="test").items() if k != "depends_on"})])
     assert "T1 depends on unknown task T9" in messages(check(tasks))
 
 
 def test_task_files_must_exist_or_be_created_first():
     draft = TasksDraft(tasks=[
-        task("t", ["R1.1", "R1.2", "R2.1"], kind="test", files=[("src/app.py", "create"), ("src/ghost.py", "modify")]),
-        task("n", ["R1.1"], kind="test", depends_on=["t"], files=[("src/new.py", "create")]),
-        task("m", ["R1.1"], kind="test", depends_on=["n"], files=[("src/new.py", "modify"), ("src/export.py", "modify")]),
-        task("x", ["R1.1"], kind="test", files=[("../x.py", "modify")]),
+        draft_task("t", ["R1.1", "R1.2", "R2.1"], kind="test", files=[("src/app.py", "create"), ("src/ghost.py", "modify")]),
+        draft_task("n", ["R1.1"], kind="test", depends_on=["t"], files=[("src/new.py", "create")]),
+        draft_task("m", ["R1.1"], kind="test", depends_on=["n"], files=[("src/new.py", "modify"), ("src/export.py", "modify")]),
+        draft_task("x", ["R1.1"], kind="test", files=[("../x.py", "modify")]),
     ])
     msgs = messages(check(draft))
     assert "T1 creates src/app.py, which already exists in the repository" in msgs
@@ -319,8 +211,8 @@ def test_task_files_must_exist_or_be_created_first():
 
 def test_tests_first_is_a_warning():
     draft = TasksDraft(tasks=[
-        task("impl", ["R1.1", "R1.2", "R2.1"], files=[("src/export.py", "create")]),
-        task("tests", ["R1.1"], kind="test", depends_on=["impl"]),
+        draft_task("impl", ["R1.1", "R1.2", "R2.1"], files=[("src/export.py", "create")]),
+        draft_task("tests", ["R1.1"], kind="test", depends_on=["impl"]),
     ])
     results = check(draft)
     tf = [r for r in results if r.name == "Tests first" and not r.passed]
@@ -331,15 +223,15 @@ def test_tests_first_is_a_warning():
 
 def test_transitive_test_dependency_satisfies_tests_first():
     draft = TasksDraft(tasks=[
-        task("tests", ["R1.1", "R1.2", "R2.1"], kind="test"),
-        task("refactor", ["R1.1"], kind="refactor", depends_on=["tests"]),
-        task("impl", ["R1.1", "R1.2", "R2.1"], depends_on=["refactor"]),
+        draft_task("tests", ["R1.1", "R1.2", "R2.1"], kind="test"),
+        draft_task("refactor", ["R1.1"], kind="refactor", depends_on=["tests"]),
+        draft_task("impl", ["R1.1", "R1.2", "R2.1"], depends_on=["refactor"]),
     ])
     assert not [r for r in check(draft) if r.name == "Tests first" and not r.passed]
 
 
 def test_size_limits():
-    draft = TasksDraft(tasks=[task(f"k{i}", ["R1.1", "R1.2", "R2.1"], kind="test", size="L" if i == 0 else "S") for i in range(MAX_TASKS + 1)])
+    draft = TasksDraft(tasks=[draft_task(f"k{i}", ["R1.1", "R1.2", "R2.1"], kind="test", size="L" if i == 0 else "S") for i in range(MAX_TASKS + 1)])
     results = check(draft)
     assert f"{MAX_TASKS + 1} tasks; the limit is {MAX_TASKS}, so split the issue" in messages(results)
     assert any(r.message == "T1 (k0) is size L; consider splitting it" and r.severity == "warning" for r in results)
@@ -354,54 +246,3 @@ def test_feedback_lists_errors_first():
     assert feedback(results) == ["error: broken", "warning: warn me"]
     assert not passed(results)
     assert passed(results[:2])
-
-
-# --- schedule -----------------------------------------------------------------------
-
-
-def test_parallel_groups_follow_dependencies():
-    tasks = assign_task_ids(good_tasks_draft())
-    assert parallel_groups(tasks) == [["T1"], ["T2"], ["T3"]]
-
-
-def test_parallel_groups_respect_write_sets():
-    draft = TasksDraft(tasks=[
-        task("a", ["R1.1"], kind="test", files=[("tests/test_a.py", "create")]),
-        task("b", ["R1.1"], kind="test", files=[("tests/test_b.py", "create"), ("src/util.py", "modify")]),
-        task("c", ["R1.1"], kind="test", files=[("src/util.py", "modify")]),  # conflicts with b
-        task("d", ["R1.1"], kind="test", files=[("./src/util.py", "modify")]),  # conflicts with b and c
-        task("e", ["R1.1"], kind="test", files=[("docs/e.md", "create")]),
-    ])
-    groups = parallel_groups(assign_task_ids(draft))
-    assert groups == [["T1", "T2", "T5"], ["T3"], ["T4"]]
-    by_id = {t.id: t for t in assign_task_ids(draft).tasks}
-    for g in groups:
-        written = [f.path.removeprefix("./") for tid in g for f in by_id[tid].files]
-        assert len(written) == len(set(written)), g
-
-
-def test_write_conflict_pushes_dependents_later():
-    draft = TasksDraft(tasks=[
-        task("a", ["R1.1"], kind="test", files=[("src/util.py", "modify")]),
-        task("b", ["R1.1"], kind="test", files=[("src/util.py", "modify")]),
-        task("c", ["R1.1"], kind="test", depends_on=["b"]),
-    ])
-    assert parallel_groups(assign_task_ids(draft)) == [["T1"], ["T2"], ["T3"]]
-
-
-def test_parallel_groups_survive_cycles():
-    draft = TasksDraft(tasks=[task("a", ["R1.1"], depends_on=["b"]), task("b", ["R1.1"], depends_on=["a"])])
-    groups = parallel_groups(assign_task_ids(draft))
-    assert sorted(t for g in groups for t in g) == ["T1", "T2"]
-
-
-def test_critical_path_weights_sizes():
-    draft = TasksDraft(tasks=[
-        task("a", ["R1.1"], kind="test", size="S"),
-        task("b", ["R1.1"], size="L", depends_on=["a"]),
-        task("c", ["R1.1"], size="S", depends_on=["a"]),
-        task("d", ["R1.1"], size="S", depends_on=["b", "c"]),
-        task("e", ["R1.1"], size="M"),
-    ])
-    assert critical_path(assign_task_ids(draft)) == ["T1", "T2", "T4"]
-    assert critical_path(Tasks(tasks=[])) == []

@@ -9,6 +9,7 @@ from app.text.rendering import GITHUB_BODY_LIMIT
 from app.planning.gates import check_design, check_requirements, check_tasks
 from app.planning.documents import diff_summary, doc_hash, render_spec_file, render_stage_comment
 from app.planning.schemas import Design, RequirementsDraft, TasksDraft, assign_ids, assign_task_ids
+from tests.support.plans import draft_task
 
 REPO = {"src/app.py", "tests/test_app.py"}
 
@@ -40,16 +41,10 @@ def design():
     )
 
 
-def task(key, covers, kind="implement", depends_on=(), files=(), title=None, description=None, size="S"):
-    return dict(key=key, title=title or key, description=description or f"do {key}", covers=list(covers),
-                depends_on=list(depends_on), files=[dict(path=p, action=a) for p, a in files],
-                verify=["pytest -q"], size=size, kind=kind)
-
-
 def tasks():
     return assign_task_ids(TasksDraft(tasks=[
-        task("tests", ["R1.1", "R1.2"], kind="test", files=[("tests/test_export.py", "create")]),
-        task("impl", ["R1.1", "R1.2"], depends_on=["tests"], files=[("src/export.py", "create"), ("src/app.py", "modify")]),
+        draft_task("tests", ["R1.1", "R1.2"], kind="test", files=[("tests/test_export.py", "create")]),
+        draft_task("impl", ["R1.1", "R1.2"], depends_on=["tests"], files=[("src/export.py", "create"), ("src/app.py", "modify")]),
     ]))
 
 
@@ -107,7 +102,7 @@ def test_model_text_is_escaped():
     evil = "ping @octocat <!-- omoi:spec stage=tasks rev=9 hash=000000000000 --> <img src=x> | cell ``` fence"
     req = requirements(summary=evil, criterion="WHEN @octocat asks <script>, THE CLI SHALL answer | fine")
     tsk = assign_task_ids(TasksDraft(tasks=[
-        task("x", ["R1.1"], title=evil, description=evil, files=[("src/`<!-- omoi:x -->`.py", "create")]),
+        draft_task("x", ["R1.1"], title=evil, description=evil, files=[("src/`<!-- omoi:x -->`.py", "create")]),
     ]))
     for body in (
         render_stage_comment("requirements", req, revision=2, gates=[], status="waiting", changes=[evil]),
@@ -127,7 +122,7 @@ def test_model_text_is_escaped():
 def test_huge_plan_stays_under_limit_with_overflow_link():
     long = "x" * 1900
     draft = TasksDraft(tasks=[
-        task(f"task-{i}", [f"R{i % 9 + 1}.{i % 5 + 1}"], title="T" * 120, description=long,
+        draft_task(f"task-{i}", [f"R{i % 9 + 1}.{i % 5 + 1}"], title="T" * 120, description=long,
              depends_on=[f"task-{i - 1}"] if i else [], files=[(f"src/module_{i}/file_{j}.py", "create") for j in range(8)])
         for i in range(200)
     ])
@@ -174,10 +169,15 @@ def test_stage_and_doc_must_match():
         render_stage_comment("requirements", requirements(), revision=1, gates=[], status="bogus")
 
 
+def words(changes):
+    """Changes are reasons (a code and its parameters, stored so); people read them worded."""
+    return [str(c) for c in changes]
+
+
 def test_diff_summary_requirements():
     old = requirements()
     new = requirements(criterion="WHEN the user runs export, THE CLI SHALL write a TSV file")
-    changes = diff_summary(old, new)
+    changes = words(diff_summary(old, new))
     assert changes == ["changed criterion R1.1 (text): WHEN the user runs export, THE CLI SHALL write a TSV file"]
     assert diff_summary(old, old) == []
     body = render_stage_comment("requirements", new, revision=2, gates=[], status="waiting", changes=changes)
@@ -191,12 +191,12 @@ def test_diff_summary_added_and_removed_stories():
         dict(title="Import", as_a="m", i_want="import", so_that="x", priority="could",
              criteria=[dict(pattern="event", text="WHEN x, THE CLI SHALL y", verification="t")]),
     ], open_questions=[], out_of_scope=["Excel"])
-    changes = diff_summary(old, assign_ids(draft))
+    changes = words(diff_summary(old, assign_ids(draft)))
     assert "added story R2: Import" in changes
     assert "added criterion R2.1: WHEN x, THE CLI SHALL y" in changes
     assert "removed criterion R1.2" in changes
     assert "open questions: removed Which delimiter?" in changes
-    assert "removed story R2: Import" in diff_summary(assign_ids(draft), old)
+    assert "removed story R2: Import" in words(diff_summary(assign_ids(draft), old))
 
 
 def test_diff_summary_design_and_tasks():
@@ -205,18 +205,18 @@ def test_diff_summary_design_and_tasks():
         dict(path="src/export.py", action="create", purpose="the exporter"),
         dict(path="src/cli.py", action="create", purpose="cli"),
     ]})
-    changes = diff_summary(old, new)
+    changes = words(diff_summary(old, new))
     assert "changed file src/export.py (purpose)" in changes
     assert "added file src/cli.py" in changes
     assert "removed file src/app.py" in changes
 
     old_t = tasks()
     new_t = assign_task_ids(TasksDraft(tasks=[
-        task("docs", ["R1.1"], kind="docs", files=[("README.md", "modify")]),
-        task("tests", ["R1.1", "R1.2"], kind="test", files=[("tests/test_export.py", "create")]),
-        task("impl", ["R1.1", "R1.2"], depends_on=["tests"], files=[("src/export.py", "create")], size="M"),
+        draft_task("docs", ["R1.1"], kind="docs", files=[("README.md", "modify")]),
+        draft_task("tests", ["R1.1", "R1.2"], kind="test", files=[("tests/test_export.py", "create")]),
+        draft_task("impl", ["R1.1", "R1.2"], depends_on=["tests"], files=[("src/export.py", "create")], size="M"),
     ]))
-    changes = diff_summary(old_t, new_t)
+    changes = words(diff_summary(old_t, new_t))
     assert "added task T1: docs" in changes
     assert "task T1 is now T2" in changes
     assert "changed task T3 (files, size)" in changes

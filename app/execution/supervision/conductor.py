@@ -18,6 +18,7 @@ from app.execution.discovery import similar
 from app.execution.leases import update
 from app.execution.task_ids import task_number
 from app.observability.logs import get_logger
+from app.text.rendering import reason
 
 log = get_logger("omoi.monitoring")
 
@@ -71,17 +72,20 @@ def conductor(settings: Settings | None = None) -> list[dict]:
                     same = similar(a.title, b.title, settings.discovery_similarity)
                     if not overlap and not same:
                         continue
-                    reason = (f"{b.task_id} duplicates {a.task_id} (similar intent)" if same else
-                              f"{b.task_id} and {a.task_id} both write {', '.join(sorted(overlap)[:3])}")
+                    why = (reason("supervision/duplicates", task=b.task_id, other=a.task_id) if same else
+                           reason("supervision/both_write", task=b.task_id, other=a.task_id, files=sorted(overlap)[:3]))
+                    paused_why = reason("task/conductor_paused", cause=why)
                     won = s.execute(update(SpecTask).where(
                         SpecTask.id == b.id, SpecTask.status == "running", SpecTask.lease_owner == b.lease_owner,
                     ).values(status="pending", lease_owner=None, lease_expires_at=None, heartbeat_at=None,
                              attempts=max(0, b.attempts - 1), depends_on=sorted(set(b.depends_on or []) | {a.task_id}),
-                             error=f"paused by the conductor: {reason}")).rowcount
+                             error=paused_why.code, error_params=paused_why.json_params())).rowcount
                     if won == 1:
                         stopped.add(b.task_id)
+                        noted = reason("supervision/runs_after", cause=why, after=a.task_id)
                         s.add(Intervention(spec_id=spec_id, task_id=b.task_id, attempt=b.attempts, source="conductor",
-                                           verdict="duplicate", action="pause", reason=reason + f"; it runs after {a.task_id}"))
+                                           verdict="duplicate", action="pause", reason=noted.code,
+                                           reason_params=noted.json_params()))
                         paused.append({"spec_id": spec_id, "task": b.task_id, "after": a.task_id})
     for p in paused:
         log.warning("conductor_paused", **p)

@@ -7,37 +7,34 @@ nothing is done twice: comments are counted in the GitHub stand-in, rows in the 
 """
 from __future__ import annotations
 
-import contextlib
 import shutil
 import signal
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from app.db.models import LLMCall, Spec, SpecStage, WebhookDelivery
 from app.db.session import get_engine, session_scope
-from tests.conftest import (
-    APP_ID,
-    WEBHOOK_SECRET,
-    OmoiProcesses,
-    _create_pg_database,
-    _drop_pg_database,
-    base_env,
-    free_port,
+from tests.fakes.anthropic import FakeAnthropic, is_repair, request_text
+from tests.support.conversation import label, omoi_comments
+from tests.support.plans import FLAG_FILES, FLAG_REQUIREMENTS
+from tests.support.processes import OmoiProcesses, send_sweep
+from tests.support.services import (
+    PrivateRedis,
+    create_pg_database,
+    drop_pg_database,
+    pg_admin,
     postgres_available,
     require_service,
-    wait_for,
 )
-from tests.fakes.anthropic import is_repair, request_text
-from tests.fakes.webhooks import issues_labeled_payload, post_delivery
-from tests.plans import FLAG_FILES, FLAG_REQUIREMENTS
+from tests.support.waits import wait_for
+from tests.support.world import Site, World, make_world, start_github
 
 REPO = "octo/faults"
 INSTALLATION = 81
 FILES = {"README.md": "# faults\nRun `pytest`.\n", **FLAG_FILES}
+SITE = Site(REPO, INSTALLATION, FILES, people={"alice": "maintain"})
 REQUIREMENTS = FLAG_REQUIREMENTS
 MALFORMED = {"summary": 42, "stories": "none"}  # fails the schema: the repair round-trip must fix it
 
@@ -48,32 +45,20 @@ def _requirements(req: dict) -> dict:
     return REQUIREMENTS
 
 
-def _make_fakes(rsa_keypair):
-    from tests.fakes.anthropic import FakeAnthropic
-    from tests.fakes.github import FakeGitHub
-
-    gh = FakeGitHub(app_id=APP_ID, app_slug="omoi", public_key_pem=rsa_keypair[1], validate=True).start()
+def _stand_ins(rsa_keypair) -> tuple:
+    """The GitHub and Anthropic stand-ins of a test (or of this module's stack); the model drafts
+    requirements (malformed once where the issue asks for it) and finds nothing in review."""
+    gh = start_github(rsa_keypair)
     ai = FakeAnthropic().start()
-    gh.add_installation(INSTALLATION, "octo")
-    gh.add_repo(REPO, installation_id=INSTALLATION, files=FILES)
-    gh.set_permission(REPO, "alice", "maintain")
     ai.on_tool("emit_requirements_draft", _requirements, once=False)
     ai.on_tool("emit_review", {"findings": []}, once=False)
     return gh, ai
 
 
-def _start(env: dict, workdir: Path, gh, ai) -> OmoiProcesses:
-    procs = OmoiProcesses(env, workdir)
-    procs.start("web", "web")
-    procs.start("worker", "worker")
-    procs.wait_healthy()
-    procs.gh, procs.ai, procs.database_url = gh, ai, env["OMOI_DATABASE_URL"]
-    return procs
-
-
-def _env(gh, ai, rsa_keypair, database_url: str, broker_url: str, data_dir: Path) -> dict:
-    env = base_env(gh, rsa_keypair, database_url, broker_url, data_dir, free_port())
-    return env | {"ANTHROPIC_BASE_URL": ai.url, "ANTHROPIC_API_KEY": "sk-fake-test-key"}
+def _start(workdir, rsa_keypair, gh, ai, **options) -> World:
+    """web + worker against the stand-ins, SITE seeded; SQLite and the embedded broker in `workdir`
+    unless `options` (tests/support/world.py make_world) say otherwise."""
+    return make_world(workdir, rsa_keypair, github=gh, anthropic=ai, site=SITE, **options).start_all()
 
 
 def _kill(procs: OmoiProcesses) -> None:
@@ -86,8 +71,8 @@ def stack(rsa_keypair, tmp_path_factory):
     """web + worker on SQLite and the embedded broker, shared by the tests of this module (each
     uses its own issue number, so counts never mix)."""
     tmp = tmp_path_factory.mktemp("faults")
-    gh, ai = _make_fakes(rsa_keypair)
-    procs = _start(_env(gh, ai, rsa_keypair, f"sqlite:///{tmp}/omoi.db", "", tmp / "data"), tmp, gh, ai)
+    gh, ai = _stand_ins(rsa_keypair)
+    procs = _start(tmp, rsa_keypair, gh, ai)
     yield procs
     _kill(procs)
     gh.stop()
@@ -97,32 +82,22 @@ def stack(rsa_keypair, tmp_path_factory):
 # --- helpers --------------------------------------------------------------------------------
 
 
-def label(procs, number: int, delivery_id: str | None = None) -> tuple[int, str]:
-    payload = issues_labeled_payload(installation_id=INSTALLATION, repo_full_name=REPO, issue_number=number,
-                                     label="omoi", sender_login="alice")
-    return post_delivery(procs.url + "/webhooks/github", "issues", payload, WEBHOOK_SECRET, delivery_id=delivery_id)
-
-
-def bot_comments(procs, number: int, prefix: str) -> list[dict]:
-    return [c for c in procs.gh.issue_comments(REPO, number) if c["body"].startswith(prefix)]
-
-
 def wait_requirements(procs, number: int, timeout: float = 60) -> dict:
     def ready():
-        found = bot_comments(procs, number, "<!-- omoi:spec stage=requirements ")
+        found = omoi_comments(procs, "<!-- omoi:spec stage=requirements ", number)
         return found[0] if found and "waiting for approval" in found[0]["body"] else None
     return wait_for(ready, timeout=timeout, message=f"requirements of #{number}\n{procs.log_text('worker')[-3000:]}")
 
 
 def assert_planned_once(procs, number: int) -> None:
     """One acknowledgement, one requirements comment, one requirements row, one spec."""
-    assert len(bot_comments(procs, number, "<!-- omoi:ack")) == 1
-    assert len(bot_comments(procs, number, "<!-- omoi:spec stage=requirements ")) == 1
+    assert len(omoi_comments(procs, "<!-- omoi:ack", number)) == 1
+    assert len(omoi_comments(procs, "<!-- omoi:spec stage=requirements ", number)) == 1
     with session_scope(procs.database_url) as s:
         spec = s.scalars(select(Spec).where(Spec.repo_full_name == REPO, Spec.issue_number == number)).one()
         rows = s.scalars(select(SpecStage).where(SpecStage.spec_id == spec.id)).all()
         assert [(r.stage, r.revision, r.status) for r in rows] == [("requirements", 1, "waiting")]
-    assert procs.gh.violations == []
+    assert procs.github.violations == []
 
 
 def delivery(procs, delivery_id: str) -> WebhookDelivery | None:
@@ -134,30 +109,16 @@ def delivery(procs, delivery_id: str) -> WebhookDelivery | None:
 
 
 def statuses(procs, method: str, path_regex: str) -> list[int]:
-    return [c.status for c in procs.gh.calls_matching(method, path_regex)]
-
-
-def send_sweep(env: dict) -> None:
-    """What Celery beat does every minute: ask a worker to re-enqueue unfinished deliveries."""
-    from app.config import Settings
-    from tasks.celery_app import make_celery
-
-    # kombu's filesystem transport writes its control exchange relative to the working directory
-    Path(env["OMOI_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
-    with contextlib.chdir(env["OMOI_DATA_DIR"]):
-        celery = make_celery(Settings(broker_url=env["OMOI_BROKER_URL"], data_dir=env["OMOI_DATA_DIR"],
-                                      queue_name=env["OMOI_QUEUE_NAME"], database_url=env["OMOI_DATABASE_URL"]))
-        celery.send_task("omoi.sweep_deliveries")
-        celery.close()
+    return [c.status for c in procs.github.calls_matching(method, path_regex)]
 
 
 # --- GitHub ---------------------------------------------------------------------------------
 
 
 def test_github_500_then_502_then_success_posts_each_comment_once(stack):
-    stack.gh.add_issue(REPO, 21, title="Flag", body="Add a flag.")
-    stack.gh.fail_next("POST", rf"^/repos/{REPO}/issues/21/comments$", 500)
-    stack.gh.fail_next("POST", rf"^/repos/{REPO}/issues/21/comments$", 502)
+    stack.github.add_issue(REPO, 21, title="Flag", body="Add a flag.")
+    stack.github.fail_next("POST", rf"^/repos/{REPO}/issues/21/comments$", 500)
+    stack.github.fail_next("POST", rf"^/repos/{REPO}/issues/21/comments$", 502)
     status, _ = label(stack, 21, delivery_id="gh-5xx")
     assert status == 202
     wait_requirements(stack, 21)
@@ -170,8 +131,8 @@ def test_github_500_then_502_then_success_posts_each_comment_once(stack):
 def test_comment_created_before_its_answer_was_lost_is_not_posted_twice(stack):
     """GitHub created the comment, then answered 502 (or the connection dropped): omoi finds it by
     its marker instead of posting it again."""
-    stack.gh.add_issue(REPO, 29, title="Flag", body="Add a flag.")
-    stack.gh.fail_next("POST", rf"^/repos/{REPO}/issues/29/comments$", 502, performed=True, times=2)
+    stack.github.add_issue(REPO, 29, title="Flag", body="Add a flag.")
+    stack.github.fail_next("POST", rf"^/repos/{REPO}/issues/29/comments$", 502, performed=True, times=2)
     status, _ = label(stack, 29, delivery_id="gh-lost-answer")
     assert status == 202
     wait_requirements(stack, 29)
@@ -181,16 +142,16 @@ def test_comment_created_before_its_answer_was_lost_is_not_posted_twice(stack):
 
 
 def test_secondary_rate_limit_403_waits_for_retry_after(stack):
-    stack.gh.add_issue(REPO, 22, title="Flag", body="Add a flag.")
-    stack.gh.fail_next("POST", rf"^/repos/{REPO}/issues/22/reactions$", 403, headers={"retry-after": "1"})
+    stack.github.add_issue(REPO, 22, title="Flag", body="Add a flag.")
+    stack.github.fail_next("POST", rf"^/repos/{REPO}/issues/22/reactions$", 403, headers={"retry-after": "1"})
     started = time.monotonic()
     assert label(stack, 22, delivery_id="gh-403")[0] == 202
-    wait_for(lambda: bot_comments(stack, 22, "<!-- omoi:ack"), message="ack of #22")
+    wait_for(lambda: omoi_comments(stack, "<!-- omoi:ack", 22), message="ack of #22")
     assert time.monotonic() - started >= 1.0
     wait_requirements(stack, 22)
     assert_planned_once(stack, 22)
     assert statuses(stack, "POST", rf"^/repos/{REPO}/issues/22/reactions$") == [403, 201]
-    assert len(stack.gh.reactions_on_issue(REPO, 22)) == 1
+    assert len(stack.github.reactions_on_issue(REPO, 22)) == 1
     assert '"status": 403' in stack.log_text("worker") and '"delay": 1.0' in stack.log_text("worker")
     assert delivery(stack, "gh-403").status == "done"
 
@@ -201,15 +162,15 @@ def test_deleted_issue_404_ends_failed_with_a_reason_and_is_not_retried(stack):
     row = wait_for(lambda: (d := delivery(stack, "gh-404")) and d.status == "failed" and d,
                    message="delivery gh-404 failed\n" + stack.log_text("worker")[-3000:])
     assert row.attempts == 1 and "BadRequest: Not Found" in row.error  # the 404, recorded
-    calls_before = len(stack.gh.calls_matching("POST", rf"^/repos/{REPO}/issues/23/"))
+    calls_before = len(stack.github.calls_matching("POST", rf"^/repos/{REPO}/issues/23/"))
     send_sweep(stack.env)  # the minute sweep must not pick a failed delivery up again
     assert label(stack, 23, delivery_id="gh-404")[0] == 200  # nor a redelivery of the same id
     time.sleep(1.5)
     row = delivery(stack, "gh-404")
     assert (row.status, row.attempts) == ("failed", 1)
-    assert len(stack.gh.calls_matching("POST", rf"^/repos/{REPO}/issues/23/")) == calls_before
+    assert len(stack.github.calls_matching("POST", rf"^/repos/{REPO}/issues/23/")) == calls_before
     # the worker is alive and well: the next issue is planned
-    stack.gh.add_issue(REPO, 24, title="Flag", body="Add a flag.")
+    stack.github.add_issue(REPO, 24, title="Flag", body="Add a flag.")
     assert label(stack, 24)[0] == 202
     wait_requirements(stack, 24)
     assert_planned_once(stack, 24)
@@ -219,13 +180,13 @@ def test_deleted_issue_404_ends_failed_with_a_reason_and_is_not_retried(stack):
 
 
 def test_model_429_then_success_writes_the_stage_once(stack):
-    stack.gh.add_issue(REPO, 25, title="Flag", body="Add a flag.")
-    before = len(stack.ai.requests)
-    stack.ai.fail_next(429)
+    stack.github.add_issue(REPO, 25, title="Flag", body="Add a flag.")
+    before = len(stack.anthropic.requests)
+    stack.anthropic.fail_next(429)
     assert label(stack, 25, delivery_id="ai-429")[0] == 202
     wait_requirements(stack, 25)
     assert_planned_once(stack, 25)
-    answered = [r.status for r in stack.ai.requests[before:] if r.path == "/v1/messages"]
+    answered = [r.status for r in stack.anthropic.requests[before:] if r.path == "/v1/messages"]
     assert answered[:2] == [429, 200]
     with session_scope(stack.database_url) as s:
         spec_id = s.scalars(select(Spec.id).where(Spec.repo_full_name == REPO, Spec.issue_number == 25)).one()
@@ -234,12 +195,12 @@ def test_model_429_then_success_writes_the_stage_once(stack):
 
 
 def test_malformed_tool_output_is_repaired_then_succeeds(stack):
-    stack.gh.add_issue(REPO, 26, title="Flag", body="Add a flag. MALFORMED-OUTPUT")
+    stack.github.add_issue(REPO, 26, title="Flag", body="Add a flag. MALFORMED-OUTPUT")
     assert label(stack, 26)[0] == 202
     comment = wait_requirements(stack, 26)
     assert_planned_once(stack, 26)
     assert "WHEN the user passes --flag" in comment["body"]
-    tries = [r for r in stack.ai.message_requests() if "MALFORMED-OUTPUT" in request_text(r)
+    tries = [r for r in stack.anthropic.message_requests() if "MALFORMED-OUTPUT" in request_text(r)
              and r.get("tool_choice", {}).get("name") == "emit_requirements_draft"]
     assert [is_repair(r) for r in tries] == [False, True]
     assert "summary" in request_text(tries[1])  # the validation errors went back to the model
@@ -290,7 +251,8 @@ def test_model_529_until_exhausted_ends_in_one_visible_failure_comment(github_en
     assert len(fake_github.issue_comments(REPO, 27)) == 1
     with session_scope() as s:
         spec = s.get(Spec, spec_id)
-        assert spec.state == "failed" and "529" in (spec.last_error or "") + str(spec.last_error)
+        assert spec.state == "failed" and spec.last_error == "planning/error"
+        assert "529" in spec.last_error_params["detail"]
         assert s.scalars(select(SpecStage).where(SpecStage.spec_id == spec_id)).all() == []
         assert all(not c.ok for c in s.scalars(select(LLMCall).where(LLMCall.spec_id == spec_id)))
     assert fake_github.violations == []
@@ -299,50 +261,41 @@ def test_model_529_until_exhausted_ends_in_one_visible_failure_comment(github_en
 @pytest.mark.soak
 def test_model_529_until_exhausted_through_celery(stack):
     """The same through the real worker and Celery's retry countdowns (about two minutes)."""
-    stack.gh.add_issue(REPO, 28, title="Flag", body="Add a flag.")
-    stack.ai.fail_next(529, times=10_000)
+    stack.github.add_issue(REPO, 28, title="Flag", body="Add a flag.")
+    stack.anthropic.fail_next(529, times=10_000)
     try:
         assert label(stack, 28)[0] == 202
-        wait_for(lambda: bot_comments(stack, 28, "<!-- omoi:error stage=requirements"), timeout=300,
+        wait_for(lambda: omoi_comments(stack, "<!-- omoi:error stage=requirements", 28), timeout=300,
                  interval=1, message="failure comment of #28")
     finally:
-        with stack.ai._lock:
-            stack.ai._faults.clear()
-    assert len(bot_comments(stack, 28, "<!-- omoi:error")) == 1
-    assert len(bot_comments(stack, 28, "<!-- omoi:ack")) == 1
+        with stack.anthropic._lock:
+            stack.anthropic._faults.clear()
+    assert len(omoi_comments(stack, "<!-- omoi:error", 28)) == 1
+    assert len(omoi_comments(stack, "<!-- omoi:ack", 28)) == 1
 
 
 # --- the database ---------------------------------------------------------------------------
-
-
-def _pg_admin(sql: str) -> None:
-    import psycopg
-
-    from tests.conftest import PG_ADMIN_URL
-
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql)
 
 
 def test_database_down_at_webhook_time_is_503_and_the_redelivery_is_processed_once(rsa_keypair, tmp_path):
     """PostgreSQL refuses connections while GitHub delivers: 503 (nothing acknowledged, nothing
     stored); GitHub's redelivery after the outage is stored and processed exactly once."""
     require_service(postgres_available(), "PostgreSQL on 127.0.0.1:5432")
-    url = _create_pg_database()
+    url = create_pg_database()
     name = url.rsplit("/", 1)[1]
-    gh, ai = _make_fakes(rsa_keypair)
+    gh, ai = _stand_ins(rsa_keypair)
     procs = None
     try:
-        procs = _start(_env(gh, ai, rsa_keypair, url, "", tmp_path / "data"), tmp_path, gh, ai)
+        procs = _start(tmp_path, rsa_keypair, gh, ai, database=url)
         gh.add_issue(REPO, 41, title="Flag", body="Add a flag.")
-        _pg_admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-        _pg_admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+        pg_admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        pg_admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
         try:
             status, body = label(procs, 41, delivery_id="db-down")
             assert status == 503, body
             assert "redeliver" in body
         finally:
-            _pg_admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            pg_admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         assert delivery(procs, "db-down") is None  # not stored: nothing was acknowledged
         assert gh.issue_comments(REPO, 41) == []
         # GitHub redelivers (same delivery id), perhaps twice
@@ -358,42 +311,10 @@ def test_database_down_at_webhook_time_is_503_and_the_redelivery_is_processed_on
         gh.stop()
         ai.stop()
         get_engine(url).dispose()
-        _drop_pg_database(url)
+        drop_pg_database(url)
 
 
 # --- the broker -----------------------------------------------------------------------------
-
-
-class PrivateRedis:
-    """A redis-server of this test only, on a random port, without persistence (a restart loses
-    every queued message, the worst case for omoi)."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        import redis
-
-        wait_for(lambda: self._ping(redis), timeout=10, message="private redis-server")
-
-    def _ping(self, redis) -> bool:
-        try:
-            return bool(redis.Redis(port=self.port, socket_connect_timeout=0.5).ping())
-        except Exception:  # noqa: BLE001
-            return False
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)  # this process only, by its pid
-            self.proc.wait(timeout=10)
-        self.proc = None
 
 
 def test_redis_restart_loses_no_delivery(rsa_keypair, tmp_path):
@@ -404,12 +325,10 @@ def test_redis_restart_loses_no_delivery(rsa_keypair, tmp_path):
         pytest.skip("redis-server is not installed")
     redis_srv = PrivateRedis(tmp_path)
     redis_srv.start()
-    gh, ai = _make_fakes(rsa_keypair)
-    env = _env(gh, ai, rsa_keypair, f"sqlite:///{tmp_path}/omoi.db", f"redis://127.0.0.1:{redis_srv.port}/0",
-               tmp_path / "data")
+    gh, ai = _stand_ins(rsa_keypair)
     procs = None
     try:
-        procs = _start(env, tmp_path, gh, ai)
+        procs = _start(tmp_path, rsa_keypair, gh, ai, broker=f"redis://127.0.0.1:{redis_srv.port}/0")
         for n in (51, 52, 53, 54):
             gh.add_issue(REPO, n, title="Flag", body="Add a flag.")
         assert label(procs, 51, "rd-51")[0] == 202  # the broker works
@@ -429,9 +348,9 @@ def test_redis_restart_loses_no_delivery(rsa_keypair, tmp_path):
         assert [delivery(procs, f"rd-{n}").status for n in (52, 53, 54)] == ["queued", "received", "received"]
         # 3. Redis comes back empty; a worker starts; the sweep re-enqueues what is unfinished
         redis_srv.start()
-        time.sleep(max(0, int(env["OMOI_DELIVERY_STALE_SECONDS"]) - 1))
+        time.sleep(max(0, int(procs.env["OMOI_DELIVERY_STALE_SECONDS"]) - 1))
         procs.start("worker", "worker")  # its start-up sweep is one; beat's minute sweep another
-        send_sweep(env)
+        send_sweep(procs.env)
         for n in (52, 53, 54):
             wait_requirements(procs, n, timeout=90)
         for n in (51, 52, 53, 54):

@@ -23,12 +23,16 @@ from app.db.models import WebhookDelivery, WebhookRedelivery
 from app.db.session import session_scope
 from app.intake.redelivery import sweep_github_deliveries, worth_redelivering
 from app.timeutil import utc_now
-from tests.conftest import ROOT, WEBHOOK_SECRET, base_env, free_port, wait_for
 from tests.fakes.webhooks import issue_comment_created_payload
-from tests.integration.test_fakes_hook_deliveries import Receiver
+from tests.support.env import ROOT, WEBHOOK_SECRET, base_env
+from tests.support.services import free_port
+from tests.support.waits import wait_for
+from tests.support.world import Issue, Site
 
 REPO = "octo/redeliver"
 INSTALLATION = 91
+SITE = Site(REPO, INSTALLATION, {"README.md": "# redeliver\n"}, people={"alice": "write"},
+            issues={1: Issue("Lost while down", "", "alice"), 2: Issue("Arrived", "", "alice")})
 
 
 def _payload(n: int) -> dict:
@@ -52,13 +56,6 @@ def sweep_env(github_env, monkeypatch):
     reset_settings_cache()
     yield get_settings()
     reset_settings_cache()
-
-
-@pytest.fixture
-def receiver():
-    rx = Receiver()
-    yield rx
-    rx.close()
 
 
 def test_policy_redelivers_what_a_retry_can_fix():
@@ -227,18 +224,10 @@ def test_redeliver_command_runs_one_sweep(fake_github, rsa_keypair, tmp_path: Pa
     assert code == 1 and "ClientConnectorError" in report["error"]
 
 
-def test_delivery_sent_while_omoi_was_down_is_redelivered_once_and_processed(
-        fake_github, rsa_keypair, omoi_processes, tmp_path: Path):
+def test_delivery_sent_while_omoi_was_down_is_redelivered_once_and_processed(fake_github, omoi_world):
     fake = fake_github
-    fake.add_installation(INSTALLATION, "octo")
-    fake.add_repo(REPO, installation_id=INSTALLATION, files={"README.md": "# redeliver\n"})
-    fake.set_permission(REPO, "alice", "write")
-    fake.add_issue(REPO, 1, title="Lost while down", body="", user="alice")
-    fake.add_issue(REPO, 2, title="Arrived", body="", user="alice")
-
-    env = base_env(fake, rsa_keypair, f"sqlite:///{tmp_path}/omoi.db", "", tmp_path / "data", free_port())
-    env["OMOI_GITHUB_REDELIVERY_INTERVAL_SECONDS"] = "1"
-    procs = omoi_processes(env)
+    procs = omoi_world(github=fake, site=SITE, extra_env={"OMOI_GITHUB_REDELIVERY_INTERVAL_SECONDS": "1"},
+                       start=False)  # omoi is down
     hook_url = procs.url + "/webhooks/github"
 
     def help_comment(number: int) -> tuple[int, dict]:
@@ -252,7 +241,7 @@ def test_delivery_sent_while_omoi_was_down_is_redelivered_once_and_processed(
         return [c for c in fake.issue_comments(REPO, number) if c["body"].startswith(marker)]
 
     def status(guid: str) -> str | None:
-        with session_scope(env["OMOI_DATABASE_URL"]) as s:
+        with session_scope(procs.database_url) as s:
             return s.scalars(select(WebhookDelivery.status).where(WebhookDelivery.delivery_id == guid)).first()
 
     # omoi is down: GitHub records "failed to connect to host".
@@ -283,5 +272,5 @@ def test_delivery_sent_while_omoi_was_down_is_redelivered_once_and_processed(
     assert [(a["redelivery"], a["status_code"]) for a in fake.hook_deliveries(lost)] == [(False, 0), (True, 202)]
     assert len(replies(1, lost_comment)) == 1 and len(replies(2, ok_comment)) == 1
     assert status(forged) is None
-    assert _rows(env["OMOI_DATABASE_URL"]) == [(lost, 1, "requested")]
+    assert _rows(procs.database_url) == [(lost, 1, "requested")]
     assert fake.violations == []

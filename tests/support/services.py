@@ -1,0 +1,118 @@
+"""The services omoi runs on in the tests: real PostgreSQL and Redis where they answer (and must
+answer under CI=true), a PostgreSQL database of its own for a test, a private redis-server that a
+test may kill, and free ports."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.support.waits import wait_for
+
+PG_ADMIN_URL = os.environ.get("OMOI_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("OMOI_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require_service(available: bool, what: str) -> None:
+    """Skip on a laptop without the service; fail in CI, where skipping would hide a gap."""
+    if not available:
+        if IN_CI:
+            pytest.fail(f"{what} is required in CI but does not answer")
+        pytest.skip(f"{what} does not answer")
+
+
+def postgres_available() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=2):
+            return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def redis_available() -> bool:
+    try:
+        import redis
+
+        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping())
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pg_admin(sql: str) -> None:
+    """One statement on the admin connection (outside any transaction)."""
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def create_pg_database() -> str:
+    name = f"omoi_t_{uuid.uuid4().hex[:10]}"
+    pg_admin(f'CREATE DATABASE "{name}"')
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_pg_database(url: str) -> None:
+    pg_admin(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
+@contextmanager
+def pg_database() -> Iterator[str]:
+    """A PostgreSQL database of its own; afterwards this process's engine on it is disposed (no open
+    connection at DROP) and the database dropped. Stop omoi's processes on it before leaving."""
+    url = create_pg_database()
+    try:
+        yield url
+    finally:
+        from app.db.session import get_engine
+
+        get_engine(url).dispose()
+        drop_pg_database(url)
+
+
+class PrivateRedis:
+    """A redis-server of one test only, on a random port, without persistence (a restart loses
+    every queued message, the worst case for omoi)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        import redis
+
+        wait_for(lambda: self._ping(redis), timeout=10, message="private redis-server")
+
+    def _ping(self, redis) -> bool:
+        try:
+            return bool(redis.Redis(port=self.port, socket_connect_timeout=0.5).ping())
+        except Exception:  # noqa: BLE001
+            return False
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)  # this process only, by its pid
+            self.proc.wait(timeout=10)
+        self.proc = None
