@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.support.env import MODEL_KEY, base_env
 from tests.support.servers import Receiver
-from tests.support.services import free_port, pg_database, postgres_available, require_service
+from tests.support.services import free_port, migrated_sqlite, pg_database, postgres_available, require_service
 from tests.support.world import make_world, start_github
 
 
@@ -37,12 +37,14 @@ def fake_github(rsa_keypair):
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path):
-    """Every test using this runs on both databases omoi supports."""
+    """Every test using this runs on both databases omoi supports, each already at the newest
+    migration (a copy of one migrated once per session) unless the test is marked `empty_database`."""
+    empty = request.node.get_closest_marker("empty_database") is not None
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/omoi.db"
+        yield f"sqlite:///{tmp_path}/omoi.db" if empty else migrated_sqlite(tmp_path / "omoi.db")
         return
     require_service(postgres_available(), "PostgreSQL on 127.0.0.1:5432")
-    with pg_database() as url:
+    with pg_database(migrated=not empty) as url:
         yield url
 
 

@@ -3,7 +3,9 @@ answer under CI=true), a PostgreSQL database of its own for a test, a private re
 test may kill, and free ports."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -62,10 +64,53 @@ def pg_admin(sql: str) -> None:
         conn.execute(sql)
 
 
-def create_pg_database() -> str:
-    name = f"omoi_t_{uuid.uuid4().hex[:10]}"
-    pg_admin(f'CREATE DATABASE "{name}"')
+_migrated: dict[str, str] = {}  # what a migrated copy is made from, built once per test session
+
+
+def _pg_url(name: str) -> str:
     return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def _pg_template() -> str:
+    """A database the migrations were run on once in this test session (dropped at exit): copying it
+    (CREATE DATABASE ... TEMPLATE) takes a fraction of running every migration again for each test."""
+    if "pg" not in _migrated:
+        from app.db.migrate import upgrade
+        from app.db.session import get_engine
+
+        name = f"omoi_tpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        pg_admin(f'CREATE DATABASE "{name}"')
+        atexit.register(lambda: pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        upgrade(_pg_url(name))
+        get_engine(_pg_url(name)).dispose()  # a template must have no connection when it is copied
+        _migrated["pg"] = name
+    return _migrated["pg"]
+
+
+def create_pg_database(*, migrated: bool = False) -> str:
+    """A new database: empty, or already at the newest migration (a copy of the session's template)."""
+    name = f"omoi_t_{uuid.uuid4().hex[:10]}"
+    template = f' TEMPLATE "{_pg_template()}"' if migrated else ""
+    pg_admin(f'CREATE DATABASE "{name}"{template}')
+    return _pg_url(name)
+
+
+def migrated_sqlite(path: Path) -> str:
+    """A SQLite database at `path` already at the newest migration (a copy of the session's template)."""
+    if "sqlite" not in _migrated:
+        import tempfile
+
+        from app.db.migrate import upgrade
+        from app.db.session import get_engine
+
+        folder = Path(tempfile.mkdtemp(prefix="omoi-sqlite-template-"))
+        atexit.register(shutil.rmtree, folder, True)
+        url = f"sqlite:///{folder}/template.db"
+        upgrade(url)
+        get_engine(url).dispose()
+        _migrated["sqlite"] = str(folder / "template.db")
+    shutil.copyfile(_migrated["sqlite"], path)
+    return f"sqlite:///{path}"
 
 
 def drop_pg_database(url: str) -> None:
@@ -73,10 +118,11 @@ def drop_pg_database(url: str) -> None:
 
 
 @contextmanager
-def pg_database() -> Iterator[str]:
-    """A PostgreSQL database of its own; afterwards this process's engine on it is disposed (no open
-    connection at DROP) and the database dropped. Stop omoi's processes on it before leaving."""
-    url = create_pg_database()
+def pg_database(*, migrated: bool = False) -> Iterator[str]:
+    """A PostgreSQL database of its own (empty, or `migrated`); afterwards this process's engine on it
+    is disposed (no open connection at DROP) and the database dropped. Stop omoi's processes on it
+    before leaving."""
+    url = create_pg_database(migrated=migrated)
     try:
         yield url
     finally:
