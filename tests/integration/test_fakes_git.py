@@ -26,14 +26,9 @@ OTHER_INSTALLATION = 88
 REPO = "octo/hello"
 
 
-@pytest.fixture(scope="module")
-def app_keys(rsa_keypair) -> tuple[str, str]:
-    return rsa_keypair  # one key pair per test session (tests/conftest.py)
-
-
 @pytest.fixture
-def fake(app_keys):
-    with FakeGitHub(app_id=APP_ID, app_slug="omoi-test", public_key_pem=app_keys[1]) as gh:
+def fake(rsa_keypair):
+    with FakeGitHub(app_id=APP_ID, app_slug="omoi-test", public_key_pem=rsa_keypair[1]) as gh:
         gh.add_installation(INSTALLATION, "octo")
         gh.add_installation(OTHER_INSTALLATION, "someone")
         gh.add_repo(REPO, installation_id=INSTALLATION,
@@ -72,9 +67,9 @@ def _authed_url(fake: FakeGitHub, token: str, full_name: str = REPO) -> str:
     return fake.clone_url(full_name).replace("http://", f"http://x-access-token:{token}@")
 
 
-async def test_clone_push_and_inspect(fake, app_keys, tmp_path):
+async def test_clone_push_and_inspect(fake, rsa_keypair, tmp_path):
     async with aiohttp.ClientSession() as session:
-        token = await _token(session, fake, app_keys[0])
+        token = await _token(session, fake, rsa_keypair[0])
         gh = GitHubAPI(session, "omoi-tests", oauth_token=token, base_url=fake.url)
         repo_json = await gh.getitem("/repos/octo/hello")
         assert repo_json["clone_url"] == fake.clone_url(REPO) == f"{fake.url}/octo/hello.git"
@@ -135,10 +130,10 @@ async def test_clone_push_and_inspect(fake, app_keys, tmp_path):
     assert fake.violations == [], "\n".join(fake.violations)
 
 
-async def test_git_auth(fake, app_keys, tmp_path):
+async def test_git_auth(fake, rsa_keypair, tmp_path):
     async with aiohttp.ClientSession() as session:
-        token = await _token(session, fake, app_keys[0])
-        other = await _token(session, fake, app_keys[0], OTHER_INSTALLATION)
+        token = await _token(session, fake, rsa_keypair[0])
+        other = await _token(session, fake, rsa_keypair[0], OTHER_INSTALLATION)
 
     bad = _git(tmp_path, "clone", "--quiet", _authed_url(fake, "ghs_bogus"), str(tmp_path / "a"), check=False)
     assert bad.returncode != 0 and "Authentication failed" in bad.stderr
@@ -164,9 +159,9 @@ async def test_git_auth(fake, app_keys, tmp_path):
     assert fake.violations == [], "\n".join(fake.violations)
 
 
-async def test_non_fast_forward_push_is_rejected(fake, app_keys, tmp_path):
+async def test_non_fast_forward_push_is_rejected(fake, rsa_keypair, tmp_path):
     async with aiohttp.ClientSession() as session:
-        token = await _token(session, fake, app_keys[0])
+        token = await _token(session, fake, rsa_keypair[0])
     work = tmp_path / "w"
     _git(tmp_path, "clone", "--quiet", _authed_url(fake, token), str(work))
     _git(work, "checkout", "--quiet", "-b", "feature")
@@ -198,9 +193,9 @@ async def test_non_fast_forward_push_is_rejected(fake, app_keys, tmp_path):
     assert fake.violations == [], "\n".join(fake.violations)
 
 
-async def test_refs_contents_and_pull_requests(fake, app_keys):
+async def test_refs_contents_and_pull_requests(fake, rsa_keypair):
     async with aiohttp.ClientSession() as session:
-        token = await _token(session, fake, app_keys[0])
+        token = await _token(session, fake, rsa_keypair[0])
         gh = GitHubAPI(session, "omoi-tests", oauth_token=token, base_url=fake.url)
         main = await gh.getitem("/repos/octo/hello/git/ref/heads/main")
         assert main["ref"] == "refs/heads/main" and main["object"]["sha"] == fake.branch_sha(REPO, "main")
@@ -293,7 +288,7 @@ mutation($threadId: ID!) {
 """
 
 
-async def test_review_threads_rest_and_graphql(fake, app_keys):
+async def test_review_threads_rest_and_graphql(fake, rsa_keypair):
     fake.push_human_commit(REPO, "feature", {"src/x.py": "x = 10\ny = 2\nz = 3\n"}, "Tweak x")
     pr = fake.add_pull_request(REPO, head="feature", title="Tweak", user="alice")
     first = fake.add_review_thread(REPO, pr["number"], path="src/x.py", line=1, body="Why 10?", user="alice")
@@ -301,7 +296,7 @@ async def test_review_threads_rest_and_graphql(fake, app_keys):
     assert first["diff_hunk"].startswith("@@") and first["commit_id"] == pr["head"]["sha"]
 
     async with aiohttp.ClientSession() as session:
-        token = await _token(session, fake, app_keys[0])
+        token = await _token(session, fake, rsa_keypair[0])
         gh = GitHubAPI(session, "omoi-tests", oauth_token=token, base_url=fake.url)
         n = pr["number"]
         listed = [c async for c in gh.getiter(f"/repos/octo/hello/pulls/{n}/comments")]
@@ -350,11 +345,11 @@ async def test_review_threads_rest_and_graphql(fake, app_keys):
     assert fake.violations == [], "\n".join(fake.violations)
 
 
-async def test_unknown_graphql_and_merge_are_violations(fake, app_keys):
+async def test_unknown_graphql_and_merge_are_violations(fake, rsa_keypair):
     fake.push_human_commit(REPO, "feature", {"a.txt": "a\n"}, "A")
     pr = fake.add_pull_request(REPO, head="feature")
     async with aiohttp.ClientSession() as session:
-        token = await _token(session, fake, app_keys[0])
+        token = await _token(session, fake, rsa_keypair[0])
         gh = GitHubAPI(session, "omoi-tests", oauth_token=token, base_url=fake.url)
         with pytest.raises(gidgethub.QueryError) as exc:
             await gh.graphql("query { repository(owner: \"octo\", name: \"hello\") { stargazerz { totalCount } } }",

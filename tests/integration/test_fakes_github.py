@@ -34,14 +34,9 @@ INSTALLATION = 77
 REPO = "octo/hello"
 
 
-@pytest.fixture(scope="module")
-def app_keys(rsa_keypair) -> tuple[str, str]:
-    return rsa_keypair  # one key pair per test session (tests/conftest.py)
-
-
 @pytest.fixture
-def fake(app_keys):
-    with FakeGitHub(app_id=APP_ID, app_slug="omoi-test", public_key_pem=app_keys[1]) as gh:
+def fake(rsa_keypair):
+    with FakeGitHub(app_id=APP_ID, app_slug="omoi-test", public_key_pem=rsa_keypair[1]) as gh:
         gh.add_installation(INSTALLATION, "octo")
         gh.add_repo(REPO, installation_id=INSTALLATION, files={"README.md": "hello\n", "src/x.py": "x = 1\n"})
         gh.add_issue(REPO, 1, title="Add a thing", body="Please", user="alice", labels=["omoi"])
@@ -56,9 +51,9 @@ async def _installation_gh(session: aiohttp.ClientSession, fake: FakeGitHub, pri
     return GitHubAPI(session, "omoi-tests", oauth_token=token["token"], base_url=fake.url)
 
 
-async def test_token_exchange_and_auth(fake, app_keys):
+async def test_token_exchange_and_auth(fake, rsa_keypair):
     async with aiohttp.ClientSession() as session:
-        gh = await _installation_gh(session, fake, app_keys[0])
+        gh = await _installation_gh(session, fake, rsa_keypair[0])
         repo = await gh.getitem("/repos/{owner}/{repo}", {"owner": "octo", "repo": "hello"})
         assert repo["full_name"] == REPO and repo["default_branch"] == "main"
 
@@ -88,10 +83,10 @@ async def test_token_exchange_and_auth(fake, app_keys):
     assert fake.violations == []
 
 
-async def test_pagination_comment_edit_and_permissions(fake, app_keys):
+async def test_pagination_comment_edit_and_permissions(fake, rsa_keypair):
     fake.set_permission(REPO, "bob", "maintain")
     async with aiohttp.ClientSession() as session:
-        gh = await _installation_gh(session, fake, app_keys[0])
+        gh = await _installation_gh(session, fake, rsa_keypair[0])
         url = "/repos/octo/hello/issues/1/comments"
         for i in range(5):
             await gh.post(url, data={"body": f"comment {i}"})
@@ -117,9 +112,9 @@ async def test_pagination_comment_edit_and_permissions(fake, app_keys):
     assert fake.violations == []
 
 
-async def test_reactions_are_idempotent(fake, app_keys):
+async def test_reactions_are_idempotent(fake, rsa_keypair):
     async with aiohttp.ClientSession() as session:
-        gh = await _installation_gh(session, fake, app_keys[0])
+        gh = await _installation_gh(session, fake, rsa_keypair[0])
         for _ in range(2):
             await gh.post("/repos/octo/hello/issues/1/reactions", data={"content": "eyes"})
     statuses = [c.status for c in fake.calls_matching("POST", r"/issues/1/reactions$")]
@@ -128,9 +123,9 @@ async def test_reactions_are_idempotent(fake, app_keys):
     assert fake.violations == []
 
 
-async def test_spec_violations_are_reported(fake, app_keys):
+async def test_spec_violations_are_reported(fake, rsa_keypair):
     async with aiohttp.ClientSession() as session:
-        gh = await _installation_gh(session, fake, app_keys[0])
+        gh = await _installation_gh(session, fake, rsa_keypair[0])
         with pytest.raises(gidgethub.BadRequest) as exc:
             await gh.post("/repos/octo/hello/check-runs", data={"name": "omoi", "status": "finished"})
         assert exc.value.status_code == 422
@@ -152,11 +147,11 @@ def test_validator_prefers_literal_template():
     assert v.check_response("POST", "/repos/o/r/issues/1/comments", 200, {}) != []  # 201 is documented
 
 
-async def test_fault_injection(fake, app_keys):
+async def test_fault_injection(fake, rsa_keypair):
     fake.fail_next("GET", r"/issues/1$", 502)
     fake.fail_next("POST", r"/comments$", 403, headers={"retry-after": "1"})
     async with aiohttp.ClientSession() as session:
-        gh = await _installation_gh(session, fake, app_keys[0])
+        gh = await _installation_gh(session, fake, rsa_keypair[0])
         with pytest.raises(gidgethub.GitHubBroken):
             await gh.getitem("/repos/octo/hello/issues/1")
         assert (await gh.getitem("/repos/octo/hello/issues/1"))["number"] == 1  # only once
@@ -168,7 +163,7 @@ async def test_fault_injection(fake, app_keys):
     assert fake.violations == []
 
 
-def test_contents_tree_and_check_runs_sync(fake, app_keys):
+def test_contents_tree_and_check_runs_sync(fake, rsa_keypair):
     """Plain urllib, as a separate process would use it; also checks file/tree shapes."""
     import base64
     import time
@@ -177,7 +172,7 @@ def test_contents_tree_and_check_runs_sync(fake, app_keys):
     import jwt
 
     now = int(time.time())
-    app_jwt = jwt.encode({"iat": now - 60, "exp": now + 540, "iss": str(APP_ID)}, app_keys[0], algorithm="RS256")
+    app_jwt = jwt.encode({"iat": now - 60, "exp": now + 540, "iss": str(APP_ID)}, rsa_keypair[0], algorithm="RS256")
 
     def call(method, path, body=None, auth=None):
         req = urllib.request.Request(fake.url + path, method=method, headers={"Authorization": auth},
