@@ -5,7 +5,7 @@ from celery.signals import worker_ready
 
 from app import jobs
 from app.config import get_settings
-from app.execution import orchestrator, supervision, task_runner
+from app.execution import orchestrator, run_report, supervision, task_runner
 from tasks.celery_app import celery_app
 
 
@@ -29,13 +29,15 @@ def run_task(spec_id: int, task_id: str, lease_token: str) -> str:
 def execution_health() -> int:
     """Re-queue tasks of dead workers and nudge every running spec (Celery beat; worker start)."""
     running = orchestrator.recover()
+    wanted = []
     try:
+        wanted = run_report.publishes_wanted(get_settings())
         supervision.stalls()
         supervision.orphan_sandboxes()
         supervision.orphan_commit_clones()
     except Exception:  # noqa: BLE001 - supervision must never stop recovery
         pass
-    for spec_id in running:
+    for spec_id in sorted(set(running) | set(wanted)):  # scheduling ends in a publish, finished runs too
         jobs.schedule(spec_id=spec_id)
     return len(running)
 

@@ -127,6 +127,9 @@ class Spec(Base):
     implement_check_run_id: Mapped[int | None] = mapped_column(BigInteger)
     implement_check_sha: Mapped[str | None] = mapped_column(String(64))
     tracking_comment_id: Mapped[int | None] = mapped_column(BigInteger)
+    # What omoi last sent for each rendering of the run ({"check": digest, "comment": ..., "pr": ...}):
+    # a publish that would send the same body again sends nothing (app/execution/run_report.py).
+    published: Mapped[dict | None] = mapped_column(JSON)
     run_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     run_finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Budgets (app/execution/budgets.py): this spec's own limit when raised by `/omoi budget` (None: the repo's

@@ -4,6 +4,8 @@ one tracking comment on the issue. All of it is rendered from the database after
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import time
 from decimal import Decimal
 
@@ -11,7 +13,7 @@ import gidgethub
 from sqlalchemy import select
 
 from app.config import Settings
-from app.db.models import Intervention, Spec, SpecStage, SpecTask
+from app.db.models import Intervention, IssueLock, Spec, SpecStage, SpecTask
 from app.db.session import session_scope
 from app.execution import discovery
 from app.github import comments, repo_vars
@@ -75,7 +77,9 @@ def run_view(settings: Settings, spec_id: int) -> dict:
         design = _approved(s, spec_id, "design")
         web = settings.github_web_url
         started, finished = spec.run_started_at, spec.run_finished_at
-        elapsed = (as_utc(finished or utc_now()) - as_utc(started)).total_seconds() if started else 0
+        # No clock in a body while the run goes on (a body that changes every second is a write every
+        # tick): a running run shows when it started; a finished one how long it took.
+        elapsed = (as_utc(finished) - as_utc(started)).total_seconds() if started and finished else None
         rows = [{
             "id": t.task_id, "title": t.title, "status": t.status, "attempts": t.attempts,
             "covers": list(t.covers or []), "depends_on": list(t.depends_on or []), "verify": list(t.verify or []),
@@ -99,7 +103,10 @@ def run_view(settings: Settings, spec_id: int) -> dict:
             "run_error": explain(spec.run_error, spec.run_error_params),
             "pr_number": spec.pr_number, "check_id": spec.implement_check_run_id,
             "check_sha": spec.implement_check_sha, "comment_id": spec.tracking_comment_id,
-            "tasks": rows, "counts": counts, "total": len(rows), "elapsed": _duration(elapsed),
+            "published": spec.published,
+            "tasks": rows, "counts": counts, "total": len(rows),
+            "elapsed": _duration(elapsed) if elapsed is not None else None,
+            "started": as_utc(started).strftime("%Y-%m-%d %H:%M UTC") if started else "",
             "cost": f"${total_cost:.4f}", "trace": trace,
             "summary": requirements.summary if requirements else "",
             "overview": design.overview if design else "",
@@ -181,6 +188,11 @@ async def _ensure_pr(gh, settings: Settings, spec_id: int, full_name: str, branc
     return number
 
 
+def _digest(*parts) -> str:
+    """What was sent, in 16 bytes: compared with the next rendering to skip a write that changes nothing."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
 def _pr_body(view: dict) -> str:
     body = render("execution/pr_body.md.j2", **view)
     if len(body) > GITHUB_BODY_LIMIT:
@@ -192,6 +204,9 @@ def _pr_body(view: dict) -> str:
 
 
 PUBLISH_WAIT_SECONDS = 3  # a worker slot never waits long: the holder publishes again for us
+# A publish takes a second or two; a worker killed while publishing holds the lock this long at most,
+# and then the health sweep publishes what was wanted meanwhile (publishes_wanted below).
+PUBLISH_LOCK_SECONDS = 30
 
 
 async def publish(gh, settings: Settings, spec_id: int) -> None:
@@ -206,7 +221,7 @@ async def publish(gh, settings: Settings, spec_id: int) -> None:
     for _ in range(5):
         if not await _acquire(key, owner, PUBLISH_WAIT_SECONDS):
             try_acquire(wanted, owner, 600)
-            if not try_acquire(key, owner, 120):  # the holder will see the mark once it has released
+            if not try_acquire(key, owner, PUBLISH_LOCK_SECONDS):  # the holder will see the mark once it has released
                 log.info("publish_deferred_busy", spec_id=spec_id)
                 return
         try:
@@ -218,9 +233,21 @@ async def publish(gh, settings: Settings, spec_id: int) -> None:
             return
 
 
+def publishes_wanted(settings: Settings) -> list[int]:
+    """Specs whose newest state someone asked to publish while another publisher held the lock, and
+    whose lock is free now (released, or left to expire by a killed worker): the health sweep publishes
+    them, so a finished run never keeps the state of a publisher that died."""
+    now = utc_now()
+    with session_scope(settings.database_url) as s:
+        marks = s.scalars(select(IssueLock.key).where(IssueLock.key.like("publish-wanted:spec:%"))).all()
+        held = set(s.scalars(select(IssueLock.key).where(IssueLock.key.like("publish:spec:%"),
+                                                          IssueLock.expires_at >= now)).all())
+    return sorted(int(k.rsplit(":", 1)[1]) for k in marks if f"publish:spec:{k.rsplit(':', 1)[1]}" not in held)
+
+
 async def _acquire(key: str, owner: str, wait_s: float) -> bool:
     deadline = time.monotonic() + wait_s
-    while not try_acquire(key, owner, 120):
+    while not try_acquire(key, owner, PUBLISH_LOCK_SECONDS):
         if time.monotonic() > deadline:
             return False
         await asyncio.sleep(0.05)
@@ -254,7 +281,7 @@ async def _publish(gh, settings: Settings, spec_id: int) -> None:
     # The check run lives on the branch head; when the head moves, the old one is closed as superseded.
     ref = await gh.getitem("/repos/{owner}/{repo}/git/ref/{ref}", url_vars={**repo_vars(full_name), "ref": f"heads/{branch}"})
     head = ref["object"]["sha"]
-    check_id = view["check_id"]
+    check_id, sent = view["check_id"], dict(view["published"] or {})
     if check_id and view["check_sha"] and view["check_sha"] != head:
         await upsert_check_run(gh, full_name, check_run_id=check_id, name=CHECK_NAME, head_sha=view["check_sha"],
                                title=render("execution/check_superseded.j2", head=head).strip(),
@@ -264,20 +291,29 @@ async def _publish(gh, settings: Settings, spec_id: int) -> None:
     state = view["run_state"]
     actions = ([check_action("cancel")] if state == "running" else
                [check_action("retry")] if state in ("failed", "cancelled") else [])
-    check_id = await upsert_check_run(
-        gh, full_name, check_run_id=check_id, name=CHECK_NAME, head_sha=head,
-        title=render("execution/check_title.j2", **view).strip(), summary=render("execution/check_summary.md.j2", **view),
-        conclusion=CONCLUSIONS.get(state), details_url=view["pr_url"] or view["issue_url"], actions=actions,
-    )
-    comment = await comments.upsert(gh, settings, full_name, view["issue_number"], tracking_marker(spec_id),
-                                     render("execution/tracking.md.j2", **view), known_id=view["comment_id"])
+    check = {"title": render("execution/check_title.j2", **view).strip(),
+             "summary": render("execution/check_summary.md.j2", **view), "conclusion": CONCLUSIONS.get(state),
+             "details_url": view["pr_url"] or view["issue_url"], "actions": actions}
+    # Only what changed is sent: a publish with nothing new (a health tick, a heartbeat) costs no write.
+    if not check_id or sent.get("check") != _digest(head, check):
+        check_id = await upsert_check_run(gh, full_name, check_run_id=check_id, name=CHECK_NAME, head_sha=head, **check)
+        sent["check"] = _digest(head, check)
+    tracking = render("execution/tracking.md.j2", **view)
+    comment_id = view["comment_id"]
+    if not comment_id or sent.get("comment") != _digest(tracking):
+        comment = await comments.upsert(gh, settings, full_name, view["issue_number"], tracking_marker(spec_id),
+                                         tracking, known_id=comment_id, body_changed=bool(sent.get("comment")))
+        comment_id, sent["comment"] = comment.comment_id, _digest(tracking)
     if view["pr_number"]:
-        pr = await gh.patch("/repos/{owner}/{repo}/pulls/{pull_number}",
-                            url_vars={**repo_vars(full_name), "pull_number": view["pr_number"]},
-                            data={"body": _pr_body(view)})
-        if state == "succeeded" and pr.get("draft"):
-            await _ready_for_review(gh, spec_id, pr)
+        body = _pr_body(view)
+        if sent.get("pr") != _digest(view["pr_number"], body):
+            pr = await gh.patch("/repos/{owner}/{repo}/pulls/{pull_number}",
+                                url_vars={**repo_vars(full_name), "pull_number": view["pr_number"]},
+                                data={"body": body})
+            sent["pr"] = _digest(view["pr_number"], body)
+            if state == "succeeded" and pr.get("draft"):
+                await _ready_for_review(gh, spec_id, pr)
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, spec_id)
         spec.implement_check_run_id, spec.implement_check_sha = check_id, head
-        spec.tracking_comment_id = comment.comment_id
+        spec.tracking_comment_id, spec.published = comment_id, sent

@@ -50,11 +50,26 @@ async def upsert(
     marker_prefix: str,
     body: str,
     known_id: int | None = None,
+    body_changed: bool = False,
 ) -> Upserted:
-    """Create the comment carrying `marker_prefix`, or edit it in place if it already exists."""
+    """Create the comment carrying `marker_prefix`, or edit it in place if it already exists.
+
+    `body_changed`: the caller knows `known_id`'s body differs from `body` (it keeps what it sent), so
+    the comment is edited without reading it first; a 404 (deleted by someone) falls back to finding
+    or recreating it."""
     if len(body) > GITHUB_BODY_LIMIT:
         raise ValueError(f"comment body of {len(body)} characters exceeds GitHub's limit")
     existing = None
+    url_vars = {**repo_vars(repo_full_name), "comment_id": known_id}
+    if known_id and body_changed:
+        try:
+            updated = await gh.patch("/repos/{owner}/{repo}/issues/comments/{comment_id}", url_vars=url_vars,
+                                     data={"body": body})
+            return Upserted(updated["id"], "updated", updated.get("html_url", ""))
+        except gidgethub.BadRequest as exc:
+            if exc.status_code != 404:
+                raise
+            known_id = None
     if known_id:
         try:
             existing = await gh.getitem(

@@ -171,3 +171,26 @@ def test_cancel_button_stops_the_run(running, fake_github, fake_anthropic):
     assert tasks_in_db(procs)["T1"].status == "cancelled" and implement_check(procs)["conclusion"] == "cancelled"
     assert task_commits(procs) == {}
     assert fake.violations == []
+
+
+def test_a_run_with_nothing_new_writes_nothing_to_github(running, fake_github, fake_anthropic):
+    """While a task works and nothing changes, the health ticks (every second here) and heartbeats send
+    GitHub no write: no clock in any body, and a publish that would send the same body again sends
+    nothing. The tracking comment says when the run started, and once it ends how long it took."""
+    procs, fake = running, fake_github
+    agent = Agent(fake_anthropic, {"T1": ("hello.py", CODE["hello.py"])})
+    agent.slow["T1"] = 14
+    approve_plan(procs, HAPPY[:1])
+    comment(procs, "/omoi implement")
+    wait_for(lambda: agent.seen and implement_check(procs) and "Started:" in (tracking(procs) or ""), timeout=60,
+             message="T1 in its slow session, reported")
+    time.sleep(2)  # the start of the run settles (PR, check run, tracking comment)
+    before = len(fake.calls)
+    time.sleep(6)
+    writes = [(c.method, c.path) for c in fake.calls[before:]
+              if c.method in ("POST", "PATCH", "PUT", "DELETE") and ".git/" not in c.path]
+    assert writes == []
+    assert tasks_in_db(procs)["T1"].status == "running"
+    wait_run(procs, "succeeded", timeout=120)
+    assert "Took:" in tracking(procs) and "Started:" not in tracking(procs)
+    assert fake.violations == []
