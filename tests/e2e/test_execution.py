@@ -179,14 +179,14 @@ def test_a_run_with_nothing_new_writes_nothing_to_github(running, fake_github, f
     nothing. The tracking comment says when the run started, and once it ends how long it took."""
     procs, fake = running, fake_github
     agent = Agent(fake_anthropic, {"T1": ("hello.py", CODE["hello.py"])})
-    agent.slow["T1"] = 14
+    agent.slow["T1"] = 10
     approve_plan(procs, HAPPY[:1])
     comment(procs, "/omoi implement")
     wait_for(lambda: agent.seen and implement_check(procs) and "Started:" in (tracking(procs) or ""), timeout=60,
              message="T1 in its slow session, reported")
-    time.sleep(2)  # the start of the run settles (PR, check run, tracking comment)
+    time.sleep(1.5)  # the start of the run settles (PR, check run, tracking comment)
     before = len(fake.calls)
-    time.sleep(6)
+    time.sleep(4.5)  # health ticks every second, heartbeats every half second
     writes = [(c.method, c.path) for c in fake.calls[before:]
               if c.method in ("POST", "PATCH", "PUT", "DELETE") and ".git/" not in c.path]
     assert writes == []

@@ -31,7 +31,8 @@ class ThreadedServer:
             loop = self.loop = asyncio.new_event_loop()
             asyncio.set_event_loop(loop)
             try:
-                runner = web.AppRunner(self.build(), access_log=None)
+                # a stand-in that stops does not wait for requests still in flight (a test ends with them)
+                runner = web.AppRunner(self.build(), access_log=None, shutdown_timeout=1.0)
                 loop.run_until_complete(runner.setup())
                 loop.run_until_complete(web.SockSite(runner, self.sock).start())
             except BaseException as exc:  # surface startup errors in start()

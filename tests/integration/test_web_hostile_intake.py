@@ -50,13 +50,18 @@ async def _raw(client, data: bytes, *, then_close: bool = False, wait: float = 5
             s.sendall(data)
             if then_close:
                 return b""
-            chunks = []
+            answer = b""
             try:
                 while chunk := s.recv(65536):
-                    chunks.append(chunk)
+                    answer += chunk
+                    head, sep, body = answer.partition(b"\r\n\r\n")
+                    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                                   if line.lower().startswith(b"content-length:")), None)
+                    if sep and length is not None and len(body) >= length:
+                        break  # a whole answer: no need to wait for the server to hang up
             except TimeoutError:
                 pass
-            return b"".join(chunks)
+            return answer
     return await asyncio.get_running_loop().run_in_executor(None, talk)
 
 
