@@ -70,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     from tests.fakes.anthropic import FakeAnthropic
     from tests.fakes.github import FakeGitHub
-    from tests.test_spec_flow import FILES, REQUIREMENTS, TASKS, design
+    from tests.support.plans import GREETER_FILES as FILES, GREETER_REQUIREMENTS as REQUIREMENTS, GREETER_TASKS as TASKS, greeter_design as design
 
     private, public = keypair()
     with tempfile.TemporaryDirectory() as tmp, FakeGitHub(app_id=4242, app_slug="omoi", public_key_pem=public,

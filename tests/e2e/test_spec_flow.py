@@ -14,61 +14,26 @@ from app.db.session import session_scope
 from tests.fakes.anthropic import request_text
 from tests.fakes.webhooks import issue_comment_created_payload, issues_labeled_payload, post_delivery
 from tests.support.conversation import comment, reply_to
+from tests.support.plans import GREETER_FILES, GREETER_REQUIREMENTS, GREETER_TASKS, greeter_design
 from tests.support.env import WEBHOOK_SECRET
 from tests.support.waits import wait_for
 from tests.support.world import Issue, Site
 
 REPO = "octo/greeter"
 INSTALLATION = 91
-FILES = {"README.md": "# greeter\nRun `pytest`.\n", "greeter.py": "def main():\n    pass\n",
-         "tests/test_greeter.py": "def test_nothing():\n    assert True\n"}
-SITE = Site(REPO, INSTALLATION, FILES, people={"alice": "maintain", "rita": "read"},
+SITE = Site(REPO, INSTALLATION, GREETER_FILES, people={"alice": "maintain", "rita": "read"},
             issues={5: Issue("Greet users", "Print Hello when run.", "rita")})
-
-REQUIREMENTS = {
-    "summary": "Users want a friendly greeting.",
-    "stories": [{
-        "title": "Greeting", "as_a": "user", "i_want": "to be greeted", "so_that": "I feel welcome",
-        "priority": "must",
-        "criteria": [{"pattern": "event", "text": "WHEN the user runs greeter, THE SYSTEM SHALL print Hello",
-                      "verification": "pytest tests/test_hello.py"}],
-    }],
-    "open_questions": [], "out_of_scope": ["translations"],
-}
-
-
-def design(extra_note: str = "") -> dict:
-    return {
-        "overview": "Add a hello function used by main." + extra_note,
-        "components": [{"name": "hello", "responsibility": "format the greeting", "files": ["greeter.py"],
-                        "satisfies": ["R1"]}],
-        "decisions": [{"title": "Where", "choice": "greeter.py", "alternatives": ["a new module"],
-                       "rationale": "small change"}],
-        "file_plan": [{"path": "greeter.py", "action": "modify", "purpose": "print Hello"},
-                      {"path": "tests/test_hello.py", "action": "create", "purpose": "test it"}],
-        "risks": [], "testing_strategy": "pytest",
-    }
-
-
-TASKS = {"tasks": [
-    {"key": "test", "title": "Test the greeting", "description": "Write tests/test_hello.py", "covers": ["R1.1"],
-     "files": [{"path": "tests/test_hello.py", "action": "create"}], "verify": ["pytest -q"], "size": "S",
-     "kind": "test"},
-    {"key": "impl", "title": "Print Hello", "description": "Change main", "covers": ["R1.1"], "depends_on": ["test"],
-     "files": [{"path": "greeter.py", "action": "modify"}], "verify": ["pytest -q"], "size": "S",
-     "kind": "implement"},
-]}
 
 
 @pytest.fixture
 def planning(fake_github, fake_anthropic, omoi_world):
-    fake_anthropic.on_tool("emit_requirements_draft", REQUIREMENTS, once=False)
+    fake_anthropic.on_tool("emit_requirements_draft", GREETER_REQUIREMENTS, once=False)
     fake_anthropic.on_tool(
         "emit_design_draft",
-        lambda req: design(" Uses f-strings.") if "<feedback>" in request_text(req) else design(),
+        lambda req: greeter_design(" Uses f-strings.") if "<feedback>" in request_text(req) else greeter_design(),
         once=False,
     )
-    fake_anthropic.on_tool("emit_tasks_draft", TASKS, once=False)
+    fake_anthropic.on_tool("emit_tasks_draft", GREETER_TASKS, once=False)
     fake_anthropic.on_tool("emit_review", {"findings": [{"severity": "info", "message": "consider a CLI flag"}]},
                            once=False)
     return omoi_world(github=fake_github, anthropic=fake_anthropic, site=SITE)
@@ -175,7 +140,7 @@ def test_full_planning_flow(planning, fake_github, fake_anthropic):
 
 def test_broken_plan_fails_its_gates_and_is_reported(planning, fake_github, fake_anthropic):
     procs, fake = planning, fake_github
-    bad = {"tasks": [{**TASKS["tasks"][0], "depends_on": ["impl"]}, TASKS["tasks"][1]]}  # a cycle
+    bad = {"tasks": [{**GREETER_TASKS["tasks"][0], "depends_on": ["impl"]}, GREETER_TASKS["tasks"][1]]}  # a cycle
     fake_anthropic.on_tool("emit_tasks_draft", bad, once=False)
     post_delivery(procs.url + "/webhooks/github", "issues", issues_labeled_payload(
         installation_id=INSTALLATION, repo_full_name=REPO, issue_number=5, label="omoi", sender_login="alice"),
@@ -252,8 +217,8 @@ def test_edited_comment_is_not_run_again(planning, fake_github):
 def test_oversized_stage_links_the_full_file_on_the_branch(planning, fake_github, fake_anthropic):
     procs, fake = planning, fake_github
     padding = "and records the outcome in the audit log " * 8
-    big = {**REQUIREMENTS, "stories": [{
-        **REQUIREMENTS["stories"][0], "title": f"Greeting {i}",
+    big = {**GREETER_REQUIREMENTS, "stories": [{
+        **GREETER_REQUIREMENTS["stories"][0], "title": f"Greeting {i}",
         "criteria": [{"pattern": "event", "text": f"WHEN user {i} runs greeter {j}, THE SYSTEM SHALL print Hello {padding}",
                       "verification": "pytest"} for j in range(8)],
     } for i in range(30)]}
@@ -272,9 +237,9 @@ def test_oversized_stage_links_the_full_file_on_the_branch(planning, fake_github
 def test_repository_config_picks_models_and_approvers(fake_github, fake_anthropic, omoi_world):
     fake = fake_github
     config = "models:\n  planner: claude-custom-1\napprovers: [bob]\n"
-    site = Site(REPO, INSTALLATION, {**FILES, ".github/omoi.yml": config}, people={"alice": "write", "bob": "write"},
+    site = Site(REPO, INSTALLATION, {**GREETER_FILES, ".github/omoi.yml": config}, people={"alice": "write", "bob": "write"},
                 issues={5: Issue("Greet users", "Print Hello when run.", "alice")})
-    fake_anthropic.on_tool("emit_requirements_draft", REQUIREMENTS, once=False)
+    fake_anthropic.on_tool("emit_requirements_draft", GREETER_REQUIREMENTS, once=False)
     fake_anthropic.on_tool("emit_review", {"findings": []}, once=False)
     procs = omoi_world(github=fake, anthropic=fake_anthropic, site=site)
     comment(procs, "/omoi plan")

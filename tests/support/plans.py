@@ -129,3 +129,43 @@ def good_tasks_draft():
         draft_task("exporter", ["R1.1", "R2.1"], depends_on=["export-tests"], files=[("src/export.py", "create")], size="M"),
         draft_task("cli", ["R1.1", "R1.2"], depends_on=["exporter", "export-tests"], files=[("src/app.py", "modify")]),
     ])
+
+
+# The greeter planning flow (tests/e2e/test_spec_flow.py, benchmarks/spec_flow.py): the repository
+# and the three stage drafts the model writes.
+GREETER_FILES = {"README.md": "# greeter\nRun `pytest`.\n", "greeter.py": "def main():\n    pass\n",
+                 "tests/test_greeter.py": "def test_nothing():\n    assert True\n"}
+
+GREETER_REQUIREMENTS = {
+    "summary": "Users want a friendly greeting.",
+    "stories": [{
+        "title": "Greeting", "as_a": "user", "i_want": "to be greeted", "so_that": "I feel welcome",
+        "priority": "must",
+        "criteria": [{"pattern": "event", "text": "WHEN the user runs greeter, THE SYSTEM SHALL print Hello",
+                      "verification": "pytest tests/test_hello.py"}],
+    }],
+    "open_questions": [], "out_of_scope": ["translations"],
+}
+
+
+def greeter_design(extra_note: str = "") -> dict:
+    return {
+        "overview": "Add a hello function used by main." + extra_note,
+        "components": [{"name": "hello", "responsibility": "format the greeting", "files": ["greeter.py"],
+                        "satisfies": ["R1"]}],
+        "decisions": [{"title": "Where", "choice": "greeter.py", "alternatives": ["a new module"],
+                       "rationale": "small change"}],
+        "file_plan": [{"path": "greeter.py", "action": "modify", "purpose": "print Hello"},
+                      {"path": "tests/test_hello.py", "action": "create", "purpose": "test it"}],
+        "risks": [], "testing_strategy": "pytest",
+    }
+
+
+GREETER_TASKS = {"tasks": [
+    {"key": "test", "title": "Test the greeting", "description": "Write tests/test_hello.py", "covers": ["R1.1"],
+     "files": [{"path": "tests/test_hello.py", "action": "create"}], "verify": ["pytest -q"], "size": "S",
+     "kind": "test"},
+    {"key": "impl", "title": "Print Hello", "description": "Change main", "covers": ["R1.1"], "depends_on": ["test"],
+     "files": [{"path": "greeter.py", "action": "modify"}], "verify": ["pytest -q"], "size": "S",
+     "kind": "implement"},
+]}
