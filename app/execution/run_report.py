@@ -281,23 +281,8 @@ async def _publish(gh, settings: Settings, spec_id: int) -> None:
     # The check run lives on the branch head; when the head moves, the old one is closed as superseded.
     ref = await gh.getitem("/repos/{owner}/{repo}/git/ref/{ref}", url_vars={**repo_vars(full_name), "ref": f"heads/{branch}"})
     head = ref["object"]["sha"]
-    check_id, sent = view["check_id"], dict(view["published"] or {})
-    if check_id and view["check_sha"] and view["check_sha"] != head:
-        await upsert_check_run(gh, full_name, check_run_id=check_id, name=CHECK_NAME, head_sha=view["check_sha"],
-                               title=render("execution/check_superseded.j2", head=head).strip(),
-                               summary=render("execution/check_superseded.j2", head=head),
-                               conclusion="neutral", actions=[])
-        check_id = None
-    state = view["run_state"]
-    actions = ([check_action("cancel")] if state == "running" else
-               [check_action("retry")] if state in ("failed", "cancelled") else [])
-    check = {"title": render("execution/check_title.j2", **view).strip(),
-             "summary": render("execution/check_summary.md.j2", **view), "conclusion": CONCLUSIONS.get(state),
-             "details_url": view["pr_url"] or view["issue_url"], "actions": actions}
+    state, check_id, sent = view["run_state"], view["check_id"], dict(view["published"] or {})
     # Only what changed is sent: a publish with nothing new (a health tick, a heartbeat) costs no write.
-    if not check_id or sent.get("check") != _digest(head, check):
-        check_id = await upsert_check_run(gh, full_name, check_run_id=check_id, name=CHECK_NAME, head_sha=head, **check)
-        sent["check"] = _digest(head, check)
     tracking = render("execution/tracking.md.j2", **view)
     comment_id = view["comment_id"]
     if not comment_id or sent.get("comment") != _digest(tracking):
@@ -313,6 +298,21 @@ async def _publish(gh, settings: Settings, spec_id: int) -> None:
             sent["pr"] = _digest(view["pr_number"], body)
             if state == "succeeded" and pr.get("draft"):
                 await _ready_for_review(gh, spec_id, pr)
+    # The check run goes last: once it shows the run's end, the comment and the pull request do too.
+    if check_id and view["check_sha"] and view["check_sha"] != head:
+        await upsert_check_run(gh, full_name, check_run_id=check_id, name=CHECK_NAME, head_sha=view["check_sha"],
+                               title=render("execution/check_superseded.j2", head=head).strip(),
+                               summary=render("execution/check_superseded.j2", head=head),
+                               conclusion="neutral", actions=[])
+        check_id = None
+    actions = ([check_action("cancel")] if state == "running" else
+               [check_action("retry")] if state in ("failed", "cancelled") else [])
+    check = {"title": render("execution/check_title.j2", **view).strip(),
+             "summary": render("execution/check_summary.md.j2", **view), "conclusion": CONCLUSIONS.get(state),
+             "details_url": view["pr_url"] or view["issue_url"], "actions": actions}
+    if not check_id or sent.get("check") != _digest(head, check):
+        check_id = await upsert_check_run(gh, full_name, check_run_id=check_id, name=CHECK_NAME, head_sha=head, **check)
+        sent["check"] = _digest(head, check)
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, spec_id)
         spec.implement_check_run_id, spec.implement_check_sha = check_id, head
