@@ -284,18 +284,19 @@ async def _publish(gh, settings: Settings, spec_id: int) -> None:
     state, check_id, sent = view["run_state"], view["check_id"], dict(view["published"] or {})
     # Only what changed is sent: a publish with nothing new (a health tick, a heartbeat) costs no write.
     tracking = render("execution/tracking.md.j2", **view)
-    comment_id = view["comment_id"]
-    if not comment_id or sent.get("comment") != _digest(tracking):
+    comment_id, digest = view["comment_id"], _digest(tracking)
+    if not comment_id or sent.get("comment") != digest:
         comment = await comments.upsert(gh, settings, full_name, view["issue_number"], tracking_marker(spec_id),
                                          tracking, known_id=comment_id, body_changed=bool(sent.get("comment")))
-        comment_id, sent["comment"] = comment.comment_id, _digest(tracking)
+        comment_id, sent["comment"] = comment.comment_id, digest
     if view["pr_number"]:
         body = _pr_body(view)
-        if sent.get("pr") != _digest(view["pr_number"], body):
+        digest = _digest(view["pr_number"], body)
+        if sent.get("pr") != digest:
             pr = await gh.patch("/repos/{owner}/{repo}/pulls/{pull_number}",
                                 url_vars={**repo_vars(full_name), "pull_number": view["pr_number"]},
                                 data={"body": body})
-            sent["pr"] = _digest(view["pr_number"], body)
+            sent["pr"] = digest
             if state == "succeeded" and pr.get("draft"):
                 await _ready_for_review(gh, spec_id, pr)
     # The check run goes last: once it shows the run's end, the comment and the pull request do too.
@@ -310,9 +311,10 @@ async def _publish(gh, settings: Settings, spec_id: int) -> None:
     check = {"title": render("execution/check_title.j2", **view).strip(),
              "summary": render("execution/check_summary.md.j2", **view), "conclusion": CONCLUSIONS.get(state),
              "details_url": view["pr_url"] or view["issue_url"], "actions": actions}
-    if not check_id or sent.get("check") != _digest(head, check):
+    digest = _digest(head, check)
+    if not check_id or sent.get("check") != digest:
         check_id = await upsert_check_run(gh, full_name, check_run_id=check_id, name=CHECK_NAME, head_sha=head, **check)
-        sent["check"] = _digest(head, check)
+        sent["check"] = digest
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, spec_id)
         spec.implement_check_run_id, spec.implement_check_sha = check_id, head

@@ -42,6 +42,12 @@ async def find_marked(gh, settings: Settings, repo_full_name: str, issue_number:
     return None
 
 
+async def _edit(gh, repo_full_name: str, comment_id: int, body: str) -> Upserted:
+    updated = await gh.patch("/repos/{owner}/{repo}/issues/comments/{comment_id}",
+                             url_vars={**repo_vars(repo_full_name), "comment_id": comment_id}, data={"body": body})
+    return Upserted(updated["id"], "updated", updated.get("html_url", ""))
+
+
 async def upsert(
     gh,
     settings: Settings,
@@ -60,12 +66,9 @@ async def upsert(
     if len(body) > GITHUB_BODY_LIMIT:
         raise ValueError(f"comment body of {len(body)} characters exceeds GitHub's limit")
     existing = None
-    url_vars = {**repo_vars(repo_full_name), "comment_id": known_id}
     if known_id and body_changed:
         try:
-            updated = await gh.patch("/repos/{owner}/{repo}/issues/comments/{comment_id}", url_vars=url_vars,
-                                     data={"body": body})
-            return Upserted(updated["id"], "updated", updated.get("html_url", ""))
+            return await _edit(gh, repo_full_name, known_id, body)
         except gidgethub.BadRequest as exc:
             if exc.status_code != 404:
                 raise
@@ -84,12 +87,7 @@ async def upsert(
     if existing is not None:
         if existing.get("body") == body:
             return Upserted(existing["id"], "unchanged", existing.get("html_url", ""))
-        updated = await gh.patch(
-            "/repos/{owner}/{repo}/issues/comments/{comment_id}",
-            url_vars={**repo_vars(repo_full_name), "comment_id": existing["id"]},
-            data={"body": body},
-        )
-        return Upserted(updated["id"], "updated", updated.get("html_url", ""))
+        return await _edit(gh, repo_full_name, existing["id"], body)
     url_vars = {**repo_vars(repo_full_name), "issue_number": issue_number}
     try:
         with single_attempt():
