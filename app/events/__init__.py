@@ -5,12 +5,20 @@ must not load these routers); every event routed here must be one of them, or it
 """
 from gidgethub.routing import Router
 
-from app.events import checks, comments, installation, issues, reviews
+from app.events import checks, comments, installation, issues, pull_requests, pushes, reviews
 from app.web.delivery import HANDLED_EVENTS
 
 __all__ = ["HANDLED_EVENTS", "router"]
 
-router = Router(installation.router, issues.router, comments.router, checks.router, reviews.router)
+router = Router(
+    installation.router,
+    issues.router,
+    comments.router,
+    checks.router,
+    reviews.router,
+    pull_requests.router,
+    pushes.router,
+)
 
 _routed = set(router._shallow_routes) | set(router._deep_routes)  # gidgethub keeps routes by event name
 if not _routed <= HANDLED_EVENTS:

@@ -1,0 +1,22 @@
+"""Schema for issue 15 (GitHub calls): reserved so work in parallel keeps one linear chain; no change yet
+
+Revision ID: 0014
+Revises: 0013
+Create Date: 2026-11-30 20:15:00
+"""
+from alembic import op  # noqa: F401
+import sqlalchemy as sa  # noqa: F401
+
+
+revision = '0014'
+down_revision = '0013'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

@@ -1,0 +1,22 @@
+"""Schema for issue 17 (agents): reserved so work in parallel keeps one linear chain; no change yet
+
+Revision ID: 0018
+Revises: 0017
+Create Date: 2026-11-30 20:15:00
+"""
+from alembic import op  # noqa: F401
+import sqlalchemy as sa  # noqa: F401
+
+
+revision = '0018'
+down_revision = '0017'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

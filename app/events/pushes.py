@@ -1,0 +1,4 @@
+"""push events: a push to a default branch invalidates what omoi cached about the repository."""
+from gidgethub.routing import Router
+
+router = Router()
