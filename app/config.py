@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     review_max_turns: int = 30
     review_budget_usd: float = 5.0
     review_timeout_seconds: float = 900
+    # --- CI iteration (app/execution/ci_fix.py): failing checks of other apps on omoi's pull requests ---
+    ci_fix_enabled: bool = True
+    ci_max_fix_rounds: int = 3  # per spec; `.github/omoi.yml` `ci.max_fix_rounds` overrides it
 
     # --- sandboxes ---
     sandbox_provider: Literal["local", "daytona"] = "local"

@@ -82,9 +82,18 @@ def execution_health() -> None:
 
 # -- review rounds (tasks/review.py)
 
-def address_review(*, installation_id: int, full_name: str, number: int, round_key: str) -> None:
-    """Address the review feedback on one of omoi's pull requests, once per `round_key`."""
-    _send("omoi.address_review", installation_id, full_name, number, round_key)
+def address_review(*, installation_id: int, full_name: str, number: int, round_key: str,
+                   notes: list[dict] | None = None) -> None:
+    """Address the review feedback on one of omoi's pull requests, once per `round_key`; `notes` is
+    feedback outside the threads (a review's body, a PR comment: app/execution/review_fix.note)."""
+    _send("omoi.address_review", installation_id, full_name, number, round_key, notes)
+
+
+# -- CI iteration (tasks/review.py)
+
+def ci_result(*, spec_id: int, head_sha: str) -> None:
+    """Checks of other apps finished on a spec's pull request head: fix them, or mark the PR ready."""
+    _send("omoi.ci_result", spec_id, head_sha)
 
 
 # -- the web process's batches
@@ -94,6 +103,9 @@ def process_deliveries(celery, pks: list[int]) -> None:
     batch: one pooled producer, pipelined where the broker can (Redis: one round trip). Raises if
     the broker cannot take them."""
     with celery.producer_or_acquire() as producer:  # pooled: no new broker connection
+        copies = getattr(producer.channel, "push_task_copies", None)  # Redis: app/broker/redis_transport.py
+        if copies is not None and copies(PROCESS_DELIVERY, celery.conf.task_default_queue, [[pk] for pk in pks]):
+            return  # copies of the message Celery built for an earlier batch on this channel, one LPUSH
         batch = producer.batch() if hasattr(producer, "batch") else nullcontext()
         with batch:
             # Celery builds the first message (routing, headers, signals; it declares the

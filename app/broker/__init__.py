@@ -15,6 +15,8 @@ from app.config import Settings, get_settings
 
 # The embedded broker: kombu's filesystem transport, made safe against half-written messages.
 TRANSPORT_ALIASES["filesystem"] = "app.broker.fs_transport:Transport"
+# Redis: kombu's transport, with one client object per channel (app/broker/redis_transport.py).
+TRANSPORT_ALIASES["redis"] = TRANSPORT_ALIASES["rediss"] = "app.broker.redis_transport:Transport"
 
 
 def make_celery(settings: Settings | None = None) -> Celery:

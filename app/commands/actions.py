@@ -7,6 +7,8 @@ app/commands/run_verbs.py, `budget` in app/commands/budget.py.
 """
 from __future__ import annotations
 
+from datetime import datetime
+
 from app import jobs
 from app.commands import ask, budget, run_verbs, spec_verbs
 from app.commands.grammar import VERBS, Command, InvalidCommand
@@ -23,8 +25,9 @@ BUDGET_VERBS = {"budget"}
 
 async def run(cmd: Command | InvalidCommand, *, gh, settings: Settings, full_name: str, issue: dict,
               repository: dict, installation_id: int, user: str, request_key: str,
-              repo_cfg: Effective) -> Outcome:
-    """Run one command; `request_key` makes the work it queues happen once per command."""
+              repo_cfg: Effective, written_at: datetime | None = None) -> Outcome:
+    """Run one command; `request_key` makes the work it queues happen once per command; `written_at`
+    (when the comment was written) pins an approval to the revisions that existed then."""
     if isinstance(cmd, InvalidCommand):
         return Outcome("replies/invalid.md.j2", {"raw": cmd.raw, "error": cmd.error, "verbs": VERBS})
     verb = cmd.verb
@@ -36,15 +39,17 @@ async def run(cmd: Command | InvalidCommand, *, gh, settings: Settings, full_nam
     if verb == "address-review":
         if not issue.get("pull_request"):
             return Outcome("replies/review_on_pr_only.md.j2")
+        text = cmd.args.get("text")  # `/omoi fix <what to change>` on the PR conversation
         jobs.address_review(installation_id=installation_id, full_name=full_name, number=issue["number"],
-                            round_key=f"review-{request_key}")
+                            round_key=f"review-{request_key}",
+                            notes=[{"author": user, "body": text, "source": "comment"}] if text else None)
         return Outcome("replies/reviewing.md.j2")
     if verb not in SPEC_VERBS | RUN_VERBS | BUDGET_VERBS:
         return Outcome("replies/unavailable.md.j2", {"verb": verb})
     if issue.get("pull_request"):
         return Outcome("replies/pr_only_spec.md.j2", {"verb": verb})
     if verb == "plan":
-        return spec_verbs.plan(settings, full_name, issue, repository, installation_id, user, request_key)
+        return await spec_verbs.plan(gh, settings, full_name, issue, repository, installation_id, user, request_key)
     with session_scope(settings.database_url) as s:
         spec = flow.find_spec(s, full_name, issue["number"])
         spec_id = spec.id if spec else None
@@ -55,4 +60,4 @@ async def run(cmd: Command | InvalidCommand, *, gh, settings: Settings, full_nam
     if verb == "budget":
         return budget.budget(cmd, settings, spec_id, repo_cfg, user)
     return await spec_verbs.on_spec(verb, cmd, gh=gh, settings=settings, spec_id=spec_id, user=user,
-                                    request_key=request_key, repo_cfg=repo_cfg)
+                                    request_key=request_key, repo_cfg=repo_cfg, written_at=written_at)

@@ -52,7 +52,7 @@ VERBS: tuple[tuple[str, str], ...] = (
     ("status", "/omoi status"),
     ("plan", "/omoi plan"),
     ("approve", "/omoi approve [requirements|design|tasks] [rN]"),
-    ("revise", "/omoi revise <what to change>"),
+    ("revise", "/omoi revise [requirements|design|tasks] <what to change>"),
     ("reject", "/omoi reject [reason]"),
     ("implement", "/omoi implement"),
     ("retry", "/omoi retry [task-id]"),
@@ -75,9 +75,9 @@ _STAGE_ALIASES = {
 }
 _VERB_ALIASES = {"fix": "address-review"}
 _KNOWN_VERBS = frozenset(v for v, _ in VERBS)
-_NO_ARG_VERBS = frozenset({"help", "status", "plan", "implement", "cancel", "pause", "resume", "address-review"})
+_NO_ARG_VERBS = frozenset({"help", "status", "plan", "implement", "cancel", "pause", "resume"})
 # Free text may continue on the following lines (see _continuation).
-_TEXT_VERBS = {"revise": True, "ask": True, "reject": False}  # verb -> text required?
+_TEXT_VERBS = {"revise": True, "ask": True, "reject": False, "address-review": False}  # verb -> text required?
 
 _REVISION = re.compile(r"(?:r|rev)([0-9]{1,6})", re.IGNORECASE)
 _TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -274,7 +274,7 @@ def _parse_args(verb: str, args: str) -> dict[str, Any] | Reason:
         text = args.strip()[:MAX_TEXT_CHARS]
         if not text and _TEXT_VERBS[verb]:
             return reason("command/needs_question") if verb == "ask" else reason("command/needs_text", verb=verb)
-        return {"text": text}
+        return {"text": text} if text or verb != "address-review" else {}  # `/omoi fix`: no text
     if verb == "approve":
         stage = revision = None
         if len(tokens) > 2:
@@ -350,3 +350,11 @@ def parse_commands(body: str | None, bot_names: Iterable[str] = ("omoi",)) -> li
         else:
             results.append(Command(verb, parsed, raw, line.number))
     return results
+
+
+def split_stage(text: str) -> tuple[str | None, str]:
+    """`/omoi revise requirements <text>`: the stage a free text starts with (any alias, an optional
+    colon after it) and the rest; (None, text) when it names none."""
+    first, _, rest = (text or "").strip().partition(" ")
+    stage = _STAGE_ALIASES.get(first.rstrip(":").lower())
+    return (stage, rest.strip()) if stage else (None, text)

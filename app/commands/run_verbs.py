@@ -23,9 +23,14 @@ def run(verb: str, cmd: Command, settings: Settings, spec_id: int, user: str, re
     task = (cmd.args.get("task") or "").upper() or None
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, spec_id)
-        approved, run_state = spec.state == "approved", spec.run_state
+        approved, run_state, state = spec.state == "approved", spec.run_state, spec.state
+    if state in ("stopped", "complete") or run_state in ("merged", "closed"):
+        # the run ended with the issue or the pull request: reopening it (or `/omoi plan`) continues
+        return Outcome("execution/reply_run_state.md.j2", {"state": run_state if state == "approved" else state,
+                                                           "task": task})
     if not approved:
-        return Outcome("execution/reply_run_state.md.j2", {"state": "not-approved", "task": task})
+        return Outcome("execution/reply_run_state.md.j2", {"state": "stale" if state == "stale" else "not-approved",
+                                                           "task": task})
     if run_state is None and verb == "implement":
         jobs.start_run(spec_id=spec_id, request_key=f"{request_key}:implement")
         return Outcome("execution/reply_run_started.md.j2", {"tasks": []})

@@ -1,60 +1,104 @@
-"""The spec verbs: `/omoi plan`, `status`, `approve [stage] [rN]`, `revise <text>`, `reject [text]`."""
+"""The spec verbs: `/omoi plan`, `status`, `approve [stage] [rN]`, `revise [stage] <text>`, `reject [text]`."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from app import jobs
-from app.commands.grammar import Command
+from app.commands import lifecycle
+from app.commands.grammar import Command, split_stage
 from app.config import Settings
-from app.execution import discovery
+from app.db.models import Spec
+from app.db.session import session_scope
+from app.execution import discovery, orchestrator
 from app.github.repo_config import Effective
-from app.planning import flow
+from app.planning import flow, revisions
 from app.planning.flow import Outcome
+from app.text.rendering import reason
+from app.timeutil import as_utc
+
+PIN_SLACK = timedelta(seconds=1)
+ENDED = ("stopped", "complete")  # approve and revise wait for a reopen, a relabel or `/omoi plan`
 
 
-def plan(settings: Settings, full_name: str, issue: dict, repository: dict, installation_id: int, user: str,
-         request_key: str) -> Outcome:
-    """Start a spec on the issue and queue its requirements (once: a second plan shows the status)."""
+async def plan(gh, settings: Settings, full_name: str, issue: dict, repository: dict, installation_id: int,
+               user: str, request_key: str) -> Outcome:
+    """Start a spec on the issue and queue its requirements (once: a second plan shows the status);
+    a stopped spec resumes where it stopped."""
     spec_id, start = flow.start_spec(settings, full_name, issue["number"], repository_id=repository.get("id"),
                                      installation_id=installation_id, title=issue.get("title", ""),
                                      requested_by=user)
-    if not start:
-        return Outcome("replies/already_planning.md.j2", flow.status_view(settings, spec_id))
-    jobs.run_stage(spec_id=spec_id, stage="requirements", request_key=f"{request_key}:plan")
-    return Outcome("replies/planning.md.j2")
+    if start:
+        jobs.run_stage(spec_id=spec_id, stage="requirements", request_key=f"{request_key}:plan")
+        return Outcome("replies/planning.md.j2")
+    view = lifecycle.status_view(settings, spec_id)
+    if view["state"] == "stopped":
+        state = await lifecycle.resume(gh, settings, spec_id, user, request_key)
+        return Outcome("replies/resumed.md.j2", lifecycle.status_view(settings, spec_id) | {"resumed_to": state})
+    return Outcome("replies/already_planning.md.j2", view)
 
 
 async def on_spec(verb: str, cmd: Command, *, gh, settings: Settings, spec_id: int, user: str, request_key: str,
-                  repo_cfg: Effective) -> Outcome:
+                  repo_cfg: Effective, written_at: datetime | None = None) -> Outcome:
     """status, approve, revise or reject on the issue's spec."""
     if verb == "status":
-        return Outcome("replies/status.md.j2", flow.status_view(settings, spec_id))
+        return Outcome("replies/status.md.j2", lifecycle.status_view(settings, spec_id))
+    with session_scope(settings.database_url) as s:
+        spec = s.get(Spec, spec_id)
+        state, run_state = spec.state, spec.run_state
+    if verb in ("approve", "revise") and state in ENDED:
+        return Outcome("replies/spec_ended.md.j2", lifecycle.status_view(settings, spec_id))
+    if verb in ("approve", "revise") and state == revisions.WRITING:
+        # A revision is being written: an approval now could only be of the revision it replaces.
+        return Outcome("replies/busy_writing.md.j2", {"verb": verb})
     if verb == "approve":
         return await _approve(cmd, gh=gh, settings=settings, spec_id=spec_id, user=user, request_key=request_key,
-                              repo_cfg=repo_cfg)
+                              repo_cfg=repo_cfg, written_at=written_at)
     if verb == "revise":
-        row = flow.revisable_stage(settings, spec_id)
+        stage, text = split_stage(cmd.args["text"])
+        row = revisions.revise_target(settings, spec_id, stage)
         if row is None:
-            return Outcome("replies/nothing_to_revise.md.j2", flow.status_view(settings, spec_id))
+            return Outcome("replies/nothing_to_revise.md.j2", {**flow.status_view(settings, spec_id), "asked": stage})
         flow.mark_revising(settings, spec_id)
-        jobs.run_stage(spec_id=spec_id, stage=row.stage, feedback=cmd.args["text"], request_key=f"{request_key}:revise")
+        jobs.run_stage(spec_id=spec_id, stage=row.stage, feedback=text or cmd.args["text"],
+                       request_key=f"{request_key}:revise")
         return Outcome("replies/revising.md.j2", {"stage": row.stage, "revision": row.revision + 1})
-    # reject
+    # reject: planning ends, and so does a run that is going
     outcome = flow.reject(settings, spec_id, user, cmd.args.get("text", ""))
+    if run_state in lifecycle.LIVE_RUN:
+        orchestrator.end_run(settings, spec_id, "cancelled", reason("run/stopped", why="rejected", user=user))
+        jobs.schedule(spec_id=spec_id)
+        outcome.context["run_stopped"] = True
     await flow.publish(gh, settings, spec_id, list(flow.STAGES))
     return outcome
 
 
 async def _approve(cmd: Command, *, gh, settings: Settings, spec_id: int, user: str, request_key: str,
-                   repo_cfg: Effective) -> Outcome:
-    """Approve the stage under review (or a proposed revision from a discovery); queue what follows."""
+                   repo_cfg: Effective, written_at: datetime | None) -> Outcome:
+    """Approve the stage under review (or a proposed revision from a discovery); queue what follows.
+    While stages are stale after an issue edit, an approval keeps them instead."""
     if repo_cfg.approvers and user.lower() not in {a.lower() for a in repo_cfg.approvers}:
         return Outcome("replies/not_an_approver.md.j2", {"user": user})
-    if flow.revisable_stage(settings, spec_id) is None and not cmd.args.get("stage"):
+    stage, revision = cmd.args.get("stage"), cmd.args.get("revision")
+    if revisions.has_edit_stale(settings, spec_id):
+        kept, mismatch, start = revisions.keep_stale(settings, spec_id, user, stage, revision)
+        if mismatch is None:
+            await flow.publish(gh, settings, spec_id, sorted({st for st, _ in kept}))
+            if start:
+                jobs.start_run(spec_id=spec_id, request_key=f"{request_key}:kept")
+            return Outcome("replies/kept.md.j2", {"kept": kept, "start": start})
+    waiting = flow.revisable_stage(settings, spec_id)
+    if waiting is not None and not revision and written_at is not None \
+            and as_utc(waiting.created_at) > written_at + PIN_SLACK:
+        # Written after omoi received the comment: the commenter cannot have read it (the slack: the web
+        # process and the worker may run on machines whose clocks differ a little).
+        return Outcome("replies/approve_unseen.md.j2", {"stage": waiting.stage, "revision": waiting.revision})
+    if waiting is None and not stage:
         proposal = discovery.approve_proposal(settings, spec_id, user)
         if proposal is not None:  # a proposed spec revision from a discovery: revise the tasks stage
             jobs.run_stage(spec_id=spec_id, stage="tasks", feedback=proposal["feedback"],
                            request_key=f"{request_key}:discovery")
             return Outcome("replies/discovery_approved.md.j2", proposal)
-    outcome = flow.approve(settings, spec_id, user, cmd.args.get("stage"), cmd.args.get("revision"))
+    outcome = flow.approve(settings, spec_id, user, stage, revision)
     if outcome.template == "replies/approved.md.j2":
         await flow.write_spec_file(gh, settings, spec_id, outcome.context["stage"])
         await flow.publish(gh, settings, spec_id, [outcome.context["stage"]])

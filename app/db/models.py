@@ -103,7 +103,8 @@ class Spec(Base):
     repo_full_name: Mapped[str] = mapped_column(String(255))
     issue_number: Mapped[int] = mapped_column(Integer)
     title: Mapped[str] = mapped_column(Text, default="")
-    # acknowledged -> requirements -> design -> tasks -> approved -> running -> done | failed | rejected | cancelled
+    # acknowledged -> planning -> requirements -> design -> tasks -> approved -> complete (PR merged); also
+    # blocked | failed | rejected | stopped (issue closed, label removed) | stale (issue edited before the run)
     state: Mapped[str] = mapped_column(String(32), default="acknowledged")
     requested_by: Mapped[str] = mapped_column(String(255), default="")
     ack_comment_id: Mapped[int | None] = mapped_column(BigInteger)
@@ -119,7 +120,8 @@ class Spec(Base):
     # put into words by templates/reasons/); params NULL: English stored before reasons had codes.
     last_error: Mapped[str | None] = mapped_column(Text)
     last_error_params: Mapped[dict | None] = mapped_column(JSON)
-    # Execution of the approved tasks (app/execution/orchestrator.py): running -> succeeded | failed | cancelled
+    # Execution of the approved tasks (app/execution/orchestrator.py): running -> succeeded | failed | cancelled;
+    # merged | closed: its pull request was merged, or closed without merging (work kept on the branch)
     run_state: Mapped[str | None] = mapped_column(String(16))
     run_error: Mapped[str | None] = mapped_column(Text)
     run_error_params: Mapped[dict | None] = mapped_column(JSON)
@@ -140,6 +142,10 @@ class Spec(Base):
     stall_reported_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # retry, budget resume or a merged revision: the stall clock starts again from here
     run_resumed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Endings (app/commands/lifecycle.py): the state before the issue was closed or unlabelled, and
+    # when the pull request was merged (state complete).
+    stopped_from: Mapped[str | None] = mapped_column(String(32))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _ts()
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utc_now, onupdate=utc_now, nullable=False
@@ -218,6 +224,8 @@ class SpecStage(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     approved_by: Mapped[str | None] = mapped_column(String(255))
     approved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # "edit": approved before the issue's body changed; shown stale until kept (approve) or revised
+    stale_reason: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = _ts()
 
 
@@ -260,6 +268,18 @@ class SpecTask(Base):
     created_at: Mapped[datetime] = _ts()
 
 
+class TaskIntegration(Base):
+    """A verified task change waiting for its branch; one integrator pushes all (app/execution/integration.py)."""
+    __tablename__ = "task_integrations"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    spec_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("specs.id"), index=True)
+    task_id: Mapped[str] = mapped_column(String(16))
+    lease_owner: Mapped[str] = mapped_column(String(255))  # pushed only while this attempt holds the task
+    change: Mapped[dict] = mapped_column(JSON)  # base (sha), patch, message, paths (declared and touched)
+    state: Mapped[str] = mapped_column(String(16), default="waiting")  # waiting -> pushed | refused | failed
+    result: Mapped[dict | None] = mapped_column(JSON)  # sha, rebased, touched, existing, reason
+
+
 class Discovery(Base):
     """New work an agent reported during a task (app/execution/discovery.py), and what omoi did with it."""
 
@@ -280,6 +300,46 @@ class Discovery(Base):
     duplicate_of: Mapped[str | None] = mapped_column(String(64))
     comment_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = _ts()
+
+
+class CIRound(Base):
+    """One round of fixing the failing checks of other apps on a spec's pull request (app/execution/ci_fix.py):
+    one per failing head commit; `status` says how it ended."""
+
+    __tablename__ = "ci_rounds"
+    __table_args__ = (UniqueConstraint("spec_id", "head_sha", name="uq_ci_round_head"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    spec_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("specs.id"), index=True)
+    round: Mapped[int] = mapped_column(Integer, default=0)  # 1, 2, ...; 0 for a round that never ran (stopped)
+    head_sha: Mapped[str] = mapped_column(String(64))  # the commit whose checks failed
+    checks: Mapped[list] = mapped_column(JSON, default=list)  # [{name, conclusion, title, url}]
+    # running | pushed | verify_failed | no_change | failed | stopped (the round limit or the budget)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    fix_sha: Mapped[str | None] = mapped_column(String(64))
+    cost_usd: Mapped[Decimal] = mapped_column(Numeric(12, 6), default=Decimal(0))
+    reason: Mapped[str | None] = mapped_column(Text)  # a reason code; reason_params its parameters
+    reason_params: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = _ts()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class TaskTranscript(Base):
+    """One attempt's transcript of a task: the agent's messages and tool calls as app/agent/transcript.py keeps
+    them (redacted, clipped), written by the worker's heartbeat (app/db/transcripts.py); unlike
+    `spec_tasks.trajectory` it outlives a retry, so the status page shows every attempt."""
+
+    __tablename__ = "task_transcripts"
+    __table_args__ = (UniqueConstraint("spec_id", "task_id", "attempt", name="uq_task_transcript"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    spec_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("specs.id"), index=True)
+    task_id: Mapped[str] = mapped_column(String(16))
+    attempt: Mapped[int] = mapped_column(Integer)
+    entries: Mapped[list] = mapped_column(JSON, default=list)  # the last app.db.transcripts.KEEP of them
+    total: Mapped[int] = mapped_column(Integer, default=0)     # how many the session produced so far
+    cost_usd: Mapped[Decimal] = mapped_column(Numeric(12, 6), default=Decimal(0))  # this attempt's so far
+    updated_at: Mapped[datetime] = _ts()
 
 
 class Intervention(Base):
@@ -348,3 +408,12 @@ class ModelSession(Base):
     created_at: Mapped[datetime] = _ts()
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+
+class GitHubCache(Base):
+    """What omoi knows of GitHub without asking again (app/github/cache.py)."""
+    __tablename__ = "github_cache"
+    key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    value: Mapped[dict] = mapped_column(JSON)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

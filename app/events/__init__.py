@@ -5,7 +5,7 @@ must not load these routers); every event routed here must be one of them, or it
 """
 from gidgethub.routing import Router
 
-from app.events import checks, comments, installation, issues, pull_requests, pushes, reviews
+from app.events import checks, ci_results, comments, installation, issues, pull_requests, pushes, reviews
 from app.web.delivery import HANDLED_EVENTS
 
 __all__ = ["HANDLED_EVENTS", "router"]
@@ -18,6 +18,7 @@ router = Router(
     reviews.router,
     pull_requests.router,
     pushes.router,
+    ci_results.router,
 )
 
 _routed = set(router._shallow_routes) | set(router._deep_routes)  # gidgethub keeps routes by event name

@@ -8,7 +8,10 @@ from sqlalchemy import or_, select
 from app.execution import orchestrator
 from app.db.models import Spec
 from app.db.session import session_scope
-from app.events.context import EventContext
+from app.events.context import EventContext, refuse_once
+from app.github import comments
+from app.text import markers
+from app.text.rendering import render
 from app.github.permissions import check_sender
 from app import jobs
 from app.execution.run_report import CHECK_NAME
@@ -32,14 +35,14 @@ async def on_requested_action(event: sansio.Event, ctx: EventContext) -> None:
             Spec.repo_full_name == repo["full_name"],
             or_(Spec.implement_check_run_id == check["id"], Spec.branch == branch if branch else False),
         )).first()
-        spec_id = spec.id if spec else None
+        spec_id, issue_number = (spec.id, spec.issue_number) if spec else (None, None)
     if spec_id is None:
         ctx.log.info("check_action_unknown_run", check_run=check["id"])
         return
     gh = await ctx.gh()
     decision = await check_sender(gh, ctx.settings, repo["full_name"], sender)
     if not decision.allowed:
-        ctx.log.info("check_action_refused", sender=sender.get("login"), permission=decision.permission)
+        await refuse_once(ctx, gh, repo["full_name"], issue_number, sender, "button")
         return
     user = sender.get("login", "")
     if identifier == "cancel":
@@ -49,4 +52,9 @@ async def on_requested_action(event: sansio.Event, ctx: EventContext) -> None:
         outcome, _ = orchestrator.request_retry(ctx.settings, spec_id)
         if outcome == "retrying":
             jobs.start_run(spec_id=spec_id, request_key=f"check:{ctx.delivery_id}")
+    if outcome not in ("cancelled", "retrying"):  # the press changed nothing: say why, on the issue
+        await comments.upsert(gh, ctx.settings, repo["full_name"], issue_number,
+                              markers.NOTICE.prefix(spec=spec_id, what="button"),
+                              render("replies/button_noop.md.j2", spec_id=spec_id, what="button",
+                                     issue_number=issue_number, action=identifier, state=outcome, user=user))
     ctx.log.info("check_action", action=identifier, user=user, outcome=outcome)

@@ -9,7 +9,8 @@ from app.db import claims
 from app.github import repo_config
 from app.commands.actions import run
 from app.commands.grammar import parse_commands
-from app.events.context import EventContext
+from app.events.context import EventContext, refuse_once
+from app.events.records import delivery_received_at
 from app.github import comments
 from app.github.permissions import check_sender
 from app.text.rendering import render
@@ -37,22 +38,20 @@ async def on_comment(event: sansio.Event, ctx: EventContext) -> None:
     gh = await ctx.gh()
     decision = await check_sender(gh, ctx.settings, full_name, sender)
     if not decision.allowed:
-        ctx.log.info("command_refused", sender=sender.get("login"), permission=decision.permission)
-        # At most one polite reply per issue, however many times people try.
-        if sender.get("type") != "Bot" and claims.claim(f"refused:{full_name}#{number}", "notice"):
-            await comments.upsert(gh, ctx.settings, full_name, number, markers.REFUSED.prefix(),
-                                  render("replies/permission_denied.md.j2", user=sender.get("login", "")))
+        await refuse_once(ctx, gh, full_name, number, sender, "comment")  # at most one notice per issue
         claims.finish(key)
         return
     await comments.add_reaction(gh, full_name, comment_id=comment["id"], content="eyes")
     repo_cfg = await repo_config.load_and_report(gh, ctx.settings, full_name, number)
     sections = []
+    received = delivery_received_at(ctx.settings, ctx.delivery_id)  # pins approvals to what existed then
     for i, cmd in enumerate(commands):
         outcome = await run(cmd, gh=gh, settings=ctx.settings, full_name=full_name, issue=issue,
                             repository=repo, installation_id=ctx.installation_id, user=sender.get("login", ""),
-                            request_key=f"{key}:{i}", repo_cfg=repo_cfg)
+                            request_key=f"{key}:{i}", repo_cfg=repo_cfg, written_at=received)
         sections.append(render(outcome.template, **outcome.context).strip())
         ctx.log.info("command_done", verb=cmd.verb, outcome=outcome.template)
     body = render("replies/reply.md.j2", comment_id=comment["id"], sections=sections)
     await comments.upsert(gh, ctx.settings, full_name, number, markers.REPLY.prefix(to=comment['id']), body)
     claims.finish(key)
+

@@ -1,4 +1,5 @@
-"""installation and installation_repositories: which accounts and repositories omoi serves."""
+"""installation and installation_repositories: which accounts and repositories omoi serves. Either
+empties what omoi cached of the installation's repositories (permissions or access changed)."""
 from __future__ import annotations
 
 from gidgethub import sansio
@@ -7,6 +8,7 @@ from gidgethub.routing import Router
 from app.db.session import session_scope
 from app.events.context import EventContext
 from app.events.records import upsert_installation, upsert_repository
+from app.github import cache
 
 router = Router()
 
@@ -26,6 +28,7 @@ async def on_installation(event: sansio.Event, ctx: EventContext) -> None:
     if changes is None:
         return
     inst = event.data["installation"]
+    cache.forget_installation(ctx.settings.database_url, inst["id"])
     with session_scope(ctx.settings.database_url) as s:
         upsert_installation(s, inst, **changes)
         s.flush()
@@ -37,6 +40,7 @@ async def on_installation(event: sansio.Event, ctx: EventContext) -> None:
 @router.register("installation_repositories")
 async def on_installation_repositories(event: sansio.Event, ctx: EventContext) -> None:
     inst = event.data["installation"]
+    cache.forget_installation(ctx.settings.database_url, inst["id"])
     with session_scope(ctx.settings.database_url) as s:
         upsert_installation(s, inst)
         s.flush()

@@ -1,9 +1,14 @@
 """Keep installations and repositories in the database current from any payload."""
 from __future__ import annotations
 
+from datetime import datetime
+
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.models import Installation, Repository
+from app.db.models import Installation, Repository, WebhookDelivery
+from app.db.session import session_scope
+from app.timeutil import as_utc
 
 
 def upsert_installation(s: Session, inst: dict, **changes) -> Installation:
@@ -60,3 +65,10 @@ def _is_name(value, size: int = 255) -> bool:
 def _account_ok(account) -> bool:
     return account is None or (isinstance(account, dict) and all(
         account.get(k) is None or _is_name(account.get(k), size) for k, size in (("login", 255), ("type", 32))))
+
+
+def delivery_received_at(settings, delivery_id: str) -> datetime | None:
+    """When omoi's web process received a delivery (its own clock, like every row it writes)."""
+    with session_scope(settings.database_url) as s:
+        at = s.scalars(select(WebhookDelivery.received_at).where(WebhookDelivery.delivery_id == delivery_id)).first()
+        return as_utc(at) if at else None

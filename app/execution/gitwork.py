@@ -26,22 +26,18 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from app.execution import policy
+from app.github import cache as github_cache
 from app.text.redaction import redact_outbound
 from app.execution.policy import Refused  # noqa: F401 - callers catch it from here too
-from app.sandbox.clone import DEFAULT_PATH
+from app.sandbox.clone import DEFAULT_PATH, HARDENING, HARDENING_ARGS, Mirror  # noqa: F401 - HARDENING: re-exported
+from app.sandbox.base import SandboxError
 from app.text.rendering import Reason, reason
+from app.observability.logs import get_logger
+
+log = get_logger("omoi.gitwork")
 
 TRAILER = "Omoi-Task"
-# `git -c` settings for every command; they outrank the clone's own config. `diff.external=` is not
-# here on purpose: git 2.39 then runs an empty command; omoi uses plumbing diffs, which never run one.
-HARDENING: tuple[str, ...] = (
-    "core.hooksPath=/dev/null", "core.fsmonitor=false", "core.untrackedCache=false", "credential.helper=",
-    "core.sshCommand=false", "core.askPass=/bin/false", "core.attributesFile=/dev/null",
-    "core.useReplaceRefs=false", "protocol.allow=never", "protocol.https.allow=always",
-    "protocol.http.allow=always", "protocol.file.allow=always", "commit.gpgSign=false",
-    "log.showSignature=false", "gc.auto=0", "maintenance.auto=false",
-)
-_HARDENING_ARGS = [arg for item in HARDENING for arg in ("-c", item)]
+_HARDENING_ARGS = HARDENING_ARGS
 
 
 class GitError(Exception):
@@ -131,16 +127,50 @@ class Clone:
 
     # -- operations -------------------------------------------------------------------------
 
-    def clone(self) -> str:
-        """Clone the branch (bare: nothing is checked out); returns its head sha."""
-        self.git("clone", "-q", "--bare", "--no-tags", "--single-branch", "-b", self.branch, "--", self.url,
-                 str(self.git_dir), auth=True)
+    def clone(self, want: Sequence[str] = ()) -> str:
+        """Clone the branch (bare: nothing is checked out); returns its head sha. The objects come from
+        this host's mirror of the repository, fetched now (once for the tasks that start together) unless
+        its branch already holds every commit in `want` (the dependencies omoi pushed from this host)."""
+        try:
+            mirror = Mirror(self.url)
+            mirror.update(self.token, self.branch, want)
+            with mirror.reading():
+                self.git("clone", "-q", "--bare", "--no-tags", "--single-branch", "-b", self.branch, "--",
+                         str(mirror.path), str(self.git_dir))
+            self.git("remote", "set-url", "origin", self.url)
+        except (SandboxError, OSError, GitError) as exc:  # no mirror here: straight from the repository
+            shutil.rmtree(self.git_dir, ignore_errors=True)
+            log.warning("mirror_unavailable", error=self._clean(str(exc).encode()))
+            self.git("clone", "-q", "--bare", "--no-tags", "--single-branch", "-b", self.branch, "--", self.url,
+                     str(self.git_dir), auth=True)
         return self.out("rev-parse", "HEAD")
 
     def fetch(self) -> str:
         """The branch head on GitHub now."""
         self.git("fetch", "-q", "origin", f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}", auth=True)
         return self.out("rev-parse", f"refs/remotes/origin/{self.branch}")
+
+    def fetch_mirrored(self) -> str | None:
+        """The branch head as this host's mirror has it (what omoi pushed last from here), copied into the
+        clone without the network; None without a mirror. It may be behind GitHub: a push tells."""
+        mirror = Mirror.existing(self.url)
+        if mirror is None:
+            return None
+        with mirror.reading():
+            proc = self.git("fetch", "-q", "--no-tags", str(mirror.path),
+                            f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}", check=False)
+        if proc.returncode != 0:
+            return None
+        return self.out("rev-parse", f"refs/remotes/origin/{self.branch}")
+
+    def record_pushed(self, sha: str) -> None:
+        """Copy a commit just pushed into this host's mirror (the next tasks start from it, no fetch)."""
+        mirror = Mirror.existing(self.url)
+        if mirror is not None:
+            try:
+                mirror.record(self.git_dir, sha, self.branch)
+            except (SandboxError, OSError) as exc:
+                log.warning("mirror_record_failed", error=self._clean(str(exc).encode()))
 
     def find_task_commit(self, task_key: str, ref: str) -> str | None:
         """The commit on `ref` whose `Omoi-Task` trailer is `task_key` (a killed worker may have pushed)."""
@@ -235,13 +265,52 @@ class Clone:
         text = self.git("stripspace", stdin=message.encode()).stdout  # what `git commit` would have stored
         return self.out("commit-tree", "--no-gpg-sign", tree, "-p", base_sha, "-F", "-", stdin=text)
 
+    def task_commits(self, ref: str) -> dict[str, str]:
+        """`Omoi-Task` key -> commit for every task commit on `ref` (one scan for a whole batch)."""
+        out = self.out("log", ref, "-F", f"--grep={TRAILER}: ",
+                       f"--format=%H %(trailers:key={TRAILER},valueonly,separator=%x2C)")
+        found: dict[str, str] = {}
+        for line in out.splitlines():
+            sha, _, values = line.partition(" ")
+            for value in values.split(","):
+                found.setdefault(value.strip(), sha)  # newest first: the latest commit of a key wins
+        found.pop("", None)
+        return found
+
+    def changed_paths(self, old: str, new: str) -> set[str]:
+        """The paths that differ between two commits (renames as a delete and an add)."""
+        raw = self.git("diff", "--name-only", "-z", "--no-renames", "--no-ext-diff", "--no-textconv", old, new,
+                       "--").stdout
+        return {p.decode("utf-8", "surrogateescape") for p in raw.split(b"\0") if p}
+
+    def patch_paths(self, patch: str) -> set[str]:
+        """Every path `patch` touches (both sides of a rename), as git reads the patch."""
+        raw = self.git("apply", "--numstat", "-z", "-", stdin=patch.encode()).stdout
+        paths, fields = set(), raw.split(b"\0")
+        at = 0
+        while at < len(fields):
+            counts = fields[at].split(b"\t", 2)
+            if len(counts) == 3 and counts[2]:
+                paths.add(counts[2])
+                at += 1
+            elif len(counts) == 3:  # a rename: the old and the new path follow
+                paths.update(fields[at + 1:at + 3])
+                at += 3
+            else:
+                at += 1
+        return {p.decode("utf-8", "surrogateescape") for p in paths if p}
+
     def contains(self, sha: str, ancestor: str) -> bool:
         return self.git("merge-base", "--is-ancestor", ancestor, sha, check=False).returncode == 0
 
-    def push(self, sha: str) -> None:
-        proc = self.git("push", "-q", "--porcelain", "origin", f"{sha}:refs/heads/{self.branch}", auth=True,
+    def push(self, sha: str, expect: str | None = None) -> None:
+        """Push `sha` to the branch (never forced). With `expect`, only if the branch is at `expect` on
+        GitHub (a compare-and-swap: `sha` descends from it, so this is still a fast-forward)."""
+        lease = [f"--force-with-lease=refs/heads/{self.branch}:{expect}"] if expect else []
+        proc = self.git("push", "-q", "--porcelain", *lease, "origin", f"{sha}:refs/heads/{self.branch}", auth=True,
                         check=False)
-        if proc.returncode == 0:
+        if proc.returncode == 0:  # the head omoi pushed, for the run's check run (app/github/cache.py)
+            github_cache.remember_push(self.url, self.branch, sha, lambda old: self.contains(sha, old))
             return
         text = self._clean(proc.stderr + proc.stdout)
         if any(s in text for s in ("non-fast-forward", "fetch first", "[rejected]", "stale info", "cannot lock ref")):

@@ -20,6 +20,7 @@ from sqlalchemy import update as sql_update
 
 from app.config import Settings
 from app.db.locks import owner_id
+from app.db import transcripts
 from app.db.models import Intervention, Spec, SpecTask
 from app.db.session import session_scope
 from app.observability.logs import get_logger
@@ -142,8 +143,11 @@ class Heartbeat(threading.Thread):
         if size == self._flushed:
             return
         with session_scope(self.settings.database_url) as s:
-            s.execute(update(SpecTask).where(SpecTask.id == self.lease.row_id, SpecTask.lease_owner == self.lease.owner)
-                      .values(trajectory=list(self.transcript[-TRAJECTORY_KEEP:]), trajectory_at=utc_now()))
+            if s.execute(update(SpecTask).where(SpecTask.id == self.lease.row_id, SpecTask.lease_owner == self.lease.owner)
+                         .values(trajectory=list(self.transcript[-TRAJECTORY_KEEP:]), trajectory_at=utc_now())).rowcount:
+                # the whole attempt, kept after a retry resets the row (the status page shows every attempt)
+                transcripts.keep(s, self.lease.spec_id, self.lease.task_id, self.lease.attempt, self.transcript,
+                                 self.spent_usd)
         self._flushed = size
 
     def run(self) -> None:
@@ -160,6 +164,7 @@ class Heartbeat(threading.Thread):
     def stop(self) -> None:
         self._stop.set()
         try:
+            self.flush_trajectory()  # the session's last messages
             self.poll_redirects()  # record the last delivered message
         except Exception:  # noqa: BLE001
             pass

@@ -10,7 +10,7 @@ The database is the source of truth; every step here is a short transaction.
   (app/execution/scheduler.py), then show the new state on GitHub (app/execution/run_report.py: check
   run, tracking comment, pull request) and post proposed spec revisions (app/execution/discovery.py).
 - `finish_attempt` records a task's outcome: done, retry later (backoff) or failed, which fails the run.
-- `request_retry`, `cancel_run`, `resume_after_budget`, `fail_run`: the run's other state changes.
+- `request_retry`, `cancel_run`, `end_run`, `resume_after_budget`, `fail_run`: the run's other state changes.
 - `recover` (Celery beat, and at worker start) re-queues tasks whose lease ran out because their
   worker died, and nudges every running spec.
 
@@ -201,6 +201,29 @@ def cancel_run(settings: Settings, spec_id: int, user: str) -> str:
                   .values(status="cancelled", lease_owner=None, lease_expires_at=None, finished_at=utc_now()))
     log.info("run_cancelled", spec_id=spec_id, user=user)
     return "cancelled"
+
+
+def end_run(settings: Settings, spec_id: int, state: str, why: Reason | None) -> str | None:
+    """End the run as `state` (cancelled: the issue was closed, its label removed or the plan rejected;
+    merged | closed: its pull request was merged or closed unmerged). Pending and running tasks become
+    cancelled, so running workers lose their lease at the next heartbeat and stop without pushing.
+    Returns the run state before (None: there was no run). Safe to call twice; a merged run stays merged."""
+    with session_scope(settings.database_url) as s:
+        spec = s.get(Spec, spec_id)
+        if spec is None or spec.run_state is None:
+            return None
+        before = spec.run_state
+        if before == "merged" or (before == state and state != "cancelled"):
+            return before
+        s.execute(update(SpecTask).where(SpecTask.spec_id == spec_id, SpecTask.status.in_(("pending", "running")))
+                  .values(status="cancelled", lease_owner=None, lease_expires_at=None, finished_at=utc_now()))
+        if before in ("running", "paused_budget") or spec.run_finished_at is None:
+            spec.run_finished_at = utc_now()
+        spec.run_state = state
+        if why is not None and before in ("running", "paused_budget"):
+            spec.run_error, spec.run_error_params = stored(why)
+    log.info("run_ended", spec_id=spec_id, state=state, before=before)
+    return before
 
 
 def resume_after_budget(settings: Settings, spec_id: int) -> bool:

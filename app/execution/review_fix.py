@@ -1,9 +1,11 @@
 """Answering review threads on omoi's pull requests.
 
-One batched agent job per request: collect the unresolved threads (GraphQL, whole thread),
-run the agent on the PR branch in a sandbox, commit and push its fix (never forced, on top
-of any human commits), then reply in every thread - applied, not applied, or needs a human -
-and resolve only the threads omoi fixed, only where the repository allows it.
+One batched agent job per request: collect the unresolved threads (GraphQL, whole thread) and the
+feedback outside them (a review's body, a PR comment's `/omoi fix <text>`), run the fix session on
+the PR branch (app/execution/fix_session.py: sandbox, agent, the spec's and the repository's verify
+commands - a failing one means nothing is pushed - then omoi's commit, never forced, on top of any
+human commits; its cost counts in the spec's budget), then reply in every thread - applied, not
+applied, or needs a human - and resolve only the threads omoi fixed, only where the repository allows it.
 """
 from __future__ import annotations
 
@@ -13,16 +15,14 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field, ValidationError
 
-from app.agent.session import run_agent
 from app.config import Settings, get_settings
 from app.db import claims
 from app.db.locks import issue_lock
-from app.execution import gitwork, policy
-from app.github import bot_identity, comments, repo_config, url_with_token
+from app.execution import fix_session, policy
+from app.github import comments, repo_config
 from app.github.client import installation_client
 from app.github.permissions import check_sender
 from app.observability.logs import get_logger, redact
-from app.sandbox import make_sandbox
 from app.text.rendering import Reason, explain, reason, render
 from app.text import markers
 
@@ -70,6 +70,9 @@ class ReviewResult:
     sha: str | None
     outcomes: dict[str, ThreadOutcome] = field(default_factory=dict)
     threads: list[Thread] = field(default_factory=list)
+    failure: Reason | None = None  # why nothing was pushed (a failing verify, the budget, the policy)
+    tail: str = ""                 # a failing verify command's output, trimmed
+    cost: float = 0.0
 
 
 class AgentThreadResult(BaseModel):
@@ -133,62 +136,44 @@ def _excerpt(patch: str, path: str, max_lines: int = 12) -> str:
 
 
 async def run_fix(gh, settings: Settings, token: str, full_name: str, pr: dict, threads: list[Thread],
-                  round_key: str, blocked_paths: list[str]) -> tuple[ReviewResult, str]:
-    """Sandbox + agent on the PR head; commit and push the fix. Returns per-thread outcomes."""
-    repo = await gh.getitem("/repos/{owner}/{repo}", url_vars=dict(zip(("owner", "repo"), full_name.split("/", 1))))
-    branch, head = pr["head"]["ref"], pr["head"]["sha"]
-    provider = make_sandbox(settings)
-    sandbox = await provider.create(repo_url=url_with_token(repo["clone_url"], token), ref=head, label=f"review-{pr['number']}")
-    try:
-        prompt = render("review/agent_prompt.j2", threads=threads, result_file=RESULT_FILE, pr=pr)
-        result = await run_agent(mode="implement", prompt=prompt, sandbox=sandbox, settings=settings,
-                                 max_turns=settings.review_max_turns, max_budget_usd=settings.review_budget_usd,
-                                 timeout_s=settings.review_timeout_seconds)
-        report = await _read_report(sandbox)
-        patch = await sandbox.diff()
-    finally:
-        await sandbox.destroy()
+                  notes: list[dict], round_key: str, cfg, spec_id: int | None) -> tuple[ReviewResult, str]:
+    """The fix session (app/execution/fix_session.py) on the PR head: verified before it is pushed,
+    its cost counted in the spec's budget. Returns per-thread outcomes and the patch."""
+    extra = (await repo_config.load(gh, settings, full_name)).config.ci.verify
+    verify = fix_session.verify_commands(settings, spec_id, list(extra))
+    allowance, hit = fix_session.budget_left(settings, spec_id, cfg)
+    if hit is not None:
+        why = reason("review/budget", limit=hit["limit"], spent_usd=hit["spent_usd"], limit_usd=hit["limit_usd"])
+        return ReviewResult(None, {t.id: ThreadOutcome("not_applied", why) for t in threads}, threads, failure=why), ""
+    prompt = render("review/agent_prompt.j2", threads=threads, notes=notes, result_file=RESULT_FILE, pr=pr,
+                    verify=verify)
+    fix = await fix_session.run(gh, settings, token, full_name, pr, cfg, prompt=prompt, key=round_key,
+                                label=f"review-{pr['number']}", verify=verify, max_budget_usd=allowance,
+                                message=render("review/commit_message.j2", pr=pr, threads=threads, notes=notes,
+                                               key=round_key), result_file=RESULT_FILE)
+    fix_session.record_cost(settings, spec_id, "review_fix", fix.agent)
+    report = _parse_report(fix.report)
     ids = {t.id for t in threads}
     outcomes = {r.id: ThreadOutcome(r.status, r.reason) for r in (report.threads if report else []) if r.id in ids}
-    if not result.ok and not patch.strip():
-        return ReviewResult(None, {t.id: ThreadOutcome("needs_human", reason("review/agent_stopped", cause=result.error))
-                                   for t in threads}, threads), ""
-    limits = policy.Limits(blocked_paths=tuple(blocked_paths))
-    refusal = policy.precheck(patch, limits) if patch.strip() else None
-    if refusal is not None:
-        return ReviewResult(None, {t.id: ThreadOutcome("not_applied", refusal.reason) for t in threads}, threads), ""
-    sha = None
-    if patch.strip():
-        clone = gitwork.Clone(url=repo["clone_url"], token=token, branch=branch,
-                              author=bot_identity(settings.app_name, settings.github_app_id))
-        message = render("review/commit_message.j2", pr=pr, threads=threads, key=round_key)
-        try:
-            await asyncio.to_thread(clone.clone)
-            pushed = await asyncio.to_thread(gitwork.commit_and_push, clone, base_sha=head, patch=patch,
-                                             message=message, task_key=round_key, limits=limits,
-                                             secrets=policy.secrets_from_settings(settings, extra=[token]))
-            sha = pushed.sha
-        except policy.Refused as exc:  # the applied change broke a rule: nothing was pushed
-            return ReviewResult(None, {t.id: ThreadOutcome("not_applied", exc.reason) for t in threads}, threads), ""
-        finally:
-            clone.cleanup()
-    changed = set(policy.changed_paths(patch)) if patch.strip() else set()
+    result = ReviewResult(fix.sha, outcomes, threads, failure=fix.failure if not fix.sha else None,
+                          tail=fix.tail if fix.verify_failed else "", cost=fix.cost_usd)
+    if fix.failure is not None and not fix.sha:
+        status = "needs_human" if fix.failure.code == "review/agent_stopped" else "not_applied"
+        result.outcomes = {t.id: ThreadOutcome(status, fix.failure) for t in threads}
+        return result, ""
+    changed = set(policy.changed_paths(fix.patch)) if fix.patch.strip() else set()
     for t in threads:  # the agent did not say: decide from what changed
         if t.id not in outcomes:
-            outcomes[t.id] = (ThreadOutcome("applied") if t.path in changed and sha
+            outcomes[t.id] = (ThreadOutcome("applied") if t.path in changed and fix.sha
                               else ThreadOutcome("needs_human", reason("review/unclear")))
-        elif outcomes[t.id].status == "applied" and not sha:
+        elif outcomes[t.id].status == "applied" and not fix.sha:
             outcomes[t.id] = ThreadOutcome("not_applied", reason("review/no_files_changed"))
-    return ReviewResult(sha, outcomes, threads), patch
+    return result, fix.patch
 
 
-async def _read_report(sandbox) -> AgentReport | None:
-    try:
-        raw = await sandbox.download(RESULT_FILE)
-    except Exception:  # noqa: BLE001 - no report is a normal outcome
+def _parse_report(raw: str | None) -> AgentReport | None:
+    if raw is None:
         return None
-    finally:
-        await sandbox.exec(["rm", "-f", RESULT_FILE], timeout=10)  # never part of the commit
     try:
         return AgentReport.model_validate(json.loads(raw))
     except (ValueError, ValidationError):
@@ -218,26 +203,33 @@ async def reply_all(gh, settings: Settings, full_name: str, number: int, result:
     return counts
 
 
-async def address_review(gh, settings: Settings, token: str, full_name: str, number: int, round_key: str) -> str:
+async def address_review(gh, settings: Settings, token: str, full_name: str, number: int, round_key: str,
+                         notes: list[dict] | None = None) -> str:
     """The whole job; returns the summary comment's body."""
     owner, name = full_name.split("/", 1)
     pr = await gh.getitem("/repos/{owner}/{repo}/pulls/{pull_number}",
                           url_vars={"owner": owner, "repo": name, "pull_number": number})
     if not is_omoi_pull_request(pr):
         return render("review/not_ours.md.j2")
+    # Feedback outside the threads (a review's body, a PR comment's `/omoi fix <text>`) from a writer, as data.
+    notes = [{"author": str(n.get("author", ""))[:100], "source": "review" if n.get("source") == "review" else "comment",
+              "body": fix_session.as_data(n.get("body"), 4000)} for n in (notes or []) if str(n.get("body") or "").strip()]
     cfg = await repo_config.load_effective(gh, settings, full_name)
     threads, refused = await unresolved_threads(gh, settings, full_name, number)
-    if not threads and not refused:
+    if not threads and not refused and not notes:
         return render("review/nothing.md.j2")
-    result, patch = (await run_fix(gh, settings, token, full_name, pr, threads, round_key, cfg.blocked_paths)
-                     if threads else (ReviewResult(None), ""))
+    spec_id = fix_session.spec_for_pull_request(settings, full_name, pr)
+    result, patch = (await run_fix(gh, settings, token, full_name, pr, threads, notes, round_key, cfg, spec_id)
+                     if threads or notes else (ReviewResult(None), ""))
     counts = await reply_all(gh, settings, full_name, number, result, patch, refused, round_key,
                              cfg.auto_resolve_threads)
-    log.info("review_addressed", pr=number, sha=result.sha, **counts)
-    return render("review/summary.md.j2", sha=result.sha, counts=counts, round=round_key)
+    log.info("review_addressed", pr=number, sha=result.sha, spec_id=spec_id, cost=result.cost, **counts)
+    return render("review/summary.md.j2", sha=result.sha, counts=counts, round=round_key, notes=len(notes),
+                  threads=len(result.threads) + len(refused), failure=explain(result.failure), tail=result.tail,
+                  cost=f"{result.cost:.2f}" if spec_id is not None and result.cost else None)
 
 
-def run_job(installation_id: int, full_name: str, number: int, round_key: str) -> str:
+def run_job(installation_id: int, full_name: str, number: int, round_key: str, notes: list[dict] | None = None) -> str:
     """Celery entry: one review round at a time per pull request, ending in a summary comment."""
     settings = get_settings()
     if claims.status(f"review-round:{round_key}") == "done":
@@ -246,7 +238,7 @@ def run_job(installation_id: int, full_name: str, number: int, round_key: str) -
     async def go() -> None:
         async with installation_client(settings, installation_id) as gh:
             try:
-                body = await address_review(gh, settings, gh.oauth_token, full_name, number, round_key)
+                body = await address_review(gh, settings, gh.oauth_token, full_name, number, round_key, notes)
             except Exception as exc:  # noqa: BLE001 - the person who asked always hears back
                 log.error("review_failed", pr=number, error=redact(str(exc))[:300])
                 body = render("review/failed.md.j2", reason=redact(str(exc))[:300])

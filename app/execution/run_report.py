@@ -15,10 +15,11 @@ from sqlalchemy import select
 from app.config import Settings
 from app.db.models import Intervention, IssueLock, Spec, SpecStage, SpecTask
 from app.db.session import session_scope
-from app.execution import discovery
+from app.execution import ci_checks, discovery
 from app.github import comments, repo_vars
 from app.github.checks import upsert_check_run
-from app.github.repo_files import branch_name, ensure_branch
+from app.github import cache
+from app.github.repo_files import branch_known, branch_name, ensure_branch
 from app.db.locks import clear, owner_id, release, try_acquire
 from app.observability.logs import get_logger
 from app.execution.task_ids import task_number
@@ -26,11 +27,12 @@ from app.text.rendering import GITHUB_BODY_LIMIT, explain, render, render_line
 from app.planning.schemas import Design, Requirements
 from app.timeutil import as_utc, utc_now
 from app.text import markers
+from app.web.links import run_status_url
 
 log = get_logger("omoi.run_report")
 CHECK_NAME = "omoi / implement"
 CONCLUSIONS = {"succeeded": "success", "failed": "failure", "cancelled": "cancelled",
-               "paused_budget": "action_required"}
+               "paused_budget": "action_required", "merged": "success", "closed": "neutral"}
 
 
 def check_action(identifier: str) -> dict:
@@ -145,10 +147,12 @@ async def ensure_branch_and_pr(gh, settings: Settings, spec_id: int) -> tuple[st
         if not spec.branch:
             spec.branch = branch_name(spec.issue_number, spec.title)
         full_name, branch = spec.repo_full_name, spec.branch
-    repo = await gh.getitem("/repos/{owner}/{repo}", url_vars=repo_vars(full_name))
+    repo = await gh.getitem("/repos/{owner}/{repo}", url_vars=repo_vars(full_name))  # from omoi's records
     default = repo.get("default_branch") or "main"
-    ref = await gh.getitem("/repos/{owner}/{repo}/git/ref/{ref}", url_vars={**repo_vars(full_name), "ref": f"heads/{default}"})
-    await ensure_branch(gh, full_name, branch, ref["object"]["sha"])
+    if not branch_known(gh, full_name, branch):  # the spec files usually created it already
+        ref = await gh.getitem("/repos/{owner}/{repo}/git/ref/{ref}",
+                               url_vars={**repo_vars(full_name), "ref": f"heads/{default}"})
+        await ensure_branch(gh, full_name, branch, ref["object"]["sha"])
     await _ensure_pr(gh, settings, spec_id, full_name, branch, default)
     return branch, repo
 
@@ -159,19 +163,16 @@ async def _ensure_pr(gh, settings: Settings, spec_id: int, full_name: str, branc
     if known:
         return known
     owner = full_name.split("/", 1)[0]
-    number = None
-    async for pr in gh.getiter("/repos/{owner}/{repo}/pulls{?head,state}",
-                               url_vars={**repo_vars(full_name), "head": f"{owner}:{branch}", "state": "open"}):
-        number = pr["number"]
-        break
+    number = created_body = None  # opened directly: one of an earlier attempt answers 422 and is listed then
     if number is None:
         view = run_view(settings, spec_id)
         try:
+            body = _pr_body(view)
             created = await gh.post("/repos/{owner}/{repo}/pulls", url_vars=repo_vars(full_name), data={
                 "title": render("execution/pr_title.j2", **view).strip(), "head": branch, "base": base,
-                "body": _pr_body(view), "draft": True, "maintainer_can_modify": True,
+                "body": body, "draft": True, "maintainer_can_modify": True,
             })
-            number = created["number"]
+            number, created_body = created["number"], body
         except gidgethub.BadRequest as exc:
             if exc.status_code != 422:
                 raise
@@ -184,7 +185,10 @@ async def _ensure_pr(gh, settings: Settings, spec_id: int, full_name: str, branc
                 log.info("pr_deferred", spec_id=spec_id, reason=str(exc)[:200])
                 return None
     with session_scope(settings.database_url) as s:
-        s.get(Spec, spec_id).pr_number = number
+        spec = s.get(Spec, spec_id)
+        if spec.pr_number != number and created_body is not None:  # what it says now: no edit to follow
+            spec.published = {**(spec.published or {}), "pr": _digest(number, created_body)}
+        spec.pr_number = number
     return number
 
 
@@ -207,6 +211,9 @@ PUBLISH_WAIT_SECONDS = 3  # a worker slot never waits long: the holder publishes
 # A publish takes a second or two; a worker killed while publishing holds the lock this long at most,
 # and then the health sweep publishes what was wanted meanwhile (publishes_wanted below).
 PUBLISH_LOCK_SECONDS = 30
+# While a run goes on, its renderings are edited at most this often: the changes in between collapse
+# into the next publish (a health tick); a run's end is published at once.
+PUBLISH_SPACING_SECONDS = 10
 
 
 async def publish(gh, settings: Settings, spec_id: int) -> None:
@@ -278,10 +285,15 @@ async def _publish(gh, settings: Settings, spec_id: int) -> None:
         repo = await gh.getitem("/repos/{owner}/{repo}", url_vars=repo_vars(full_name))
         if await _ensure_pr(gh, settings, spec_id, full_name, branch, repo.get("default_branch") or "main"):
             view = run_view(settings, spec_id)
-    # The check run lives on the branch head; when the head moves, the old one is closed as superseded.
-    ref = await gh.getitem("/repos/{owner}/{repo}/git/ref/{ref}", url_vars={**repo_vars(full_name), "ref": f"heads/{branch}"})
-    head = ref["object"]["sha"]
     state, check_id, sent = view["run_state"], view["check_id"], dict(view["published"] or {})
+    if state == "running" and sent and time.time() - sent.get("at", 0) < PUBLISH_SPACING_SECONDS:
+        return  # edits collapse: the next health tick publishes the newest state (the end at once)
+    # The check run lives on the branch head omoi pushed last (its records; the ref only without one).
+    head = cache.pushed_head(settings.database_url, full_name, branch)
+    if head is None:
+        ref = await gh.getitem("/repos/{owner}/{repo}/git/ref/{ref}",
+                               url_vars={**repo_vars(full_name), "ref": f"heads/{branch}"})
+        head = ref["object"]["sha"]
     # Only what changed is sent: a publish with nothing new (a health tick, a heartbeat) costs no write.
     tracking = render("execution/tracking.md.j2", **view)
     comment_id, digest = view["comment_id"], _digest(tracking)
@@ -297,24 +309,27 @@ async def _publish(gh, settings: Settings, spec_id: int) -> None:
                                 url_vars={**repo_vars(full_name), "pull_number": view["pr_number"]},
                                 data={"body": body})
             sent["pr"] = digest
-            if state == "succeeded" and pr.get("draft"):
+            # ready only once the checks of other apps (CI) pass on the head (app/execution/ci_checks.py)
+            if state == "succeeded" and pr.get("draft") and await ci_checks.allow_ready(gh, settings, spec_id,
+                                                                                       full_name, head):
                 await _ready_for_review(gh, spec_id, pr)
     # The check run goes last: once it shows the run's end, the comment and the pull request do too.
+    # One check run per head: a new head gets a new one; the old one stays on its commit as it was
+    # (GitHub shows a pull request the checks of its head only, so no edit of the old one is needed).
     if check_id and view["check_sha"] and view["check_sha"] != head:
-        await upsert_check_run(gh, full_name, check_run_id=check_id, name=CHECK_NAME, head_sha=view["check_sha"],
-                               title=render("execution/check_superseded.j2", head=head).strip(),
-                               summary=render("execution/check_superseded.j2", head=head),
-                               conclusion="neutral", actions=[])
         check_id = None
     actions = ([check_action("cancel")] if state == "running" else
                [check_action("retry")] if state in ("failed", "cancelled") else [])
     check = {"title": render("execution/check_title.j2", **view).strip(),
              "summary": render("execution/check_summary.md.j2", **view), "conclusion": CONCLUSIONS.get(state),
-             "details_url": view["pr_url"] or view["issue_url"], "actions": actions}
+             "details_url": run_status_url(settings, full_name, view["issue_number"]) or view["pr_url"] or view["issue_url"],
+             "actions": actions}
     digest = _digest(head, check)
     if not check_id or sent.get("check") != digest:
         check_id = await upsert_check_run(gh, full_name, check_run_id=check_id, name=CHECK_NAME, head_sha=head, **check)
         sent["check"] = digest
+    if sent != dict(view["published"] or {}):
+        sent["at"] = time.time()  # when omoi last wrote: the spacing above counts from here
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, spec_id)
         spec.implement_check_run_id, spec.implement_check_sha = check_id, head

@@ -2,8 +2,9 @@
 
 The agent never sees a token: the sandbox is cloned on the host (token only in git's environment),
 the agent's environment is built from scratch (app/agent/session.py), and the commit is made by omoi in a
-separate host clone (app/execution/gitwork.py). A task is done only once its verify commands passed on the
-commit that was pushed (re-run in a fresh sandbox when a rebase changed that commit).
+separate host clone (app/execution/gitwork.py); the tasks that finish together are pushed together
+(app/execution/integration.py). A task is done only once its verify commands passed with its files as they
+are in the pushed commit (re-run in a fresh sandbox when a rebase changed one of the task's files).
 """
 from __future__ import annotations
 
@@ -11,18 +12,16 @@ import asyncio
 import threading
 import time
 import traceback
-from contextlib import asynccontextmanager
 from typing import Awaitable, Callable
 
 from sqlalchemy import select
 
 from app.agent.session import AgentResult, run_agent
 from app.config import Settings, get_settings
-from app.db.locks import owner_id, release, try_acquire
 from app.db.models import Spec, SpecStage, SpecTask
 from app.db.session import session_scope
-from app.execution import budgets, discovery, orchestrator, policy
-from app.execution.gitwork import ApplyFailed, Clone, commit_and_push
+from app.execution import budgets, discovery, integration, orchestrator, policy
+from app.execution.gitwork import Clone, GitError
 from app.execution.leases import Attempt, Heartbeat, Lease, adopt
 from app.github import bot_identity, repo_config, url_with_token
 from app.github.client import installation_client
@@ -82,6 +81,9 @@ def _task_context(settings: Settings, lease: Lease) -> dict:
             by_id = Requirements.model_validate(stages["requirements"].document).criteria()
             criteria = [by_id[c][1] for c in task.covers if c in by_id]
         design = stages["design"].document if "design" in stages else {}
+        # The dependencies' commits: a host mirror that holds them all needs no fetch for this task.
+        pushed = list(s.scalars(select(SpecTask.commit_sha).where(
+            SpecTask.spec_id == spec.id, SpecTask.task_id.in_(task.depends_on or []), SpecTask.commit_sha.is_not(None))))
         return {
             "spec_id": spec.id, "issue_number": spec.issue_number, "title": spec.title, "branch": spec.branch,
             "full_name": spec.repo_full_name, "installation_id": spec.installation_id,
@@ -90,7 +92,7 @@ def _task_context(settings: Settings, lease: Lease) -> dict:
                      "kind": task.kind or "implement", "origin": task.origin or "plan"},
             "guidance": task.guidance, "discoveries_file": discovery.RESULT_FILE,
             "criteria": criteria, "files": list(task.files), "verify": list(task.verify),
-            "design": design.get("overview", ""),
+            "design": design.get("overview", ""), "dependency_commits": pushed,
         }
 
 
@@ -140,8 +142,9 @@ async def _attempt(settings: Settings, lease: Lease, beat: Heartbeat) -> Attempt
     provider = make_sandbox(settings)
     clone = Clone(url=repo["clone_url"], token=token, branch=ctx["branch"], author=bot_identity(settings.app_name, settings.github_app_id))
     bound = log.bind(spec_id=lease.spec_id, task=lease.task_id, attempt=lease.attempt)
+    destroying = None
     try:
-        head = await asyncio.to_thread(clone.clone)
+        head = await asyncio.to_thread(clone.clone, ctx["dependency_commits"])
         # The sandbox clone runs while omoi looks for an earlier attempt's commit.
         creating = asyncio.ensure_future(provider.create(repo_url=url_with_token(repo["clone_url"], token), ref=head,
                                                          label=f"spec-{key}"))
@@ -203,35 +206,39 @@ async def _attempt(settings: Settings, lease: Lease, beat: Heartbeat) -> Attempt
                                             discoveries=found)
             base = sandbox.base_sha
         finally:
-            await sandbox.destroy()
+            destroying = asyncio.ensure_future(sandbox.destroy())  # off the task's path; awaited at the end
         message = render("execution/commit_message.txt.j2", **ctx)
         secrets = policy.secrets_from_settings(settings, extra=[token])
-        try:
-            # Apply, inspect and commit on the sandbox's base before queueing for the branch: in parallel.
-            made = await asyncio.to_thread(clone.commit_patch, base, patch, message, limits, secrets)
-            # One pusher per branch at a time: racing pushes only bounce off each other and retry.
-            async with _branch_lock(f"push:{ctx['full_name']}:{ctx['branch']}"):
-                # Ask the database, not the last heartbeat: a cancel may have landed a moment ago.
-                if not await asyncio.to_thread(beat.confirm):
-                    return Attempt(ok=False, lost=True, reason=reason("task/lease_lost"), cost_usd=cost)
-                pushed = await asyncio.to_thread(commit_and_push, clone, base_sha=base, patch=patch,
-                                                 message=message, task_key=key, limits=limits, secrets=secrets,
-                                                 precommitted=made)
-        except policy.Refused as exc:
-            bound.warning("task_diff_refused", reason=exc.reason.to_json())
-            return Attempt(ok=False, retryable=False, reason=reason("task/refused", cause=exc.reason), cost_usd=cost,
-                                        discoveries=found)
-        except ApplyFailed as exc:
-            return Attempt(ok=False, reason=exc.reason.map_text(lambda t: t[:760]), evidence=evidence, cost_usd=cost,
-                                        discoveries=found)
-        bound.info("task_pushed", commit=pushed.sha, rebased=pushed.rebased, existing=pushed.existing)
-        if pushed.rebased or pushed.existing:
-            done = await _verify_pushed(settings, provider, repo, token, ctx, pushed.sha, evidence, cost, key)
+        # Ask the database, not the last heartbeat: a cancel may have landed a moment ago.
+        if not await asyncio.to_thread(beat.confirm):
+            return Attempt(ok=False, lost=True, reason=reason("task/lease_lost"), cost_usd=cost)
+        try:  # the declared files and what the change touches: a rebase that changes one re-verifies
+            paths = set(ctx["files"]) | await asyncio.to_thread(clone.patch_paths, patch)
+        except GitError:  # git could not read the patch: the integrator's apply will say why
+            paths = set(ctx["files"])
+        row = await asyncio.to_thread(integration.enqueue, settings, lease, base_sha=base, patch=patch,
+                                      message=message, paths=paths)
+        # The tasks that finish together are pushed together, by whichever of them holds the branch lock.
+        landed = await integration.land(settings, lease.spec_id, row, integration.lock_key(ctx["full_name"], ctx["branch"]),
+                                        clone, limits, secrets, beat.lost)
+        if landed is None:
+            return Attempt(ok=False, lost=True, reason=reason("task/lease_lost"), cost_usd=cost)
+        if landed.refused:
+            return _refused(bound, landed.refused, cost, found)
+        if landed.failed:  # it did not apply on the branch head: retried from the new head
+            return Attempt(ok=False, reason=landed.failed, evidence=evidence, cost_usd=cost, discoveries=found)
+        bound.info("task_pushed", commit=landed.sha, rebased=landed.rebased, touched=landed.touched,
+                   existing=landed.existing)
+        # Verified again only where the rebase changed the task's own files (or an earlier attempt pushed).
+        if landed.touched or landed.existing:
+            done = await _verify_pushed(settings, provider, repo, token, ctx, landed.sha, evidence, cost, key)
             done.discoveries = found
             return done
-        return Attempt(ok=True, commit_sha=pushed.sha, evidence=evidence, cost_usd=cost,
+        return Attempt(ok=True, commit_sha=landed.sha, evidence=evidence, cost_usd=cost,
                                     discoveries=found)
     finally:
+        if destroying is not None:
+            await destroying
         clone.cleanup()
 
 
@@ -281,18 +288,10 @@ async def _read_discoveries(sandbox) -> list:
     return discovery.parse(raw)
 
 
-@asynccontextmanager
-async def _branch_lock(key: str, ttl: int = 120):
-    owner = owner_id()
-    deadline = time.monotonic() + ttl
-    while not await asyncio.to_thread(try_acquire, key, owner, ttl):
-        if time.monotonic() > deadline:
-            break  # a holder that died keeps it at most `ttl`; pushing unlocked is still safe (no force)
-        await asyncio.sleep(0.02)
-    try:
-        yield
-    finally:
-        await asyncio.to_thread(release, key, owner)
+def _refused(bound, why: Reason, cost: float, found: list) -> Attempt:
+    bound.warning("task_diff_refused", reason=why.to_json())
+    return Attempt(ok=False, retryable=False, reason=reason("task/refused", cause=why), cost_usd=cost,
+                   discoveries=found)
 
 
 async def _verify_pushed(settings, provider, repo, token, ctx, sha, evidence, cost, key) -> Attempt:

@@ -5,19 +5,34 @@ getiter, graphql - honours `retry-after`, primary rate limits and transient 5xx 
 Redaction lives there too, for the same reason: every request body (comments, check runs, pull
 requests, GraphQL variables, whatever the caller) loses every configured secret and the client's
 own live credentials, in every encoding (app/text/redaction.py), before it leaves the process.
+
+Fewer calls (issue 15): every GET carries the ETag of the last answer to the same URL (a bounded
+per-process cache per installation, gidgethub's `cache`), so an unchanged resource costs a 304, which
+GitHub does not count against the rate limit; the repository and its `.github/omoi.yml` are answered
+from the database (app/github/cache.py) until an event says they changed. Content-creating writes
+(new comments, check runs, pull requests, reactions) of one process are spaced WRITE_SPACING_SECONDS
+apart, as GitHub asks integrators to; the spacing is per process (workers are separate processes; a
+burst across them is bounded by the worker concurrency), which keeps it free of shared state.
 """
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import http
+import re
 import time
+from collections import OrderedDict
 from contextlib import asynccontextmanager, contextmanager
 from typing import AsyncIterator, Mapping
+from urllib.parse import unquote
 
 import aiohttp
+import gidgethub
+from gidgethub import sansio
 from gidgethub.aiohttp import GitHubAPI
 
 from app.config import Settings
+from app.github import cache
 from app.github.auth import TOKENS
 from app.observability.logs import get_logger
 from app.text.redaction import redactor_for
@@ -31,6 +46,39 @@ USER_AGENT = "omoi-github-app"
 ACCEPT = "application/vnd.github+json"
 API_VERSION = "2022-11-28"
 _OLD_ACCEPT = "application/vnd.github.v3+json"
+WRITE_SPACING_SECONDS = 1.0
+ETAG_ENTRIES = 512  # per installation and process
+# POSTs that create content a person sees (GitHub's secondary rate limits punish bursts of these).
+_CREATES = re.compile(r"/repos/[^/]+/[^/]+/(issues/\d+/comments|issues/(comments/)?\d+/reactions|check-runs|pulls)$")
+_last_create: dict[int | None, float] = {}
+
+
+class LRU(OrderedDict):
+    """A bounded mapping that forgets the least recently used entry (gidgethub's ETag cache)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def __getitem__(self, key):
+        value = super().__getitem__(key)
+        self.move_to_end(key)
+        return value
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
+_ETAGS: dict[int | None, LRU] = {}
+
+
+def etag_cache(installation_id: int | None) -> LRU:
+    if installation_id not in _ETAGS:
+        _ETAGS[installation_id] = LRU(ETAG_ENTRIES)
+    return _ETAGS[installation_id]
 
 
 def retry_delay(status: int, headers: Mapping[str, str], attempt: int, now: float | None = None) -> float | None:
@@ -85,9 +133,44 @@ def _modern(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 class OmoiGitHubAPI(GitHubAPI):
-    def __init__(self, session: aiohttp.ClientSession, settings: Settings, **kwargs) -> None:
+    def __init__(self, session: aiohttp.ClientSession, settings: Settings, installation_id: int | None = None,
+                 **kwargs) -> None:
+        kwargs.setdefault("cache", etag_cache(installation_id))
         super().__init__(session, USER_AGENT, base_url=settings.github_api_url, **kwargs)
         self.settings = settings
+        self.installation_id = installation_id
+
+    async def _make_request(self, method, url, url_vars, data, accept, *args, **kwargs):
+        """The repository and its omoi.yml come from the database while they are known (app/github/cache.py)."""
+        key = None
+        if method == "GET" and self.installation_id is not None and data == b"":
+            filled = sansio.format_url(url, url_vars, base_url=self.base_url)
+            if filled.startswith(self.base_url):  # the path as GitHub reads it (`.github%2Fomoi.yml` too)
+                key = cache.resource_key(self.installation_id, unquote(filled[len(self.base_url):]))
+        if key is None:
+            return await super()._make_request(method, url, url_vars, data, accept, *args, **kwargs)
+        db = self.settings.database_url
+        hit = cache.get(db, key)
+        if hit is not None:
+            if hit.get("status") == 404:
+                raise gidgethub.BadRequest(http.HTTPStatus.NOT_FOUND, "Not Found")
+            return hit["data"], None, 200
+        try:
+            result = await super()._make_request(method, url, url_vars, data, accept, *args, **kwargs)
+        except gidgethub.BadRequest as exc:
+            if exc.status_code == 404:
+                cache.put(db, key, {"status": 404}, cache.RESOURCE_SECONDS)
+            raise
+        cache.put(db, key, {"status": 200, "data": result[0]}, cache.RESOURCE_SECONDS)
+        return result
+
+    async def _space(self, method: str, url: str) -> None:
+        if method != "POST" or not _CREATES.search(url.split("?", 1)[0]):
+            return
+        wait = _last_create.get(self.installation_id, 0.0) + WRITE_SPACING_SECONDS - time.monotonic()
+        _last_create[self.installation_id] = time.monotonic() + max(0.0, wait)
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     def _outbound(self, headers: Mapping[str, str], body: bytes) -> tuple[Mapping[str, str], bytes]:
         """The body with every secret redacted (the headers, credentials included, untouched but
@@ -110,6 +193,7 @@ class OmoiGitHubAPI(GitHubAPI):
         headers = _modern(headers)
         if body:
             headers, body = self._outbound(headers, body)
+        await self._space(method, url)
         attempt = 0
         while True:
             try:
@@ -155,4 +239,4 @@ async def installation_client(settings: Settings, installation_id: int) -> Async
     async with aiohttp.ClientSession(timeout=timeout) as session:
         app_gh = OmoiGitHubAPI(session, settings)
         token = await TOKENS.get(app_gh, settings, installation_id)
-        yield OmoiGitHubAPI(session, settings, oauth_token=token)
+        yield OmoiGitHubAPI(session, settings, installation_id=int(installation_id), oauth_token=token)

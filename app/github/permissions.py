@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import gidgethub
 
 from app.config import Settings
+from app.github import cache
 
 WRITE_ROLES = {"admin", "maintain", "write"}
 _cache: dict[tuple[str, str, str], tuple[float, "Decision"]] = {}
@@ -34,6 +35,13 @@ async def check_sender(gh, settings: Settings, repo_full_name: str, sender: dict
     hit = _cache.get(key)
     if hit and hit[0] > time.monotonic():
         return hit[1]
+    # Shared by every process for the same permission_cache_seconds (web and workers share no memory).
+    shared_key = f"perm:{settings.github_api_url}:{repo_full_name.lower()}:{login.lower()}"
+    shared = cache.get(settings.database_url, shared_key)
+    if isinstance(shared, dict):
+        decision = Decision(bool(shared["allowed"]), str(shared["permission"]))
+        _cache[key] = (time.monotonic() + settings.permission_cache_seconds, decision)
+        return decision
     owner, repo = repo_full_name.split("/", 1)
     try:
         data = await gh.getitem(
@@ -49,6 +57,9 @@ async def check_sender(gh, settings: Settings, repo_full_name: str, sender: dict
         role, allowed = "none", False
     decision = Decision(allowed, role)
     _cache[key] = (time.monotonic() + settings.permission_cache_seconds, decision)
+    if settings.permission_cache_seconds > 0:
+        cache.put(settings.database_url, shared_key, {"allowed": allowed, "permission": role},
+                  settings.permission_cache_seconds)
     return decision
 
 

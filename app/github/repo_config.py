@@ -9,7 +9,6 @@ decides again which of the two wins.
 from __future__ import annotations
 
 import base64
-import time
 
 import gidgethub
 import yaml
@@ -22,8 +21,6 @@ from app.text.rendering import Reason, explain, reason, render
 from app.text import markers
 
 PATH = ".github/omoi.yml"
-_CACHE_SECONDS = 60
-_cache: dict[tuple[str, str], tuple[float, "Loaded"]] = {}
 
 
 class Budgets(BaseModel):
@@ -61,6 +58,14 @@ class Models(BaseModel):
     reviewer: str | None = None
 
 
+class CI(BaseModel):
+    """Fixing failing checks on omoi's pull requests (app/execution/ci_fix.py)."""
+    model_config = ConfigDict(extra="forbid")
+    max_fix_rounds: int | None = Field(None, ge=0, le=10)  # None: the deployment's setting; 0: never fix
+    required_checks: list[str] = Field(default_factory=list, max_length=50)  # names that must pass before ready
+    verify: list[str] = Field(default_factory=list, max_length=20)  # run before a CI or review fix is pushed
+
+
 class RepoConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     trigger_label: str | None = Field(None, min_length=1, max_length=50)
@@ -75,6 +80,7 @@ class RepoConfig(BaseModel):
     allow_binary: bool = False
     allow_gitattributes: bool = False
     setup: Setup = Field(default_factory=Setup)
+    ci: CI = Field(default_factory=CI)
 
 
 class Effective(BaseModel):
@@ -120,10 +126,8 @@ def parse(text: str) -> tuple[RepoConfig, Reason | None]:
 
 
 async def load(gh, settings: Settings, full_name: str) -> Loaded:
-    key = (settings.github_api_url, full_name.lower())
-    hit = _cache.get(key)
-    if hit and hit[0] > time.monotonic():
-        return hit[1]
+    """The file as the default branch has it; the client answers from the database while no push to the
+    default branch or installation event said it changed (app/github/client.py, app/github/cache.py)."""
     owner, repo = full_name.split("/", 1)
     try:
         item = await gh.getitem("/repos/{owner}/{repo}/contents/{path}",
@@ -136,7 +140,6 @@ async def load(gh, settings: Settings, full_name: str) -> Loaded:
         text = base64.b64decode(item.get("content", "")).decode("utf-8", "replace") if isinstance(item, dict) else ""
         config, error = parse(text)
         loaded = Loaded(config=config, error=error, sha=item.get("sha") if isinstance(item, dict) else None)
-    _cache[key] = (time.monotonic() + _CACHE_SECONDS, loaded)
     return loaded
 
 
@@ -164,7 +167,7 @@ async def load_effective(gh, settings: Settings, full_name: str) -> Effective:
 
 
 def clear_cache() -> None:
-    _cache.clear()
+    """Nothing is kept in the process any more (the database holds it); kept for callers."""
 
 
 async def load_and_report(gh, settings: Settings, full_name: str, issue_number: int) -> Effective:

@@ -1,4 +1,4 @@
-"""EXPLORE: a bounded digest of the target repository, read from its default branch.
+"""EXPLORE: a bounded digest of the target repository, read from its default branch in two calls.
 
 The digest is the large shared context of every planning call (sent once, then cached by
 the model API), so it is bounded: the tree is capped, and only the files people keep to
@@ -6,10 +6,7 @@ describe a project - README, manifests, agent instructions - are included, each 
 """
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
-
-import gidgethub
 
 from app.github import repo_vars
 from app.text.rendering import render_line
@@ -37,12 +34,25 @@ class RepoDigest:
 
 
 
+def _digest_query() -> str:
+    """One GraphQL query for the default branch, its head and the text of every key file there."""
+    files = "\n".join(f'  f{i}: object(expression: "HEAD:{path}") {{ ... on Blob {{ text isBinary }} }}'
+                      for i, path in enumerate(KEY_FILES))
+    return ("query($owner: String!, $name: String!) {\n repository(owner: $owner, name: $name) {\n"
+            "  defaultBranchRef { name target { oid } }\n" + files + "\n }\n}")
+
+
+DIGEST_QUERY = _digest_query()
+
+
 async def build_digest(gh, full_name: str) -> RepoDigest:
+    """Two calls: the branch, its head and the key files in one GraphQL query, the whole tree in one REST
+    call (GraphQL lists a tree one level at a time)."""
     names = repo_vars(full_name)
-    repo = await gh.getitem("/repos/{owner}/{repo}", url_vars=names)
-    branch = repo.get("default_branch") or "main"
-    head = await gh.getitem("/repos/{owner}/{repo}/branches/{branch}", url_vars={**names, "branch": branch})
-    sha = head["commit"]["sha"]
+    data = await gh.graphql(DIGEST_QUERY, owner=names["owner"], name=names["repo"])
+    repo = data["repository"]
+    ref = repo.get("defaultBranchRef") or {}
+    branch, sha = ref.get("name") or "main", (ref.get("target") or {}).get("oid")
     tree = await gh.getitem(
         "/repos/{owner}/{repo}/git/trees/{tree_sha}{?recursive}",
         url_vars={**names, "tree_sha": sha, "recursive": "1"},
@@ -54,19 +64,11 @@ async def build_digest(gh, full_name: str) -> RepoDigest:
     parts += shown
     if len(files) > len(shown):
         parts.append(render_line(NOTES, part="more_files", count=len(files) - len(shown)))
-    present = set(files)
-    for path in KEY_FILES:
-        if path not in present:
+    for i, path in enumerate(KEY_FILES):
+        blob = repo.get(f"f{i}") or {}
+        text = blob.get("text")
+        if text is None or blob.get("isBinary"):
             continue
-        try:
-            item = await gh.getitem(
-                "/repos/{owner}/{repo}/contents/{path}{?ref}", url_vars={**names, "path": path, "ref": sha}
-            )
-        except gidgethub.BadRequest:
-            continue
-        if not isinstance(item, dict) or item.get("encoding") != "base64":
-            continue
-        text = base64.b64decode(item.get("content", "")).decode("utf-8", errors="replace")
         if len(text) > MAX_FILE_CHARS:
             text = text[:MAX_FILE_CHARS] + "\n" + render_line(NOTES, part="file_cut")
         parts += ["", f"## {path}", "```", text.replace("```", "ʼʼʼ"), "```"]

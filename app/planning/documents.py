@@ -32,7 +32,7 @@ __all__ = [
 
 _TITLES = {"requirements": "Requirements", "design": "Design", "tasks": "Tasks"}
 # A stage comment's status; its words are templates/spec/status.md.j2.
-STATUSES = ("waiting", "approved", "revising", "blocked", "stale", "superseded", "rejected")
+STATUSES = ("waiting", "approved", "revising", "blocked", "stale", "outdated", "superseded", "rejected")
 # Headroom under GitHub's limit for anything a caller appends, and because
 # GitHub's own counting (UTF-16 units, bytes) is not documented precisely.
 COMMENT_BUDGET = GITHUB_BODY_LIMIT - 5_536
@@ -89,7 +89,7 @@ def render_stage_comment(
     if status not in STATUSES:
         raise ValueError(f"unknown status {status!r}; expected one of {sorted(STATUSES)}")
     # An approver is shown as "@login" but escaped, so re-rendering never pings them.
-    status_text = render_line("spec/status.md.j2", status=status, approved_by=approved_by)
+    status_text = render_line("spec/status.md.j2", status=status, approved_by=approved_by, stage=stage)
     change_lines = list(changes) if changes is not None else None
     ctx = dict(
         _content_ctx(stage, doc, overflow_url),

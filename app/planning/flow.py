@@ -24,6 +24,7 @@ from app.text.sanitize import sanitize_inline, sanitize_untrusted
 from app.planning import gates as g
 from app.web.links import spec_status_url
 from app.planning.digest import build_digest
+from app.planning.revisions import shown_status
 from app.planning.documents import COMMENT_BUDGET, diff_summary, doc_hash, render_spec_file, render_stage_comment
 from app.planning.schemas import (
     DOCUMENT_TYPES,
@@ -41,6 +42,7 @@ log = get_logger("omoi.spec")
 DRAFTS = {"requirements": RequirementsDraft, "design": DesignDraft, "tasks": TasksDraft}
 CHECK_NAME = "omoi / spec"
 ACTIVE = ("waiting", "blocked")  # a stage revision that is waiting for people
+ENDED = ("rejected", "cancelled", "stopped", "complete")  # nothing more is written for such a spec
 
 
 # One advisory remark of the reviewer model (an agent's discovery is app/execution/discovery.py's Finding).
@@ -136,10 +138,11 @@ async def generate(gh, settings: Settings, spec_id: int, stage: str, user_feedba
     digest, repo_files = await _ensure_digest(gh, settings, spec_id)
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, spec_id)
-        if spec.state in ("rejected", "cancelled"):
+        if spec.state in ENDED:
             return "skipped"
         approved = _approved_docs(s, spec_id)
-        previous = _latest(s, spec_id, stage, ACTIVE + ("superseded",))
+        # the revision people last saw: a waiting one, or the approved one `/omoi revise <stage>` rewrites
+        previous = _latest(s, spec_id, stage, ACTIVE + ("superseded", "approved"))
         previous_doc = _load_doc(stage, previous.document) if previous else None
         full_name, number = spec.repo_full_name, spec.issue_number
     issue = await gh.getitem(
@@ -177,6 +180,9 @@ async def generate(gh, settings: Settings, spec_id: int, stage: str, user_feedba
 
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, spec_id)
+        if spec.state in ENDED:  # stopped or rejected while the model was writing: drop what it wrote
+            log.info("stage_dropped", spec_id=spec_id, stage=stage, state=spec.state)
+            return "skipped"
         last = _latest(s, spec_id, stage)
         revision = (last.revision + 1) if last else 1
         for row in s.scalars(select(SpecStage).where(SpecStage.spec_id == spec_id, SpecStage.stage == stage,
@@ -232,7 +238,7 @@ async def publish(gh, settings: Settings, spec_id: int, stages: list[str]) -> No
             row = _latest(s, spec_id, stage)
             if row is None:
                 continue
-            status = row.status if row.status != "superseded" else "waiting"
+            status = shown_status(row) if row.status != "superseded" else "waiting"
             if spec.state == "rejected" and row.status in ACTIVE:
                 status = "rejected"
             views.append((stage, row.revision, _load_doc(stage, row.document), _gate_objs(row.gates),
@@ -259,7 +265,7 @@ def _current_view(s, spec: Spec) -> dict:
         if row is not None:
             gates = [{"name": r.name, "passed": r.passed, "severity": r.severity, "message": r.message}
                      for r in _gate_objs(row.gates)]
-            rows.append({"stage": stage, "revision": row.revision, "status": row.status, "gates": gates})
+            rows.append({"stage": stage, "revision": row.revision, "status": shown_status(row), "gates": gates})
     return {"state": spec.state, "stages": rows, "base_sha": spec.base_sha, "check_id": spec.spec_check_run_id,
             "full_name": spec.repo_full_name, "issue_number": spec.issue_number}
 
@@ -269,9 +275,10 @@ async def _publish_check(gh, settings: Settings, spec_id: int, view: dict) -> in
         return view["check_id"]
     state = view["state"]
     conclusion = {
-        "approved": "success", "blocked": "failure", "rejected": "cancelled",
+        "approved": "success", "blocked": "failure", "rejected": "cancelled", "stopped": "cancelled",
+        "complete": "success",
     }.get(state)
-    if state in STAGES:  # waiting for a person
+    if state in STAGES or state == "stale":  # waiting for a person
         conclusion = "action_required"
     summary = render("checks/spec.md.j2", **view)
     title = render("checks/spec_title.j2", **view).strip()

@@ -37,7 +37,7 @@ def run_stage(spec_id: int, stage: str, feedback: str | None, request_key: str, 
         return Result("already-done")
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, spec_id)
-        if spec is None or spec.state in ("rejected", "cancelled"):
+        if spec is None or spec.state in flow.ENDED:
             return Result("skipped")
         if feedback is None and s.scalars(select(SpecStage.id).where(
             SpecStage.spec_id == spec_id, SpecStage.stage == stage,

@@ -2,17 +2,44 @@
 environment and the token (if any) given to git through GIT_CONFIG_* variables as an
 http.extraHeader, so it never appears on a command line or in a file. Also used by the Daytona
 provider, which uploads the tree instead of handing Daytona a token.
+
+`Mirror`: a bare copy of a repository's branches on this host, private to omoi, that omoi's commit
+clones (app/execution/gitwork.py) and the sandboxes' host clones copy from instead of downloading
+the repository again; it is fetched when a task starts (once for all the tasks that start together).
+A sandbox gets a copy of its objects (`--no-hardlinks`, no alternates), never the mirror or a link
+into it, and its `origin` is GitHub, not the mirror.
 """
 from __future__ import annotations
 
+import base64
+import fcntl
+import hashlib
 import os
+import shutil
+import stat
 import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator, Sequence
 
 from app.sandbox.base import RepoSource, SandboxError
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 GIT_IDENTITY = ("omoi", "omoi@localhost")
+# `git -c` settings for every command omoi runs on a repository it treats as hostile; they outrank the
+# repository's own config. `diff.external=` is not here on purpose: git 2.39 then runs an empty command;
+# omoi uses plumbing diffs, which never run one.
+HARDENING: tuple[str, ...] = (
+    "core.hooksPath=/dev/null", "core.fsmonitor=false", "core.untrackedCache=false", "credential.helper=",
+    "core.sshCommand=false", "core.askPass=/bin/false", "core.attributesFile=/dev/null",
+    "core.useReplaceRefs=false", "protocol.allow=never", "protocol.https.allow=always",
+    "protocol.http.allow=always", "protocol.file.allow=always", "commit.gpgSign=false",
+    "log.showSignature=false", "gc.auto=0", "maintenance.auto=false",
+)
+HARDENING_ARGS = [arg for item in HARDENING for arg in ("-c", item)]
+MIRROR_KEEP_SECONDS = 24 * 3600  # a mirror no task used for this long is deleted
 
 
 def base_env(home: str, extra: dict | None = None) -> dict[str, str]:
@@ -35,15 +62,16 @@ def base_env(home: str, extra: dict | None = None) -> dict[str, str]:
 
 
 def _git(args: list[str], *, cwd: str | None, env: dict, secrets: list[str], timeout: float = 600) -> str:
+    name = next((a for a in args if not a.startswith("-") and "=" not in a), "")  # the command, after any `-c`
     try:
         proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
-        raise SandboxError(f"git {args[0]} timed out after {timeout}s") from exc
+        raise SandboxError(f"git {name} timed out after {timeout}s") from exc
     if proc.returncode != 0:
         msg = (proc.stderr or proc.stdout).decode(errors="replace").strip()
         for s in secrets:
             msg = msg.replace(s, "[REDACTED]")
-        raise SandboxError(f"git {args[0]} failed ({proc.returncode}): {msg[-2000:]}")
+        raise SandboxError(f"git {name} failed ({proc.returncode}): {msg[-2000:]}")
     return proc.stdout.decode(errors="replace").strip()
 
 
@@ -63,8 +91,15 @@ def host_clone(source: RepoSource, ref: str, dest: Path, home: Path) -> str:
     url = source.url
     if source.is_local and not url.startswith("file://"):
         url = str(Path(url).resolve())
-    # --no-hardlinks: a sandboxed process must not be able to rewrite the source repo's objects.
-    _git(["clone", "-q", "--no-checkout", "--no-hardlinks", "--", url, str(dest)], cwd=None, env=auth, secrets=secrets)
+    mirror = None if source.is_local else Mirror.existing(url)
+    # --no-hardlinks: a sandboxed process must not be able to rewrite the source repo's (or the mirror's) objects.
+    if mirror is not None and mirror.has(ref):
+        with mirror.reading():
+            _git(["clone", "-q", "--no-checkout", "--no-hardlinks", "--", str(mirror.path), str(dest)], cwd=None,
+                 env=env, secrets=secrets)
+    else:
+        _git(["clone", "-q", "--no-checkout", "--no-hardlinks", "--", url, str(dest)], cwd=None, env=auth,
+             secrets=secrets)
     work = str(dest)
     sha = None
     for candidate in (f"refs/remotes/origin/{ref}", f"refs/tags/{ref}", ref):
@@ -96,4 +131,126 @@ def assert_no_credentials(workdir: Path, source: RepoSource) -> None:
             raise SandboxError(f"credentials found in {path.relative_to(workdir)} after clone")
 
 
-__all__ = ["host_clone", "base_env", "assert_no_credentials", "DEFAULT_PATH", "GIT_IDENTITY"]
+def _private_dir(path: Path) -> Path:
+    """`path` as a 0700 directory of this user (made if missing); refuses anything else."""
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise SandboxError(f"{path} is not a private directory of this user")
+    return path
+
+
+class Mirror:
+    """A bare copy of one repository's branches and tags (see the module docstring). Blocking."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        parent = _private_dir(Path(tempfile.gettempdir()) / f"omoi-mirrors-{os.getuid()}")
+        name = hashlib.sha256(url.encode()).hexdigest()[:32]
+        self.path = parent / f"{name}.git"
+        self._lock = parent / f"{name}.lock"
+        self._stamp = parent / f"{name}.fetched"  # when the last completed fetch started
+
+    @classmethod
+    def existing(cls, url: str) -> "Mirror | None":
+        try:
+            mirror = cls(url)
+        except (SandboxError, OSError):
+            return None
+        return mirror if (mirror.path / "HEAD").is_file() else None
+
+    def _env(self, header: str | None = None) -> dict[str, str]:
+        env = base_env(str(self.path), {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null",
+                                        "GIT_ASKPASS": "/bin/false", "SSH_ASKPASS": "/bin/false",
+                                        "GIT_DIR": str(self.path)})
+        if header:
+            env.update({"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader", "GIT_CONFIG_VALUE_0": header})
+        return env
+
+    @contextmanager
+    def _locked(self, kind: int) -> Iterator[None]:
+        with open(self._lock, "a") as fh:
+            fcntl.flock(fh, kind)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def reading(self):
+        """Held while copying from the mirror: no fetch prunes a ref under the copy."""
+        return self._locked(fcntl.LOCK_SH)
+
+    def update(self, token: str | None, branch: str | None = None, want: Sequence[str] = ()) -> None:
+        """Fetch every branch and tag from the repository, unless `branch` in the mirror already holds
+        every commit in `want` (omoi pushed them from this host: `record`), or a fetch that started after
+        this call was made has completed meanwhile (the tasks that start together share one fetch)."""
+        asked = time.time()
+        header = None
+        if token:
+            header = "Authorization: Basic " + base64.b64encode(f"x-access-token:{token}".encode()).decode()
+        if branch and want and (self.path / "HEAD").is_file():
+            with self.reading():  # many tasks check at once; only a fetch needs the mirror alone
+                if self.holds(branch, want):
+                    return
+        with self._locked(fcntl.LOCK_EX):
+            try:
+                if float(self._stamp.read_text()) >= asked:
+                    return
+            except (OSError, ValueError):
+                pass
+            started = time.time()
+            if not (self.path / "HEAD").is_file():
+                self._sweep()
+                shutil.rmtree(self.path, ignore_errors=True)
+                _git([*HARDENING_ARGS, "init", "-q", "--bare", str(self.path)], cwd=None, env=self._env(),
+                     secrets=[token or ""])
+            _git([*HARDENING_ARGS, "fetch", "-q", "--prune", "--no-tags", "--", self.url, "+refs/heads/*:refs/heads/*",
+                  "+refs/tags/*:refs/tags/*"], cwd=str(self.path), env=self._env(header), secrets=[token or ""])
+            self._stamp.write_text(repr(started))
+
+    def holds(self, branch: str, want: Sequence[str]) -> bool:
+        """Whether every commit in `want` (full shas) is on `branch` as the mirror has it (one git command:
+        nothing reachable from them that the branch lacks; an unknown commit is an error)."""
+        if not all(self._full_sha(w) for w in want):
+            return False
+        proc = subprocess.run(["git", *HARDENING_ARGS, "rev-list", "--count", *want, "--not", f"refs/heads/{branch}",
+                               "--"], cwd=str(self.path), env=self._env(), capture_output=True)
+        return proc.returncode == 0 and proc.stdout.strip() == b"0"
+
+    @staticmethod
+    def _full_sha(ref: str) -> bool:
+        return len(ref) == 40 and all(c in "0123456789abcdef" for c in ref)
+
+    def record(self, git_dir: Path, sha: str, branch: str) -> None:
+        """`sha` was just pushed to `branch` from omoi's clone `git_dir`: copy it here (no network), so the
+        tasks that start next on this host need no fetch."""
+        with self._locked(fcntl.LOCK_EX):
+            if not (self.path / "HEAD").is_file():
+                return
+            env = {**self._env(), "GIT_DIR": str(git_dir)}
+            _git([*HARDENING_ARGS, "push", "-q", "--no-verify", str(self.path), f"+{sha}:refs/heads/{branch}"],
+                 cwd=str(git_dir), env=env, secrets=[])
+
+    def has(self, ref: str) -> bool:
+        """Whether `ref` (a full commit sha) is in the mirror."""
+        if not self._full_sha(ref):
+            return False
+        return subprocess.run(["git", *HARDENING_ARGS, "cat-file", "-e", f"{ref}^{{commit}}"], cwd=str(self.path),
+                              env=self._env(), capture_output=True).returncode == 0
+
+    def _sweep(self) -> None:
+        """Delete the mirrors no task used for `MIRROR_KEEP_SECONDS` (holding this mirror's lock)."""
+        now = time.time()
+        for stamp in self._stamp.parent.glob("*.fetched"):
+            try:
+                if now - stamp.stat().st_mtime > MIRROR_KEEP_SECONDS:
+                    shutil.rmtree(stamp.with_suffix(".git"), ignore_errors=True)
+                    stamp.unlink(missing_ok=True)
+            except OSError:
+                continue
+
+
+__all__ = ["host_clone", "base_env", "assert_no_credentials", "DEFAULT_PATH", "GIT_IDENTITY", "HARDENING", "Mirror"]

@@ -58,9 +58,11 @@ RUN = Marker("run", ("spec",))
 PR = Marker("pr", ("spec",))
 DISCOVERY = Marker("discovery", ("id", "spec"))
 REVIEW = Marker("review", ("round",))
+NOTICE = Marker("notice", ("spec", "what"))  # one per spec and kind: an ending, an issue edit (issue 16)
 REVIEW_REPLY = Marker("review-reply", ("thread", "round"))
+CI = Marker("ci", ("spec",))
 
-ALL = (ACK, REFUSED, REPLY, CONFIG_ERROR, SPEC, ERROR, RUN, PR, DISCOVERY, REVIEW, REVIEW_REPLY)
+ALL = (ACK, REFUSED, REPLY, CONFIG_ERROR, SPEC, ERROR, RUN, PR, DISCOVERY, REVIEW, REVIEW_REPLY, CI, NOTICE)
 
 
 class _Namespace:

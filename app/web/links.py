@@ -6,7 +6,8 @@ no new secret has to be configured and rotating the webhook secret revokes every
 Links are valid for 7 days; anything unsigned, tampered with, expired or dated further
 ahead than that is refused (the web process answers 403).
 
-`spec_status_url(settings, "owner/repo", 12)` is what a spec check run's `details_url` uses.
+`spec_status_url(settings, "owner/repo", 12)` is what a spec check run's `details_url` uses;
+`run_status_url` what the `omoi / implement` check run's uses (the same page, at its run).
 """
 from __future__ import annotations
 
@@ -77,3 +78,23 @@ def spec_status_url(settings: Settings, repo_full_name: str, issue_number: int, 
 def installation_status_url(settings: Settings, installation_id: int, *, now: float | None = None) -> str:
     """Absolute signed link to the page listing an installation's specs."""
     return settings.resolved_public_url() + sign_path(settings, installation_status_path(installation_id), now=now)
+
+
+RUN_LINK_STEP_SECONDS = 24 * 3600
+RUN_ANCHOR = "#run"
+
+
+def run_status_url(settings: Settings, repo_full_name: str, issue_number: int, *, now: float | None = None) -> str | None:
+    """Absolute signed link to the run on a spec's status page, for the implement check run's `details_url`;
+    None when no webhook secret is configured (no key to sign with).
+
+    The expiry is counted from the start of the current UTC day, so the link stays the same all day
+    (valid 6 to 7 days): a check run body that is only re-sent when it changes does not change every second.
+    """
+    now = time.time() if now is None else now
+    try:
+        return settings.resolved_public_url() + sign_path(
+            settings, spec_status_path(repo_full_name, issue_number),
+            now=now - now % RUN_LINK_STEP_SECONDS) + RUN_ANCHOR
+    except StatusLinksUnavailable:
+        return None

@@ -39,10 +39,15 @@ def render_page(name: str, **context) -> str:
     return html_environment().get_template(name).render(**context)
 
 
-def page(name: str, status: int = 200, **context) -> web.Response:
+def page(name: str, status: int = 200, *, script_nonce: str | None = None, **context) -> web.Response:
+    """`script_nonce`: the page carries one script of its own (`<script nonce=...>`), which may fetch
+    from this origin; nothing else runs."""
+    headers = dict(SECURITY_HEADERS)
+    if script_nonce:
+        headers["Content-Security-Policy"] += f"; script-src 'nonce-{script_nonce}'; connect-src 'self'"
     return web.Response(
-        text=render_page(name, **context), status=status, content_type="text/html", charset="utf-8",
-        headers=SECURITY_HEADERS,
+        text=render_page(name, script_nonce=script_nonce or "", **context), status=status, content_type="text/html",
+        charset="utf-8", headers=headers,
     )
 
 

@@ -1,12 +1,16 @@
-"""Read-only status pages: one spec (`/status/{owner}/{repo}/{issue}`) and one installation's
-specs (`/status/installations/{id}`). Reachable only through signed, expiring links
-(app/web/links.py); anything else is 403. Every text shown passes through redaction.
+"""Read-only status pages: one spec (`/status/{owner}/{repo}/{issue}`: its stages and, once tasks
+exist, its run, app/web/run_page.py) and one installation's specs (`/status/installations/{id}`).
+Reachable only through signed, expiring links (app/web/links.py); anything else is 403. Every text
+shown passes through redaction and is HTML-escaped. While something runs, a spec's page updates itself
+with the link it was opened with (its own nonce-allowed script; a refresh without scripts).
 """
 from __future__ import annotations
 
 import asyncio
+import secrets
 from datetime import datetime
 from decimal import Decimal
+from urllib.parse import urlencode
 
 from aiohttp import web
 from sqlalchemy import func, select
@@ -20,6 +24,7 @@ from app.timeutil import as_utc, utc_now
 from app.web.keys import SETTINGS_KEY
 from app.web.links import installation_status_path, sign_path, spec_status_path, verify
 from app.web.pages import error_page, page
+from app.web.run_page import load_run
 
 MAX_LLM_ROWS = 500
 MAX_SPEC_ROWS = 500
@@ -27,7 +32,7 @@ MAX_SPEC_ROWS = 500
 _SPEC_COLS = (
     Spec.id, Spec.installation_id, Spec.repo_full_name, Spec.issue_number, Spec.title, Spec.state,
     Spec.requested_by, Spec.base_sha, Spec.branch, Spec.last_error, Spec.last_error_params,
-    Spec.created_at, Spec.updated_at,
+    Spec.run_state, Spec.created_at, Spec.updated_at,
 )
 
 
@@ -92,6 +97,8 @@ def load_spec_view(settings: Settings, repo_full_name: str, issue_number: int) -
                 func.coalesce(func.sum(LLMCall.cost_usd), 0), func.coalesce(func.sum(LLMCall.duration_ms), 0),
             ).where(LLMCall.spec_id == spec.id)
         ).one()
+        run = load_run(s, lambda text: _clean(settings, text), _ts, spec.id, settings.github_web_url,
+                       spec.repo_full_name)
 
     stage_rows = []
     first_at: dict[str, datetime] = {}
@@ -145,6 +152,7 @@ def load_spec_view(settings: Settings, repo_full_name: str, issue_number: int) -
         "updated_at": _ts(spec.updated_at),
         "age": _duration(spec.created_at, utc_now()),
         "installation_id": spec.installation_id,
+        "run": run,
         "stages": stage_rows,
         "approvals": [r for r in stage_rows if r["approved_by"]],
         "timings": timings,
@@ -196,6 +204,7 @@ def load_installation_view(settings: Settings, installation_id: int) -> dict:
             "issue_number": sp.issue_number,
             "title": _clean(settings, sp.title),
             "state": sp.state,
+            "run_state": sp.run_state or "",
             "updated_at": _ts(sp.updated_at),
             "cost": f"{Decimal(costs.get(sp.id, 0) or 0):.4f}",
             "link": sign_path(settings, spec_status_path(sp.repo_full_name, sp.issue_number)),
@@ -222,7 +231,13 @@ async def spec_status(request: web.Request) -> web.Response:
         view["installation_link"] = sign_path(settings, installation_status_path(view["installation_id"]))
     else:
         view["installation_link"] = ""
-    return page("status_spec.html.j2", **view)
+    # While something runs the page updates itself (its own script, or a refresh without scripts) with
+    # the very link it was opened with, so the link still expires when it says.
+    live = bool(view["run"] and view["run"]["live"])
+    refresh_url = spec_status_path(full_name, int(issue)) + "?" + urlencode(
+        {"exp": request.query["exp"], "sig": request.query["sig"]})
+    return page("status_spec.html.j2", script_nonce=secrets.token_urlsafe(18) if live else None,
+                refresh_url=refresh_url, **view)
 
 
 async def installation_status(request: web.Request) -> web.Response:

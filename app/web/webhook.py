@@ -44,6 +44,29 @@ def _label(event: str) -> str:
     return event if event in HANDLED_EVENTS else "other"
 
 
+_COUNTERS: dict = {}
+
+
+def _count(label: str, outcome: str) -> None:
+    """DELIVERIES[label, outcome] += 1; the labelled child looked up once (labels() costs more than inc())."""
+    counter = _COUNTERS.get((label, outcome))
+    if counter is None:
+        counter = _COUNTERS[(label, outcome)] = DELIVERIES.labels(label, outcome)
+    counter.inc()
+
+
+def _utf8_text(body: bytes) -> str | None:
+    """The body as text when it is plain UTF-8 JSON text (what GitHub sends); None otherwise (a
+    BOM, UTF-16/32, invalid UTF-8), for json.loads to detect and payload_text to re-serialise."""
+    # "{" or "[" then no NUL: no BOM, not UTF-16/32 (json.detect_encoding's own test)
+    if body[:1] in (b"{", b"[") and body[1:2] != b"\x00":
+        try:
+            return body.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    return None
+
+
 def _ids(delivery_id: str) -> dict:
     # passed per line rather than bound as contextvars for the request: cheaper on the hot path
     return {"delivery_id": delivery_id[:64]}
@@ -60,6 +83,11 @@ def _closing(response: web.Response) -> web.Response:
     return response
 
 
+def _too_large(settings) -> web.Response:
+    _count("-", "too_large")
+    return _closing(json_answer(413, error=f"payload larger than {settings.max_webhook_bytes} bytes"))
+
+
 def _answer_body(http_status: int, body: str) -> web.Response:
     return web.Response(text=body, status=http_status, content_type="application/json")
 
@@ -70,52 +98,58 @@ async def webhook(request: web.Request) -> web.Response:
     event = request.headers.get("X-GitHub-Event", "")
     delivery_id = request.headers.get("X-GitHub-Delivery", "")
     if (request.content_length or 0) > settings.max_webhook_bytes:  # refused from the header, unread
-        DELIVERIES.labels("-", "too_large").inc()
-        return _closing(json_answer(413, error=f"payload larger than {settings.max_webhook_bytes} bytes"))
+        return _too_large(settings)
     try:
-        body = await asyncio.wait_for(request.read(), settings.webhook_body_timeout_seconds)
-    except web.HTTPRequestEntityTooLarge:
-        DELIVERIES.labels("-", "too_large").inc()
-        return _closing(json_answer(413, error=f"payload larger than {settings.max_webhook_bytes} bytes"))
+        if request.content.is_eof():  # the whole body came with the headers (nearly always): no timer
+            body = await request.read()
+        else:
+            async with asyncio.timeout(settings.webhook_body_timeout_seconds):
+                body = await request.read()
+    except web.HTTPRequestEntityTooLarge:  # chunked, or a Content-Length that understated the body
+        return _too_large(settings)
     except TimeoutError:
-        DELIVERIES.labels("-", "body_timeout").inc()
+        _count("-", "body_timeout")
         log.info("webhook_body_timeout", remote=request.remote)
         return _closing(json_answer(408, error="request body not received in time"))
     except (ConnectionError, asyncio.IncompleteReadError):  # the sender hung up mid-body: nothing to answer
-        DELIVERIES.labels("-", "hung_up").inc()
+        _count("-", "hung_up")
         log.info("webhook_sender_hung_up", remote=request.remote)
         return _closing(json_answer(400, error="connection lost before the body was complete"))
     secret = settings.webhook_secret.get_secret_value()
     signature = request.headers.get("X-Hub-Signature-256")
     if not verify_signature(body, signature, secret):
-        DELIVERIES.labels("-", "bad_signature").inc()
+        _count("-", "bad_signature")
         log.warning("webhook_signature_invalid", remote=request.remote, **_ids(delivery_id))
         return json_answer(401, error="invalid or missing X-Hub-Signature-256")
     if not EVENT_NAME.fullmatch(event) or not DELIVERY_ID.fullmatch(delivery_id):
-        DELIVERIES.labels("-", "bad_headers").inc()
+        _count("-", "bad_headers")
         return json_answer(400, error="X-GitHub-Event (a lower-case event name) and X-GitHub-Delivery "
                                       "(a GUID) headers are required")
     try:
-        payload = json.loads(body, parse_constant=not_json)
+        # decoded once: parsed, and (plain UTF-8, nearly always) stored as this very text
+        text = _utf8_text(body)
+        payload = json.loads(body if text is None else text, parse_constant=not_json)
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
-        DELIVERIES.labels(_label(event), "bad_json").inc()
+        _count(_label(event), "bad_json")
         return json_answer(400, error="body is not valid JSON")
     if not isinstance(payload, dict):
         return json_answer(400, error="body must be a JSON object")
     if too_deep(body, payload):  # parsed here, it would still blow the worker's deeper stack
-        DELIVERIES.labels(_label(event), "bad_json").inc()
+        _count(_label(event), "bad_json")
         return json_answer(400, error="body is nested deeper than any GitHub payload")
     if event == "ping":
         return json_answer(200, status="pong")
     if event not in HANDLED_EVENTS:
-        DELIVERIES.labels("other", "ignored").inc()
+        _count("other", "ignored")
         return json_answer(202, status="ignored", reason=f"omoi does not handle {event} events")
     columns = delivery_columns(payload)
     if columns["installation_id"] is None:
         # An App's deliveries always name the installation; without one there is nobody to act as.
-        DELIVERIES.labels(event, "ignored").inc()
+        _count(event, "ignored")
         return json_answer(202, status="ignored", reason="the delivery names no installation")
-    text, verbatim = payload_text(body, payload)
+    verbatim = text is not None
+    if not verbatim:  # not plain UTF-8 starting with a bracket: payload_text decides (and may re-serialise)
+        text, verbatim = payload_text(body, payload)
     row = {
         "delivery_id": delivery_id,
         "event": event,
@@ -132,10 +166,10 @@ async def webhook(request: web.Request) -> web.Response:
         outcome = await request.app[WRITER_KEY].store(row)
     except (OperationalError, SQLAlchemyError) as exc:
         # Not stored, so not acknowledged: GitHub (or our redelivery sweep) sends it again.
-        DELIVERIES.labels(event, "db_unavailable").inc()
+        _count(event, "db_unavailable")
         log.error("delivery_not_stored", error=str(exc.__class__.__name__), **_ids(delivery_id))
         return json_answer(503, error="database unavailable; please redeliver")
-    DELIVERIES.labels(event, outcome).inc()
+    _count(event, outcome)
     ACK_SECONDS.observe(time.perf_counter() - started)
     if outcome == "duplicate":
         return _answer_body(200, _DUPLICATE)

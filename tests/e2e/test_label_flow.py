@@ -85,7 +85,11 @@ def test_sender_without_write_access_starts_nothing(omoi, fake_github):
     assert label(omoi, sender="rita", delivery_id="read-only")[0] == 202
     _wait_done(omoi, "read-only")
     assert fake_github.calls_matching("GET", r"/collaborators/rita/permission$")
-    assert fake_github.issue_comments(REPO, 1) == []
+    # one notice (issue 16), however often a labeller without write access tries
+    assert label(omoi, sender="rita", delivery_id="read-only-2")[0] == 202
+    _wait_done(omoi, "read-only-2")
+    bodies = [c["body"] for c in fake_github.issue_comments(REPO, 1)]
+    assert len(bodies) == 1 and bodies[0].startswith("<!-- omoi:refused") and "start omoi with its label" in bodies[0]
     assert fake_github.reactions_on_issue(REPO, 1) == []
     with session_scope(omoi.database_url) as s:
         assert s.scalars(select(Spec)).all() == []

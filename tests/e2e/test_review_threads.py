@@ -10,11 +10,13 @@ import re
 
 import pytest
 
-from tests.fakes.anthropic import request_text
-from tests.fakes.webhooks import example, issues_labeled_payload, post_delivery, user_json
+from tests.fakes.anthropic import Reply, request_text, tool_results
+from tests.fakes.webhooks import example, issue_comment_created_payload, issues_labeled_payload, post_delivery, user_json
+from tests.support.ci import spent_on
 from tests.support.env import WEBHOOK_SECRET
+from tests.support.plans import HELLO
 from tests.support.waits import wait_for
-from tests.support.world import Site
+from tests.support.world import Issue, Site, approve_plan
 
 REPO = "octo/greeter"
 INSTALLATION = 93
@@ -56,7 +58,7 @@ def pr_setup(request, fake_github, fake_anthropic, omoi_world):
     return procs.start_all(), pr
 
 
-def _review(procs, fake, pr_number, sender, state="changes_requested"):
+def _review(procs, fake, pr_number, sender, state="changes_requested", body=None):
     payload = example("pull_request_review", "submitted")
     payload["pull_request"] = fake.pull_request(REPO, pr_number)
     payload["repository"] = issues_labeled_payload(installation_id=INSTALLATION, repo_full_name=REPO, issue_number=1,
@@ -64,6 +66,8 @@ def _review(procs, fake, pr_number, sender, state="changes_requested"):
     payload["installation"] = {"id": INSTALLATION, "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uOTM="}
     payload["sender"] = user_json(sender)
     payload["review"]["state"] = state
+    if body is not None:
+        payload["review"]["body"] = body
     return post_delivery(procs.url + "/webhooks/github", "pull_request_review", payload, WEBHOOK_SECRET)
 
 
@@ -126,3 +130,91 @@ def test_review_from_a_reader_starts_nothing(pr_setup, fake_github):
     assert fake.branch_sha(REPO, BRANCH) == head
     assert all(len(t["comments"]) == 1 for t in fake.review_threads(REPO, pr["number"]))
     assert not [c for c in fake.issue_comments(REPO, pr["number"]) if c["body"].startswith("<!-- omoi:review")]
+
+
+# --- verified and budgeted; feedback outside the threads ------------------------------------------
+
+VERIFY = "python3 -c 'import greeter; greeter.main()'"
+SPEC_SITE = Site(REPO, INSTALLATION, {**FILES, ".github/omoi.yml": f"ci:\n  verify:\n    - \"{VERIFY}\"\n"},
+                 people={"alice": "write"}, issues={3: Issue("Greet", "Greet people.", "alice")}, branch=BRANCH)
+
+
+def _summary(fake, pr_number, procs, n=1):
+    found = wait_for(lambda: (lambda cs: cs if len(cs) >= n else None)(
+        [c for c in fake.issue_comments(REPO, pr_number) if c["body"].startswith("<!-- omoi:review ")]),
+        timeout=120, message=lambda: "review summary\n" + procs.log_text("worker")[-4000:])
+    return found[n - 1]["body"]
+
+
+def test_a_fix_whose_verify_fails_is_not_pushed_and_its_cost_counts(fake_github, fake_anthropic, omoi_world):
+    fake = fake_github
+    procs = omoi_world(github=fake, anthropic=fake_anthropic, site=SPEC_SITE)
+    spec_id = approve_plan(procs, [HELLO])  # the spec whose pull request this is
+    pr = fake.add_pull_request(REPO, head=BRANCH, title="Greet users", user="omoi[bot]", draft=True)
+    _agent_script(fake_anthropic)  # renames main() to run(): the repository's verify calls main()
+    fake.add_review_thread(REPO, pr["number"], path="greeter.py", line=1, body="Please rename main to run", user="alice")
+    fake.add_review_thread(REPO, pr["number"], path="README.md", line=1, body="Should we support Windows?",
+                           user="alice")
+    head = fake.branch_sha(REPO, BRANCH)
+    assert _review(procs, fake, pr["number"], "alice")[0] == 202
+
+    summary = _summary(fake, pr["number"], procs)
+    assert "Review feedback not pushed" in summary and f"`{VERIFY}` exited with 1" in summary
+    assert "AttributeError" in summary  # the failing command's output tail
+    assert "counted in this spec's budget" in summary
+    for thread in fake.review_threads(REPO, pr["number"]):
+        [reply] = _replies(thread)
+        assert "➖ Not applied: verify command" in reply and "exited with 1" in reply
+        assert thread["is_resolved"] is False
+    assert fake.branch_sha(REPO, BRANCH) == head and fake.pushes == []  # nothing was pushed
+    # the session's cost is the spec's: app/execution/budgets.py counts it
+    from app.db.session import session_scope
+    from app.execution.budgets import spec_spent
+
+    with session_scope(procs.database_url) as s:
+        assert float(spec_spent(s, spec_id)) == pytest.approx(spent_on(procs, "review_fix")) and spec_spent(s, spec_id) > 0
+    assert fake.violations == []
+
+
+def _note_script(fake_anthropic):
+    """A fix asked for outside the threads: rename main() (from the review's body), then add a docstring
+    (from a PR comment)."""
+    def script(req):
+        text = request_text(req)
+        if "Feedback on the whole pull request" not in text:
+            return None
+        path = re.search(r"Primary working directory: (\S+)", text).group(1) + "/greeter.py"
+        content = ("def run():\n    \"\"\"Greet.\"\"\"\n    print('hi')\n" if "add a docstring" in text
+                   else "def run():\n    print('hi')\n")
+        steps = [Reply.tool("Read", {"file_path": path}), Reply.tool("Write", {"file_path": path, "content": content})]
+        done = len(tool_results(req))
+        return steps[done] if done < len(steps) else Reply.text("Done.")
+    fake_anthropic.script = script
+
+
+@pytest.mark.parametrize("pr_setup", ["local"], indirect=True)
+def test_review_body_and_pr_comments_with_omoi_fix_are_acted_on(pr_setup, fake_github, fake_anthropic):
+    procs, pr = pr_setup
+    fake = fake_github
+    _note_script(fake_anthropic)
+    body = "Looks close.\n/omoi fix\nPlease rename main to run everywhere."
+    assert _review(procs, fake, pr["number"], "alice", state="commented", body=body)[0] == 202
+    first = _summary(fake, pr["number"], procs)
+    assert "the requested change is pushed" in first
+    assert fake.file_at(REPO, BRANCH, "greeter.py") == "def run():\n    print('hi')\n"
+    prompt = next(request_text(r) for r in fake_anthropic.message_requests()
+                  if "Feedback on the whole pull request" in request_text(r))
+    assert '<comment author="alice" source="review">' in prompt and "rename main to run everywhere" in prompt
+
+    created = fake.add_issue_comment(REPO, pr["number"], body="/omoi fix add a docstring to run", user="alice")
+    payload = issue_comment_created_payload(installation_id=INSTALLATION, repo_full_name=REPO,
+                                            issue_number=pr["number"], body=created["body"], sender_login="alice",
+                                            comment_id=created["id"], on_pull_request=True)
+    assert post_delivery(procs.url + "/webhooks/github", "issue_comment", payload, WEBHOOK_SECRET)[0] == 202
+    _summary(fake, pr["number"], procs, n=2)
+    assert '"""Greet."""' in fake.file_at(REPO, BRANCH, "greeter.py")
+    assert any('source="comment"' in request_text(r) and "add a docstring to run" in request_text(r)
+               for r in fake_anthropic.message_requests())
+    fixes = [c for c in fake.commits(REPO, BRANCH) if "Omoi-Task: review-" in c["message"]]
+    assert len(fixes) == 2 and "comment feedback (alice)" in fixes[0]["message"]
+    assert fake.violations == []

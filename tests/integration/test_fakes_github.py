@@ -235,3 +235,56 @@ def test_payload_builders_match_fake_ids():
     assert v.validate_component("webhook-installation-created", i) == []
     assert i["installation"]["account"]["login"] == "octo"
     assert i["repositories"][0]["full_name"] == REPO
+
+
+async def test_etag_and_304_like_github(fake, rsa_keypair):
+    """A GET answers an ETag; the same request with If-None-Match answers 304 with no body and leaves the
+    rate limit alone; another token's ETag, or a changed resource, gets a fresh 200."""
+    async with aiohttp.ClientSession() as session:
+        gh = await _installation_gh(session, fake, rsa_keypair[0])
+        url = f"{fake.url}/repos/octo/hello/issues/1"
+        auth = {"Authorization": f"token {gh.oauth_token}", "Accept": "application/vnd.github+json"}
+        async with session.get(url, headers=auth) as first:
+            etag, used = first.headers["ETag"], int(first.headers["x-ratelimit-used"])
+            assert first.status == 200 and etag.startswith('W/"')
+        async with session.get(url, headers={**auth, "If-None-Match": etag}) as again:
+            assert again.status == 304 and await again.read() == b""
+            assert again.headers["ETag"] == etag and int(again.headers["x-ratelimit-used"]) == used
+        other = await _installation_gh(session, fake, rsa_keypair[0])  # a second token
+        async with session.get(url, headers={**auth, "Authorization": f"token {other.oauth_token}",
+                                             "If-None-Match": etag}) as stranger:
+            assert stranger.status == 200
+        await gh.post("/repos/octo/hello/issues/1/comments", data={"body": "changes the issue"})
+        fake.add_issue(REPO, 1, title="Edited", body="Please", user="alice", labels=["omoi"])
+        async with session.get(url, headers={**auth, "If-None-Match": etag}) as changed:
+            assert changed.status == 200 and (await changed.json())["title"] == "Edited"
+    statuses = [c.status for c in fake.calls_matching("GET", r"^/repos/octo/hello/issues/1$")]
+    assert statuses == [200, 304, 200, 200]
+    assert [c.not_modified for c in fake.calls_matching("GET", r"^/repos/octo/hello/issues/1$")] == \
+        [False, True, False, False]
+    assert fake.violations == []
+
+
+async def test_graphql_objects_and_inline_fragments(fake, rsa_keypair):
+    """`defaultBranchRef` and `object(expression:)` with `... on Blob` as GitHub answers them; a fragment
+    on a type the field cannot be, or a field of Blob asked without a fragment, is refused like GitHub."""
+    query = """query($owner: String!, $name: String!) { repository(owner: $owner, name: $name) {
+      defaultBranchRef { name target { oid ... on Commit { oid } } }
+      readme: object(expression: "HEAD:README.md") { __typename ... on Blob { text isBinary byteSize } }
+      missing: object(expression: "HEAD:nope.md") { ... on Blob { text } }
+      src: object(expression: "main:src") { __typename oid } } }"""
+    async with aiohttp.ClientSession() as session:
+        gh = await _installation_gh(session, fake, rsa_keypair[0])
+        data = await gh.graphql(query, endpoint=f"{fake.url}/graphql", owner="octo", name="hello")
+        repo = data["repository"]
+        assert repo["defaultBranchRef"]["name"] == "main"
+        assert repo["defaultBranchRef"]["target"]["oid"] == fake.branch_sha(REPO, "main")
+        assert repo["readme"] == {"__typename": "Blob", "text": "hello\n", "isBinary": False, "byteSize": 6}
+        assert repo["missing"] is None and repo["src"]["__typename"] == "Tree"
+        with pytest.raises(gidgethub.GraphQLException):
+            await gh.graphql('query { repository(owner: "octo", name: "hello") { object(expression: "HEAD:README.md")'
+                             ' { text } } }', endpoint=f"{fake.url}/graphql")
+        with pytest.raises(gidgethub.GraphQLException):
+            await gh.graphql('query { repository(owner: "octo", name: "hello") { defaultBranchRef { ... on Blob'
+                             ' { text } } } }', endpoint=f"{fake.url}/graphql")
+    assert len(fake.violations) == 2  # the two refused documents

@@ -103,3 +103,87 @@ def refused(clone: Clone, origin: Origin, base: str, patch: str, **kw) -> str:
         push(clone, base, patch, **kw)
     assert origin.head() == before  # nothing was pushed
     return str(info.value.reason)  # the refusal in the words people see (a Reason, worded by its template)
+
+
+class Run:
+    """A running spec on the GitHub stand-in for the integration tests (app/execution/integration.py):
+    its branch, task rows holding leases as workers hold them, and omoi's commit clones of the branch."""
+
+    def __init__(self, fake, settings, token: str, *, repo: str, installation: int, branch: str,
+                 tasks: list[str]) -> None:
+        from app.db.models import Spec, SpecTask
+        from app.db.session import session_scope
+        from app.execution.leases import Lease
+
+        self.fake, self.settings, self.token, self.repo, self.branch = fake, settings, token, repo, branch
+        with session_scope(settings.database_url) as s:
+            spec = Spec(repo_full_name=repo, issue_number=1, installation_id=installation, title="t",
+                        state="approved", branch=branch, run_state="running")
+            s.add(spec)
+            s.flush()
+            self.spec_id = spec.id
+            rows = [SpecTask(spec_id=spec.id, task_id=t, status="running", lease_owner=f"lease-{t}", attempts=1,
+                             files=[]) for t in tasks]
+            s.add_all(rows)
+            s.flush()
+            self.leases = {t: Lease(spec.id, t, r.id, f"lease-{t}", 1) for t, r in zip(tasks, rows)}
+        self.clones: list[Clone] = []
+
+    def clone(self, token: str | None = None) -> Clone:
+        c = Clone(url=self.fake.clone_url(self.repo), token=token or self.token, branch=self.branch,
+                  author=BOT_AUTHOR)
+        c.clone()
+        self.clones.append(c)
+        return c
+
+    def head(self) -> str:
+        return self.fake.branch_sha(self.repo, self.branch)
+
+    def enqueue(self, task: str, patch: str, base: str | None = None, files: tuple[str, ...] = ()) -> int:
+        from app.execution import integration
+
+        clone = self.clones[0] if self.clones else self.clone()
+        paths = set(files) | clone.patch_paths(patch)
+        return integration.enqueue(self.settings, self.leases[task], base_sha=base or self.head(), patch=patch,
+                                   message=f"{task}: change\n\nOmoi-Task: {self.spec_id}/{task}\n", paths=paths)
+
+    def task_commits(self) -> dict[str, dict]:
+        """Task id -> the branch's commit carrying its trailer, from the stand-in's git."""
+        out = {}
+        for c in self.fake.commits(self.repo, self.branch):
+            for line in c["message"].splitlines():
+                if line.startswith(f"Omoi-Task: {self.spec_id}/"):
+                    out[line.rsplit("/", 1)[1]] = c
+        return out
+
+    def cleanup(self) -> None:
+        for c in self.clones:
+            c.cleanup()
+
+
+def new_file(path: str, text: str) -> str:
+    """A patch creating `path`, made as a sandbox makes one (`git add -A` and `git diff --cached --binary`)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        git(root, "init", "-q")
+        write(root, {path: text})
+        git(root, "add", "-A")
+        empty_tree = git_out(root, ["hash-object", "-t", "tree", "/dev/null"]).strip()
+        return git_out(root, git_diff_args(empty_tree)[1:])
+
+
+def edit_file(path: str, old: str, new: str) -> str:
+    """A patch changing `path` from `old` to `new` (the same blob ids as in any repository holding `old`)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        git(root, "init", "-q")
+        write(root, {path: old})
+        git(root, "add", "-A")
+        git(root, "commit", "-q", "-m", "old")
+        write(root, {path: new})
+        git(root, "add", "-A")
+        return git_out(root, git_diff_args("HEAD")[1:])

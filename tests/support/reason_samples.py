@@ -7,6 +7,8 @@ from app.text.rendering import reason
 REASONS: dict[str, list[dict]] = {
     "_limits": [{}],
     "run/cancelled": [{"user": "alice"}],
+    "run/stopped": [{"why": w, "user": "alice"} for w in ("merged", "pr_closed", "issue_closed", "label_removed",
+                                                          "rejected")],
     "run/budget_reached": [{"limit": "spec", "spent_usd": "10.20", "limit_usd": "10.00"},
                            {"limit": "installation", "spent_usd": "99.00", "limit_usd": "99.00"}],
     "run/tasks_blocked": [{"tasks": ["T2", "T3"]}],
@@ -86,6 +88,11 @@ REASONS: dict[str, list[dict]] = {
     "sandbox/disk_limit": [{"size_mb": 600, "limit_mb": 512}],
     "review/agent_stopped": [{"cause": reason("agent/timed_out", seconds=600)}],
     "review/unclear": [{}], "review/no_files_changed": [{}], "review/not_a_writer": [{}],
+    "review/budget": [{"limit": "spec", "spent_usd": "50.10", "limit_usd": "50.00"},
+                      {"limit": "monthly", "spent_usd": "500.00", "limit_usd": "500.00"}],
+    "ci/round_limit": [{"rounds": 3}, {"rounds": 1}],
+    "ci/verify_failed": [{"cause": reason("task/verify_failed", command="pytest -q", timed_out=False, exit_code=1,
+                                          output="1 failed"), "tail": "E   AssertionError\n1 failed"}],
     "config/invalid_yaml": [{"path": ".github/omoi.yml", "line": 3}, {"path": ".github/omoi.yml", "line": None}],
     "config/not_a_mapping": [{"path": ".github/omoi.yml"}],
     "config/invalid": [{"path": ".github/omoi.yml", "problems": [

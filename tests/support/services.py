@@ -19,7 +19,10 @@ import pytest
 from tests.support.waits import wait_for
 
 PG_ADMIN_URL = os.environ.get("OMOI_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("OMOI_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# One Redis database per pytest-xdist worker (gw0 -> 15, gw1 -> 14, ...): tests on different workers
+# must not take each other's jobs from the shared queues.
+_XDIST_INDEX = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
+REDIS_URL = os.environ.get("OMOI_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{15 - _XDIST_INDEX}")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 

@@ -10,6 +10,8 @@ from app.planning import documents
 from app.planning.gates import GateResult, check_design, check_requirements, check_tasks
 from app.planning.schemas import Design, RequirementsDraft, TasksDraft, assign_ids, assign_task_ids
 from app.text.rendering import explain, reason
+from tests.support.lifecycle_samples import LIFECYCLE_SAMPLES, status_samples
+from tests.support.run_page_samples import RUN_SAMPLES, with_run
 
 
 def _requirements():
@@ -152,7 +154,8 @@ RUN_VIEWS = [run_view("running", stalled="1h 05m"), run_view("succeeded"), run_v
              run_view("paused_budget", budget_stop=BUDGET_STOP),
              run_view("paused_budget", budget_stop={**BUDGET_STOP, "limit": "installation"}),
              run_view("cancelled", run_error=explain(reason("run/cancelled", user="alice")), pr_url=None),
-             run_view("running", tasks=[dict(t, evidence=[]) for t in TASK_ROWS], discoveries=[], interventions=[])]
+             run_view("running", tasks=[dict(t, evidence=[]) for t in TASK_ROWS], discoveries=[], interventions=[]),
+             run_view("merged"), run_view("closed")]
 
 GATE_ROWS = [{"name": "Criterion coverage", "passed": True, "severity": "error", "message": ""},
              {"name": "Files", "passed": False, "severity": "error",
@@ -167,6 +170,15 @@ THREADS = [{"id": "PRRT_1", "path": "src/export.py", "line": 12, "outdated": Fal
             "comments": [{"author": "alice", "body": "Use `csv.writer` here."}]},
            {"id": "PRRT_2", "path": "README.md", "line": None, "outdated": True, "author": "bob",
             "comments": [{"author": "bob", "body": "Typo."}, {"author": "alice", "body": "Agreed."}]}]
+CI_CHECK = {"name": "ci / test", "conclusion": "failure", "title": "1 test failed", "summary": "test_greet FAILED",
+            "text": "AssertionError", "annotations": [{"path": "hello.py", "line": 3, "level": "failure",
+                                                         "title": "test_greet", "message": "expected 'Hello Ann'"},
+                                                        {"path": "hello.py", "line": None, "level": "warning",
+                                                         "title": "", "message": "unused import"}]}
+CI_ROUND = {"round": 1, "head": "a" * 40, "head_short": "aaaaaaa", "status": "pushed", "fix": "b" * 40,
+            "fix_short": "bbbbbbb", "reason": "", "cost": "0.06", "tail": "",
+            "checks": [{"id": 7, "name": "ci / test", "conclusion": "failure", "title": "1 test failed", "url": "",
+                        "app": "github-actions"}]}
 TRAJECTORY = [{"type": "tool_use", "name": "Bash", "input": "{'command': 'pytest'}", "is_error": False, "content": "None",
                "role": "None", "text": "None"},
               {"type": "tool_result", "name": "None", "input": "None", "is_error": True, "content": "1 failed",
@@ -178,7 +190,7 @@ SPEC_PAGE = {
     "title": "Export <b>issues</b>", "state": "tasks", "requested_by": "alice", "base_sha": "c" * 40,
     "branch": "omoi/issue-7-export", "last_error": explain(reason("planning/gates_failed", stage="tasks", attempts=3)),
     "created_at": "2026-12-01 10:00:00Z", "updated_at": "2026-12-01 11:00:00Z", "age": "1h 00m",
-    "installation_id": 42, "installation_link": "/status/installations/42?sig=x",
+    "installation_id": 42, "installation_link": "/status/installations/42?sig=x", "run": None,
     "stages": [{"stage": "requirements", "revision": 1, "status": "approved", "attempts": 1,
                 "gates": [{"name": "EARS form", "passed": True, "severity": "error", "message": ""},
                           {"name": "Reviewer", "passed": False, "severity": "warning", "message": "consider a flag"}],
@@ -235,7 +247,8 @@ SAMPLES: dict[str, list] = {
     "execution/reply_retrying.md.j2": [{"tasks": ["T2", "T3"]}, {"tasks": []}],
     "execution/reply_run_started.md.j2": [{"tasks": ["T1", "T2"]}, {"tasks": []}],
     "execution/reply_run_state.md.j2": [{"state": s, "task": "T9"} for s in (
-        "running", "succeeded", "not-approved", "no-run", "unknown-task", "not-failed", "not-running", "paused")],
+        "running", "succeeded", "not-approved", "no-run", "unknown-task", "not-failed", "not-running", "paused",
+        "merged", "complete", "closed", "stopped", "stale")],
     "execution/task_prompt.md.j2": [{
         "issue_number": 7, "title": "Export issues to CSV", "workdir": "/workspace/repo", "sandbox_id": "sb-1",
         "attempt": 2, "task": {"id": "T2", "title": "Exporter", "description": "Write it.", "kind": k},
@@ -299,23 +312,49 @@ SAMPLES: dict[str, list] = {
                                "verbs": VERBS}],
     "replies/no_spec.md.j2": [{"label": "omoi"}],
     "replies/not_an_approver.md.j2": [{"user": "bob"}],
-    "replies/nothing_to_revise.md.j2": [{"state": "approved"}],
-    "replies/permission_denied.md.j2": [{"user": "mallory"}],
+    "replies/nothing_to_revise.md.j2": [{"state": "approved"}, {"state": "design", "asked": "tasks"}],
+    "replies/permission_denied.md.j2": [{"user": "mallory", "where": w} for w in (
+        "comment", "label", "button", "reopen", "review")] + [{"user": "mallory"}],
     "replies/planning.md.j2": [{}],
     "replies/pr_only_spec.md.j2": [{"verb": "approve"}],
-    "replies/rejected.md.j2": [{"reason": "Out of scope."}, {"reason": ""}],
+    "replies/rejected.md.j2": [{"reason": "Out of scope."}, {"reason": ""}, {"reason": "", "run_stopped": True}],
     "replies/reply.md.j2": [{"comment_id": 123, "sections": ["✅ Approved **design r2**.", "📋 **Status: tasks**"]}],
     "replies/review_on_pr_only.md.j2": [{}],
     "replies/reviewing.md.j2": [{}],
     "replies/revising.md.j2": [{"stage": "design", "revision": 2}],
-    "replies/status.md.j2": [{"state": "tasks", "stages": STAGE_ROWS}, {"state": "acknowledged", "stages": []}],
+    "replies/status.md.j2": [{"state": "tasks", "stages": STAGE_ROWS}, {"state": "acknowledged", "stages": []},
+                             *status_samples(STAGE_ROWS)],
     "replies/unavailable.md.j2": [{"verb": "pause"}],
-    "review/agent_prompt.j2": [{"pr": {"number": 9, "title": "Export"}, "threads": THREADS,
+    "ci/agent_prompt.j2": [{"pr": {"number": 9, "title": "Greet"}, "title": "Greet users", "issue": 5, "head": "a" * 40,
+                            "verify": ["pytest -q"], "checks": [CI_CHECK]},
+                           {"pr": {"number": 9, "title": "Greet"}, "title": "Greet users", "issue": 5, "head": "a" * 40,
+                            "verify": [], "checks": [{**CI_CHECK, "title": "", "summary": "", "text": "",
+                                                      "annotations": []}]}],
+    "ci/commit_message.j2": [{"pr": {"number": 9}, "checks": [CI_CHECK], "key": "ci-1-1", "round": 1}],
+    "ci/comment.md.j2": [{"spec_id": 1, "passed": None, "passed_short": "", "rounds": [
+                              {**CI_ROUND, "status": "running", "cost": "0.00"}]},
+                         {"spec_id": 1, "passed": "c" * 40, "passed_short": "ccccccc", "rounds": [
+                              CI_ROUND, {**CI_ROUND, "round": 2, "status": "verify_failed", "fix": None,
+                                         "reason": explain(reason("ci/verify_failed", cause=reason(
+                                             "task/verify_failed", command="pytest", timed_out=False, exit_code=1,
+                                             output="1 failed"))), "tail": "E  assert 1 == 2\n1 failed"},
+                              {**CI_ROUND, "round": 3, "status": "no_change", "fix": None},
+                              {**CI_ROUND, "round": 3, "status": "failed", "fix": None,
+                               "reason": explain(reason("review/agent_stopped", cause=reason("agent/timed_out",
+                                                                                             seconds=600)))},
+                              {**CI_ROUND, "round": 0, "status": "stopped", "fix": None,
+                               "reason": explain(reason("ci/round_limit", rounds=3))}]}],
+    "review/agent_prompt.j2": [{"pr": {"number": 9, "title": "Export"}, "threads": THREADS, "notes": [],
+                                "result_file": ".omoi-review-result.json", "verify": []},
+                               {"pr": {"number": 9, "title": "Export"}, "threads": [], "verify": ["pytest -q"],
+                                "notes": [{"author": "alice", "body": "Handle empty names.", "source": "comment"}],
                                 "result_file": ".omoi-review-result.json"}],
     "review/applied.md.j2": [{"thread_id": "PRRT_1", "round": "9:1", "sha": "abc1234", "reason": "Used csv.writer.",
                               "excerpt": "-a\n+b"},
                              {"thread_id": "PRRT_1", "round": "9:1", "sha": "abc1234", "reason": "", "excerpt": ""}],
-    "review/commit_message.j2": [{"pr": {"number": 9}, "threads": THREADS, "key": "9:1"}],
+    "review/commit_message.j2": [{"pr": {"number": 9}, "threads": THREADS, "key": "9:1", "notes": []},
+                                 {"pr": {"number": 9}, "threads": [], "key": "9:1",
+                                  "notes": [{"author": "alice", "body": "x", "source": "review"}]}],
     "review/failed.md.j2": [{"reason": "GitHub answered 502"}],
     "review/needs_human.md.j2": [{"thread_id": "PRRT_2", "round": "9:1", "reason": explain(reason("review/unclear"))},
                                  {"thread_id": "PRRT_2", "round": "9:1", "reason": ""}],
@@ -324,8 +363,16 @@ SAMPLES: dict[str, list] = {
                                  {"thread_id": "PRRT_2", "round": "9:1", "reason": ""}],
     "review/not_ours.md.j2": [{}],
     "review/nothing.md.j2": [{}],
-    "review/summary.md.j2": [{"sha": "abc1234", "counts": {"applied": 1, "not_applied": 1, "needs_human": 0}},
-                             {"sha": None, "counts": {"applied": 0, "not_applied": 0, "needs_human": 2}}],
+    "review/summary.md.j2": [{"sha": "abc1234", "counts": {"applied": 1, "not_applied": 1, "needs_human": 0},
+                              "threads": 2, "notes": 0, "failure": "", "tail": "", "cost": "0.42"},
+                             {"sha": None, "counts": {"applied": 0, "not_applied": 0, "needs_human": 2},
+                              "threads": 2, "notes": 0, "failure": "", "tail": "", "cost": None},
+                             {"sha": None, "counts": {"applied": 0, "not_applied": 1, "needs_human": 0},
+                              "threads": 1, "notes": 1, "cost": None, "tail": "AssertionError\n1 failed",
+                              "failure": explain(reason("task/verify_failed", command="pytest -q", timed_out=False,
+                                                        exit_code=1, output="1 failed"))},
+                             {"sha": "abc1234", "counts": {"applied": 0, "not_applied": 0, "needs_human": 0},
+                              "threads": 0, "notes": 1, "failure": "", "tail": "", "cost": None}],
     "review/summary_wrapper.md.j2": [{"round": "9:1", "body": "🔁 **Review feedback addressed**: 1 applied."}],
     "sandbox/notes.j2": [{"part": "truncated", "limit": 1048576}, {"part": "cannot_start", "program": "bwrap",
                                                                     "error": "No such file or directory"}, {"part": "timed_out", "seconds": 300, "killed": True},
@@ -345,7 +392,7 @@ SAMPLES: dict[str, list] = {
     "spec/overflow_link.md.j2": [{"stage": "tasks", "overflow_url": "https://github.com/o/r/blob/b/t.md"},
                                  {"stage": "tasks", "overflow_url": None}],
     "spec/requirements.md.j2": _comments("requirements"),
-    "spec/status.md.j2": [{"status": s, "approved_by": "alice"} for s in documents.STATUSES],
+    "spec/status.md.j2": [{"status": s, "approved_by": "alice", "stage": "design"} for s in documents.STATUSES],
     "spec/tasks.md.j2": _comments("tasks"),
     "spec/truncated.md.j2": [{"overflow_link": "[the full tasks file](https://github.com/o/r/blob/b/t.md)"}],
     "web/base.html.j2": [{}],
@@ -361,11 +408,13 @@ SAMPLES: dict[str, list] = {
     "web/status_installation.html.j2": [
         {"installation_id": 42, "account_login": "octo", "account_type": "Organization", "suspended": s, "deleted": False,
          "known": True, "specs": [{"repo_full_name": "octo/app", "issue_number": 7, "title": "Export", "state": "tasks",
-                                   "updated_at": "2026-12-01", "cost": "0.0100", "link": "/status/octo/app/7?sig=x"}]}
+                                   "run_state": "running" if s else "", "updated_at": "2026-12-01", "cost": "0.0100", "link": "/status/octo/app/7?sig=x"}]}
         for s in (False, True)] + [{"installation_id": 43, "account_login": "", "account_type": "", "suspended": False,
                                     "deleted": True, "known": False, "specs": []}],
     "web/status_spec.html.j2": [SPEC_PAGE, {**SPEC_PAGE, "stages": [], "approvals": [], "llm_calls": [],
-                                            "last_error": "", "installation_link": ""}],
+                                            "last_error": "", "installation_link": ""}] + with_run(SPEC_PAGE),
+    "web/status_run.html.j2": RUN_SAMPLES,
+    **LIFECYCLE_SAMPLES,
 }
 
 

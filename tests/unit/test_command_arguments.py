@@ -124,7 +124,7 @@ def test_retry():
 
 
 def test_no_argument_verbs():
-    for verb in ("help", "status", "plan", "implement", "cancel", "pause", "resume", "address-review"):
+    for verb in ("help", "status", "plan", "implement", "cancel", "pause", "resume"):
         assert one(f"/omoi {verb}") == Command(verb, {}, f"/omoi {verb}", 1)
         bad = one(f"/omoi {verb} now please")
         assert isinstance(bad, InvalidCommand) and bad.verb == verb
@@ -132,6 +132,7 @@ def test_no_argument_verbs():
 
 def test_fix_alias():
     assert one("/omoi fix") == Command("address-review", {}, "/omoi fix", 1)
+    assert one("/omoi fix handle empty names").args == {"text": "handle empty names"}  # what to change, for the agent
 
 
 def test_unknown_verb():

@@ -45,6 +45,8 @@ class PullRequest:
     draft: bool = False
     maintainer_can_modify: bool = False
     last_head_sha: str = ""  # kept for when the head branch is deleted
+    merged_by: str | None = None  # a person merged it (rest/people.py); omoi never merges
+    merged_at: str | None = None
     review_comment_ids: list[int] = field(default_factory=list)
 
 

@@ -4,6 +4,7 @@ OpenAPI validation hook on every request and response; plus the traffic a test i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -66,11 +67,11 @@ class RequestHandling:
 
     # -- request handling (server thread) -----------------------------------
 
-    def _rate_headers(self, key: str) -> dict[str, str]:
+    def _rate_headers(self, key: str, count: bool = True) -> dict[str, str]:
         st = self.state
         if time.time() - st.rate_window_start >= 3600:
             st.rate_window_start, st.rate_used = time.time(), Counter()
-        st.rate_used[key] += 1
+        st.rate_used[key] += 1 if count else 0
         used = st.rate_used[key]
         return {
             "x-ratelimit-limit": str(RATE_LIMIT),
@@ -145,14 +146,20 @@ class RequestHandling:
         with self.state.lock:
             reply, check_response = self._handle(method, path, raw_path, query, body, bad_json, request.headers)
             auth_key = request.headers.get("Authorization", request.remote or "anon")
+            etag = _etag(reply, auth_key) if method == "GET" else None
+            not_modified = etag is not None and etag in _listed(request.headers.get("If-None-Match", ""))
             headers = {
                 "Content-Type": "application/json; charset=utf-8",
                 "X-GitHub-Media-Type": "github.v3; format=json",
                 "X-GitHub-Api-Version-Selected": "2022-11-28",
                 "X-GitHub-Request-Id": uuid.uuid4().hex[:20].upper(),
-                **self._rate_headers(auth_key),
+                **self._rate_headers(auth_key, count=not not_modified),  # a 304 costs no rate limit
                 **reply.headers,
             }
+            if etag is not None:
+                headers["ETag"] = etag
+            if not_modified:  # GitHub's answer to a matching If-None-Match: no body, not checked by the spec
+                reply, check_response = Reply(304, None, {}), False
             if self.validator is not None and check_response:
                 for v in self.validator.check_response(method, raw_path, reply.status, reply.body):
                     if reply.status >= 400 and ("is valid under each of" in v or "the spec documents none" in v):
@@ -218,3 +225,16 @@ class RequestHandling:
             # the 404 below is not what GitHub would answer. Add a @route for it.
             self._violations.append(f"fake: {method} {path} is documented by GitHub but not implemented by FakeGitHub")
         return Reply(404, {"message": "Not Found", "documentation_url": DOCS, "status": "404"}), True
+
+
+def _etag(reply: Reply, auth: str) -> str | None:
+    """A weak ETag like GitHub's for a successful GET: its body as this requester sees it (GitHub's
+    answers vary by Authorization, so another token's ETag never matches)."""
+    if reply.status != 200 or reply.body is None:
+        return None
+    digest = hashlib.sha256(auth.encode() + json.dumps(reply.body, sort_keys=True).encode()).hexdigest()[:40]
+    return f'W/"{digest}"'
+
+
+def _listed(header: str) -> set[str]:
+    return {t.strip() for t in header.split(",") if t.strip()}

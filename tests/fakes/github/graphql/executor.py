@@ -16,6 +16,15 @@ GRAPHQL_DOCS = "https://docs.github.com/graphql"
 
 
 _GQL_TYPES: dict[str, dict[str, tuple[str, Callable[..., Any]]]] | None = None
+# Interfaces and the object types that implement them (an inline fragment must name one of these).
+_POSSIBLE = {"GitObject": {"Blob", "Commit", "Tree", "Tag"}}
+
+
+def _concrete(type_name: str, obj: Any) -> str:
+    """An interface's value carries its own type name (``__typename``)."""
+    if type_name in _POSSIBLE and isinstance(obj, dict):
+        return obj["__typename"]
+    return type_name
 
 
 def _execute_field_set(type_name: str, obj: Any, selections: list[_GqlField], ctx: _GqlCtx,
@@ -24,8 +33,12 @@ def _execute_field_set(type_name: str, obj: Any, selections: list[_GqlField], ct
     out: dict[str, Any] = {}
     for f in selections:
         fpath = path + [f.alias]
+        if f.name == "...":  # an inline fragment: its fields when the value is of its type
+            if f.args["on"] in (type_name, _concrete(type_name, obj)):
+                out.update(_execute_field_set(f.args["on"], obj, f.selections, ctx, path))
+            continue
         if f.name == "__typename" and f.name not in _GQL_TYPES.get(type_name, {}):
-            out[f.alias] = type_name
+            out[f.alias] = _concrete(type_name, obj)
             continue
         try:
             out[f.alias] = _execute_field(type_name, obj, f, ctx, fpath)
@@ -67,7 +80,7 @@ def _execute_field(type_name: str, obj: Any, f: _GqlField, ctx: _GqlCtx, path: l
         raise GraphQLFieldError(f"Field '{f.name}' doesn't exist on type '{type_name}'")
     ret_type, resolver = spec
     value = resolver(obj, _substitute(f.args, ctx.variables), ctx)
-    if value is None or ret_type == "String":
+    if value is None or ret_type in ("String", "Int", "Boolean"):
         return value
     return _execute_field_set(ret_type, value, f.selections, ctx, path) if not ret_type.endswith("Connection") \
         else _execute_connection(ret_type, value, f, ctx, path)
@@ -84,6 +97,14 @@ def _validate_selections(type_name: str, selections: list[_GqlField], path: list
     errors = []
     for f in selections:
         if f.name == "__typename":
+            continue
+        if f.name == "...":
+            on = f.args["on"]
+            if on != type_name and on not in _POSSIBLE.get(type_name, ()):
+                errors.append({"path": path + [f.alias], "locations": [{"line": f.line, "column": f.column}],
+                               "message": f"Fragment on {on} can't be spread inside {type_name}"})
+            else:
+                errors.extend(_validate_selections(on, f.selections, path + [f.alias]))
             continue
         if type_name.endswith("Connection"):
             node_type = type_name.removesuffix("Connection")

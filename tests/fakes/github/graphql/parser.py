@@ -1,5 +1,6 @@
 """GraphQL syntax: the tokenizer and parser (operations, variables, aliases, arguments, nested
-selections; no fragments or directives) and variable substitution."""
+selections, inline fragments ``... on Type { }``; no named fragments or directives) and variable
+substitution. An inline fragment is a _GqlField named ``...`` whose ``args["on"]`` is its type."""
 
 from __future__ import annotations
 
@@ -115,7 +116,12 @@ class _GqlParser:
         while not self.peek("}"):
             if self.peek("..."):
                 tok = self.take("...")
-                raise GraphQLSyntaxError("FakeGitHub's GraphQL does not support fragments", tok[2], tok[3])
+                if not self.peek("on"):
+                    raise GraphQLSyntaxError("FakeGitHub's GraphQL does not support named fragments", tok[2], tok[3])
+                self.take("on")
+                on = self.take(kind="name")[1]
+                out.append(_GqlField(f"... on {on}", "...", {"on": on}, self.selection_set(), tok[2], tok[3]))
+                continue
             _, first, line, col = self.take(kind="name")
             alias, name = first, first
             if self.peek(":"):

@@ -4,6 +4,7 @@ connections with GitHub's pagination limits, and the mutations on review threads
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -99,6 +100,23 @@ def _actor(st: GitHubState, user: dict[str, Any]) -> dict[str, Any]:
             "databaseId": user["id"], "id": user["node_id"]}
 
 
+BLOB_TEXT_LIMIT = 512 * 1024  # GitHub leaves a larger blob's text truncated
+
+
+def _git_object(r: Repo, sha: str) -> dict[str, Any]:
+    kind = r.git.object_type(sha) or "blob"
+    obj: dict[str, Any] = {"__typename": kind.capitalize(), "oid": sha}
+    if kind == "blob":
+        raw = r.git.blob(sha)
+        binary = b"\0" in raw[:8000]
+        try:
+            text = None if binary else raw[:BLOB_TEXT_LIMIT].decode("utf-8")
+        except UnicodeDecodeError:
+            binary, text = True, None
+        obj.update(byteSize=len(raw), isBinary=binary, isTruncated=len(raw) > BLOB_TEXT_LIMIT, text=text)
+    return obj
+
+
 # Object types: name -> {field -> (type, resolver(parent, args, ctx))}. A type
 # string ending in "Connection"/"Edge" is handled generically; "[X]" is a list.
 def _gql_types() -> dict[str, dict[str, tuple[str, Callable[..., Any]]]]:
@@ -166,7 +184,24 @@ def _gql_types() -> dict[str, dict[str, tuple[str, Callable[..., Any]]]]:
                                user=ctx.state.bot_login, user_type="Bot", reply_to=thread.comment_ids[0])
         return {"clientMutationId": inp.get("clientMutationId"), "comment": (repo, c)}
 
-    S = "String"
+    def default_ref(r: Repo, args: dict[str, Any], ctx: _GqlCtx) -> dict[str, Any] | None:
+        sha = r.git.branch_sha(r.default_branch)
+        return {"name": r.default_branch, "prefix": "refs/heads/", "target": _git_object(r, sha)} if sha else None
+
+    def git_object(r: Repo, args: dict[str, Any], ctx: _GqlCtx) -> dict[str, Any] | None:
+        """``object(expression: "rev:path")``, ``object(oid:)``: what git resolves it to, or null."""
+        expression = args.get("expression") or args.get("oid")
+        if not isinstance(expression, str) or not expression:
+            raise GraphQLFieldError("Argument 'expression' or 'oid' is required on Field 'object'")
+        rev, sep, path = expression.partition(":")
+        rev = r.git.branch_sha(r.default_branch) if rev in ("", "HEAD") else r.git.resolve(rev, peel="object")
+        if not rev or any(c in path for c in "\0\n"):
+            return None
+        out = r.git.run("rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}:{path}" if sep else rev,
+                        check=False).decode().strip()
+        return _git_object(r, out) if re.fullmatch(r"[0-9a-f]{40}", out) else None
+
+    S, I = "String", "Int"
     return {
         "Query": {
             "repository": ("Repository", lambda _, a, ctx: _gql_repo(ctx, a.get("owner"), a.get("name"))),
@@ -198,7 +233,17 @@ def _gql_types() -> dict[str, dict[str, tuple[str, Callable[..., Any]]]]:
             "nameWithOwner": (S, lambda r, a, ctx: r.full_name),
             "url": (S, lambda r, a, ctx: f"https://github.com/{r.full_name}"),
             "pullRequest": ("PullRequest", pull_request),
+            "defaultBranchRef": ("Ref", default_ref),
+            "object": ("GitObject", git_object),
         },
+        "Ref": {"name": (S, attr("name")), "prefix": (S, attr("prefix")), "target": ("GitObject", attr("target"))},
+        "GitObject": {"oid": (S, attr("oid")), "abbreviatedOid": (S, lambda o, a, ctx: o["oid"][:7])},
+        "Blob": {"oid": (S, attr("oid")), "abbreviatedOid": (S, lambda o, a, ctx: o["oid"][:7]),
+                 "byteSize": (I, attr("byteSize")), "isBinary": ("Boolean", attr("isBinary")),
+                 "isTruncated": ("Boolean", attr("isTruncated")), "text": (S, attr("text"))},
+        "Commit": {"oid": (S, attr("oid")), "abbreviatedOid": (S, lambda o, a, ctx: o["oid"][:7])},
+        "Tree": {"oid": (S, attr("oid")), "abbreviatedOid": (S, lambda o, a, ctx: o["oid"][:7])},
+        "Tag": {"oid": (S, attr("oid")), "abbreviatedOid": (S, lambda o, a, ctx: o["oid"][:7])},
         "PullRequest": {
             "id": (S, lambda o, a, ctx: node_id("PullRequest", o[1].id)),
             "databaseId": (S, lambda o, a, ctx: o[1].id),

@@ -15,6 +15,7 @@ from . import (  # noqa: F401  (imported for their @route registrations, in this
     commits,
     refs,
     checks,
+    ci,
     pulls,
     review_comments,
     app_manifests,

@@ -61,8 +61,8 @@ def pull_json(st: GitHubState, repo: Repo, pr: PullRequest, *, simple: bool = Fa
         "created_at": issue["created_at"],
         "updated_at": issue["updated_at"],
         "closed_at": issue["closed_at"],
-        "merged_at": None,
-        "merge_commit_sha": None,
+        "merged_at": pr.merged_at,
+        "merge_commit_sha": head_sha if pr.merged_at else None,
         "assignee": None,
         "assignees": [],
         "requested_reviewers": [],
@@ -83,11 +83,11 @@ def pull_json(st: GitHubState, repo: Repo, pr: PullRequest, *, simple: bool = Fa
     commits = repo.git.rev_list(head_sha, base_sha) if head_sha and base_sha else []
     changes = repo.git.diff(mb, head_sha) if mb else []
     data.update(
-        merged=False,
+        merged=pr.merged_at is not None,
         mergeable=True if issue["state"] == "open" else None,
         rebaseable=True if issue["state"] == "open" else None,
         mergeable_state="draft" if pr.draft else "clean",
-        merged_by=None,
+        merged_by=st.user(pr.merged_by) if pr.merged_by else None,
         comments=issue["comments"],
         review_comments=len(pr.review_comment_ids),
         maintainer_can_modify=pr.maintainer_can_modify,

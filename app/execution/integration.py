@@ -1,0 +1,144 @@
+"""Landing verified task commits on the run's branch: the tasks that finish together push together.
+
+A task whose change passed its checks does not push on its own (pushes to one branch serialise and
+every one after the first rebases). It leaves its change in `task_integrations` (`enqueue`) and
+waits (`land`). Whoever holds the branch's push lock is the integrator: it takes every waiting row
+whose attempt still holds its task, commits them in order on the branch head and pushes once
+(app/execution/gitwork.py `push_together`), then writes each row's outcome. A waiting task that finds
+the lock free becomes the next integrator, so no row waits for a process that died: a failed push
+leaves the rows waiting, and the next holder of the lock pushes them. Rows of attempts that lost
+their lease (cancelled, taken over, dead) are dropped, never pushed.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass
+from typing import Sequence
+
+from sqlalchemy import delete, select
+
+from app.config import Settings
+from app.db.locks import owner_id, release, try_acquire
+from app.db.models import Spec, SpecTask, TaskIntegration
+from app.db.session import session_scope
+from app.execution import policy
+from app.execution.batch_push import Waiting, push_together
+from app.execution.gitwork import Clone
+from app.execution.leases import Lease, update
+from app.observability.logs import get_logger
+from app.text.rendering import Reason
+
+log = get_logger("omoi.integration")
+LOCK_TTL = 120  # a holder that died keeps the lock at most this long
+POLL = 0.05
+MAX_FAILURES = 3  # integrations this attempt tried and saw fail before it gives up (the task is retried)
+HOLDS = ("running", "failed", "paused_budget")  # run states in which a running task may still land
+
+
+@dataclass
+class Landed:
+    """What became of one task's waiting change."""
+    sha: str | None
+    rebased: bool = False
+    touched: bool = False
+    existing: bool = False
+    refused: Reason | None = None
+    failed: Reason | None = None
+
+
+def lock_key(full_name: str, branch: str) -> str:
+    return f"push:{full_name}:{branch}"
+
+
+def enqueue(settings: Settings, lease: Lease, *, base_sha: str, patch: str, message: str,
+            paths: Sequence[str]) -> int:
+    with session_scope(settings.database_url) as s:
+        row = TaskIntegration(spec_id=lease.spec_id, task_id=lease.task_id, lease_owner=lease.owner, state="waiting",
+                              change={"base": base_sha, "patch": patch, "message": message, "paths": sorted(set(paths))})
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+def _take(settings: Settings, row_id: int) -> Landed | None | bool:
+    """The row's outcome (deleting the row), False while it waits, None when it was dropped."""
+    with session_scope(settings.database_url) as s:
+        row = s.get(TaskIntegration, row_id)
+        if row is None:
+            return None
+        if row.state == "waiting":
+            return False
+        res = row.result or {}
+        why = Reason(res["reason"]["code"], res["reason"]["params"]) if res.get("reason") else None
+        landed = Landed(res.get("sha"), res.get("rebased", False), res.get("touched", False), res.get("existing", False),
+                        refused=why if row.state == "refused" else None, failed=why if row.state == "failed" else None)
+        s.delete(row)
+        return landed
+
+
+def _drop(settings: Settings, row_id: int) -> None:
+    with session_scope(settings.database_url) as s:
+        s.execute(delete(TaskIntegration).where(TaskIntegration.id == row_id, TaskIntegration.state == "waiting"))
+
+
+def integrate(settings: Settings, spec_id: int, clone: Clone, limits: policy.Limits | None,
+              secrets: Sequence[str]) -> int:
+    """Holding the branch's push lock: push every waiting change of the run together. Returns how many
+    rows were settled. Blocking; call it in a thread. A git failure (the network, a push rejected
+    too often) raises and leaves the rows waiting for the next integrator."""
+    with session_scope(settings.database_url) as s:
+        rows = s.scalars(select(TaskIntegration).where(TaskIntegration.spec_id == spec_id,
+                                                       TaskIntegration.state == "waiting")
+                         .order_by(TaskIntegration.id)).all()
+        if not rows:
+            return 0
+        holders = {(t, o) for t, o in s.execute(select(SpecTask.task_id, SpecTask.lease_owner).where(
+            SpecTask.spec_id == spec_id, SpecTask.status == "running"))}
+        run_state = s.scalar(select(Spec.run_state).where(Spec.id == spec_id))
+        stale = [r.id for r in rows if run_state not in HOLDS or (r.task_id, r.lease_owner) not in holders]
+        if stale:  # their attempts lost the task: nothing of theirs is pushed
+            s.execute(delete(TaskIntegration).where(TaskIntegration.id.in_(stale)))
+        live = [(r.id, Waiting(f"{spec_id}/{r.task_id}", r.change["base"], r.change["patch"], r.change["message"],
+                               list(r.change["paths"]))) for r in rows if r.id not in stale]
+    if not live:
+        return 0
+    results = push_together(clone, [w for _, w in live], limits, secrets)
+    with session_scope(settings.database_url) as s:
+        for (row_id, w), res in zip(live, results):
+            why = res.refused or (res.failed.map_text(lambda t: t[:760]) if res.failed else None)
+            state = "refused" if res.refused else "failed" if res.failed else "pushed"
+            s.execute(update(TaskIntegration).where(TaskIntegration.id == row_id).values(state=state, result={
+                "sha": res.sha, "rebased": res.rebased, "touched": res.touched, "existing": res.existing,
+                "reason": why.to_json() if why else None}))
+    log.info("tasks_integrated", spec_id=spec_id, tasks=[w.key for _, w in live],
+             pushed=sum(1 for r in results if r.sha and not r.existing))
+    return len(live)
+
+
+async def land(settings: Settings, spec_id: int, row_id: int, key: str, clone: Clone,
+               limits: policy.Limits | None, secrets: Sequence[str], lost: threading.Event) -> Landed | None:
+    """Wait until the change `enqueue` left in row `row_id` is settled, integrating whenever the
+    branch's push lock is free. None: the attempt lost its task before its change was pushed."""
+    owner, failures = owner_id(), 0
+    while True:
+        taken = await asyncio.to_thread(_take, settings, row_id)
+        if taken is None or isinstance(taken, Landed):
+            return taken
+        if lost.is_set():
+            await asyncio.to_thread(_drop, settings, row_id)
+            return await asyncio.to_thread(_take, settings, row_id) or None  # it may have landed meanwhile
+        if await asyncio.to_thread(try_acquire, key, owner, LOCK_TTL):
+            try:
+                await asyncio.to_thread(integrate, settings, spec_id, clone, limits, secrets)
+            except Exception as exc:  # noqa: BLE001 - the rows still wait; a later integrator retries
+                failures += 1
+                log.warning("integration_failed", spec_id=spec_id, error=str(exc)[:300], failures=failures)
+                if failures >= MAX_FAILURES:
+                    await asyncio.to_thread(_drop, settings, row_id)
+                    raise
+                await asyncio.sleep(failures)
+            finally:
+                await asyncio.to_thread(release, key, owner)
+            continue
+        await asyncio.sleep(POLL)

@@ -1,0 +1,77 @@
+"""The web process's batches of `omoi.process_delivery` messages on Redis (app/jobs.py,
+app/broker/redis_transport.py): after the first message Celery builds on a channel, later ones
+are copies of its envelope pushed in one LPUSH. A consumer must find in each exactly the message
+Celery would have sent: the same task, headers and properties, its own ids, its own argument, in
+order. Read back with kombu, as the worker reads them."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from app import jobs
+from app.broker import make_celery
+from app.config import Settings
+from tests.support.services import REDIS_URL, redis_available, require_service
+
+
+@pytest.fixture
+def celery():
+    require_service(redis_available(), "Redis on 127.0.0.1:6379")
+    app = make_celery(Settings(broker_url=REDIS_URL, queue_name=f"omoi-test-{uuid.uuid4().hex[:8]}",
+                               database_url="sqlite://", webhook_secret="x"))
+    yield app
+    with app.connection_for_write() as conn:
+        conn.default_channel.client.delete(app.conf.task_default_queue)
+    app.close()
+
+
+def _read_all(app) -> list:
+    """Every message on the queue, oldest first, decoded as a worker's consumer decodes it."""
+    out = []
+    with app.connection_for_read() as conn:
+        queue = conn.SimpleQueue(app.conf.task_default_queue, no_ack=True)
+        while True:
+            try:
+                message = queue.get(timeout=0.5)
+            except queue.Empty:
+                return out
+            out.append((message.headers, message.properties, message.decode()))
+
+
+def test_later_batches_are_copies_of_the_message_celery_built(celery):
+    jobs.process_deliveries(celery, [101])  # Celery builds this one
+    jobs.process_deliveries(celery, [102, 103, 104])  # copies, one LPUSH
+    jobs.process_deliveries(celery, [105])
+    messages = _read_all(celery)
+    assert [body[0] for _, _, body in messages] == [[101], [102], [103], [104], [105]]
+
+    first_headers, first_props, first_body = messages[0]
+    assert first_headers["task"] == "omoi.process_delivery"
+    ids = set()
+    for headers, props, body in messages:
+        pk = body[0][0]
+        task_id = headers["id"]
+        ids.add(task_id)
+        assert headers == dict(first_headers, id=task_id, root_id=task_id, argsrepr=f"[{pk}]")
+        assert (props["correlation_id"], props["delivery_info"]) == (task_id, first_props["delivery_info"])
+        assert {k: v for k, v in props.items() if k not in ("correlation_id", "delivery_tag")} == \
+            {k: v for k, v in first_props.items() if k not in ("correlation_id", "delivery_tag")}
+        assert body[1:] == first_body[1:]  # kwargs and Celery's embed (callbacks, chain...)
+    assert len(ids) == len(messages)
+    assert len({props["delivery_tag"] for _, props, _ in messages}) == len(messages)
+
+
+def test_only_a_plain_message_is_a_template(celery):
+    """Nothing is copied before Celery has sent a message of the task on the channel, nor from a
+    message with an ETA (it would copy the ETA): Celery builds those."""
+    from app.broker.redis_transport import Channel
+
+    queue = celery.conf.task_default_queue
+    with celery.producer_or_acquire() as producer:
+        channel = producer.channel
+        assert isinstance(channel, Channel)
+        assert channel.push_task_copies("omoi.process_delivery", queue, [[1]]) is False
+        celery.send_task("omoi.process_delivery", args=[2], countdown=30, producer=producer)
+        assert channel.push_task_copies("omoi.process_delivery", queue, [[3]]) is False
+    assert [(headers["eta"] is not None, body[0]) for headers, _, body in _read_all(celery)] == [(True, [2])]
