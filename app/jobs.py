@@ -103,7 +103,7 @@ def process_deliveries(celery, pks: list[int]) -> None:
     batch: one pooled producer, pipelined where the broker can (Redis: one round trip). Raises if
     the broker cannot take them."""
     with celery.producer_or_acquire() as producer:  # pooled: no new broker connection
-        copies = getattr(producer.channel, "push_task_copies", None)  # Redis: app/broker/redis_transport.py
+        copies = getattr(producer.channel, "push_task_copies", None)  # app/broker/copies.py
         if copies is not None and copies(PROCESS_DELIVERY, celery.conf.task_default_queue, [[pk] for pk in pks]):
             return  # copies of the message Celery built for an earlier batch on this channel, one LPUSH
         batch = producer.batch() if hasattr(producer, "batch") else nullcontext()

@@ -207,8 +207,8 @@ PHASES = [
     ("dispatch", "from the claim to the worker thread adopting it"),
     ("context", "the task's context from the database"),
     ("github reads", "the repository's config (.github/omoi.yml)"),
-    ("clone", "omoi's bare commit clone (host)"),
-    ("  mirror", "  the host's mirror of the repository: fetched, or found holding the dependencies"),
+    ("mirror", "the host's mirror of the repository: fetched, or found holding the dependencies"),
+    ("clone", "omoi's bare commit clone, from the mirror (beside the sandbox's)"),
     ("earlier commit", "an earlier attempt's commit looked for"),
     ("budget check", "the spend limits checked"),
     ("sandbox", "the sandbox: host clone + jail set-up"),
@@ -224,6 +224,9 @@ PHASES = [
     ("  integrate", "  as the integrator: read the waiting rows, push_together, write outcomes"),
     ("  push", "  push_together: fetch, rebase the batch, one push"),
     ("  git push", "  git push"),
+    ("   head from mirror", "   the head omoi pushed last, from the mirror"),
+    ("   fast-import", "   the batch's commits written"),
+    ("   mirror record", "   the pushed commits copied into the mirror"),
     ("  fetch", "  git fetch"),
     ("re-verify", "fresh sandbox + verify on the pushed commit"),
     ("record", "finish_attempt"),
@@ -246,6 +249,9 @@ def instrument() -> None:
 
     integration.push_together = _timed("  push", integration.push_together)
     integration.integrate = _timed("  integrate", integration.integrate)
+    gitwork.Clone.fetch_mirrored = _timed("   head from mirror", gitwork.Clone.fetch_mirrored)
+    gitwork.Clone.record_pushed = _timed("   mirror record", gitwork.Clone.record_pushed)
+    batch_push._fast_import = _timed("   fast-import", batch_push._fast_import)
     gitwork.Clone.push = _timed("  git push", gitwork.Clone.push)
     task_runner.integration.land = _timed("land", integration.land)
     gitwork.Clone.fetch = _timed("  fetch", gitwork.Clone.fetch)
@@ -256,7 +262,7 @@ def instrument() -> None:
     orchestrator.advance = _timed("advance", orchestrator.advance)
     orchestrator.finish_attempt = _timed("record", orchestrator.finish_attempt)
     gitwork.Clone.clone = _timed("clone", gitwork.Clone.clone)
-    gitwork.Mirror.update = _timed("  mirror", gitwork.Mirror.update)
+    gitwork.Clone.refresh = _timed("mirror", gitwork.Clone.refresh)
     gitwork.Clone.find_task_commit = _timed("earlier commit", gitwork.Clone.find_task_commit)
     gitwork.Clone.patch_paths = _timed("patch paths", gitwork.Clone.patch_paths)
     integration.enqueue = _timed("enqueue", integration.enqueue)
@@ -372,6 +378,7 @@ def critical_chain(seconds: float) -> None:
 
 def matrix(args) -> int:
     """The ratio at 5 s and 10 s agents, at width 5 and 10 (each in a fresh process)."""
+    import re
     import subprocess
 
     rows = []
@@ -380,8 +387,8 @@ def matrix(args) -> int:
             cmd = [sys.executable, __file__, "--agent-seconds", str(agent), "--width", str(width),
                    "--levels", str(args.levels)] + (["--no-jail"] if args.no_jail else [])
             out = subprocess.run(cmd, capture_output=True, text=True).stdout
-            ratio = next((line.rsplit("= ", 1)[1].split()[0] for line in out.splitlines()
-                          if "makespan / critical path" in line), "?")
+            found = re.search(r"makespan / critical path = ([0-9.]+)", out)
+            ratio = found.group(1) if found else "?"
             print(out, flush=True)
             rows.append((agent, width, ratio))
     print("agent s | width | makespan / critical path (goal <= 1.15)")

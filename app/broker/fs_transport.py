@@ -4,6 +4,7 @@ kombu creates the message file and then writes it, so a consumer polling the fol
 move and read a still-empty file, and the worker dies on a JSONDecodeError. Here a message
 is written under a temporary name in a sibling folder and renamed into the queue folder:
 a rename on one filesystem is atomic, so a consumer sees a whole message or none.
+`push_task_copies` writes the web process's batches (app/broker/copies.py).
 """
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from kombu.transport import filesystem
 from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
 
+from app.broker.copies import TaskCopies
+
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
-class Channel(filesystem.Channel):
+class Channel(TaskCopies, filesystem.Channel):
     _staging: str | None = None
 
     def _staging_folder(self) -> str:
@@ -29,8 +32,22 @@ class Channel(filesystem.Channel):
         return self._staging
 
     def _put(self, queue, payload, **kwargs):
+        self._remember(queue, payload, queue)
+        self._write(queue, str_to_bytes(dumps(payload)))
+
+    def push_task_copies(self, task: str, routing_key: str, args_list: list[list]) -> bool:
+        """One `task` message file per argument list, in order; False, and nothing written, while
+        there is no message to copy (app/broker/copies.py)."""
+        copies = self._copies(task, routing_key, args_list)
+        if copies is None:
+            return False
+        queue, envelopes = copies
+        for envelope in envelopes:
+            self._write(queue, envelope.encode("utf-8"))
+        return True
+
+    def _write(self, queue: str, data: bytes) -> None:
         name = f"{int(round(monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
-        data = str_to_bytes(dumps(payload))
         tmp = None
         try:
             tmp = os.path.join(self._staging_folder(), name)

@@ -32,6 +32,7 @@ log = get_logger("omoi.lifecycle")
 DONE_LABEL = "omoi:done"
 ENDED = ("stopped", "complete", "rejected")  # nothing left to stop
 LIVE_RUN = ("running", "paused_budget")
+RESUMABLE = ("stopped", "failed")  # `/omoi plan`, a reopen or a relabel continues where it stopped or failed
 
 
 def spec_of_pull_request(settings: Settings, full_name: str, pr: dict) -> int | None:
@@ -89,10 +90,10 @@ async def complete(gh, settings: Settings, spec_id: int, user: str) -> None:
     orchestrator.end_run(settings, spec_id, "merged", reason("run/stopped", why="merged", user=user))
     jobs.schedule(spec_id=spec_id)  # the tracking comment and the check run say so
     await flow.publish(gh, settings, spec_id, [])  # the spec check run
-    await _notice(gh, settings, spec_id, "complete", "replies/ended_complete.md.j2", user=user,
-                  **summary(settings, spec_id))
     await gh.post("/repos/{owner}/{repo}/issues/{issue_number}/labels",
                   url_vars={**repo_vars(full_name), "issue_number": number}, data={"labels": [DONE_LABEL]})
+    await _notice(gh, settings, spec_id, "complete", "replies/ended_complete.md.j2", user=user,
+                  **summary(settings, spec_id))
     log.info("spec_complete", spec_id=spec_id, user=user)
 
 
@@ -151,11 +152,11 @@ def _position(s, spec: Spec) -> tuple[str | None, str]:
 
 
 async def resume(gh, settings: Settings, spec_id: int, user: str, request_key: str) -> str:
-    """A stopped spec goes back to where it stopped: the stage being written is written again, a stage
+    """A stopped (or failed) spec goes back to where it was: the stage being written is written again, a stage
     waiting for people waits again, a run stopped with the spec continues. Returns the new state."""
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, spec_id)
-        if spec.state != "stopped":
+        if spec.state not in RESUMABLE:
             return spec.state
         todo, state = _position(s, spec)
         spec.state, spec.stopped_from, spec.last_error, spec.last_error_params = state, None, None, None

@@ -31,7 +31,7 @@ async def plan(gh, settings: Settings, full_name: str, issue: dict, repository: 
         jobs.run_stage(spec_id=spec_id, stage="requirements", request_key=f"{request_key}:plan")
         return Outcome("replies/planning.md.j2")
     view = lifecycle.status_view(settings, spec_id)
-    if view["state"] == "stopped":
+    if view["state"] in lifecycle.RESUMABLE:
         state = await lifecycle.resume(gh, settings, spec_id, user, request_key)
         return Outcome("replies/resumed.md.j2", lifecycle.status_view(settings, spec_id) | {"resumed_to": state})
     return Outcome("replies/already_planning.md.j2", view)

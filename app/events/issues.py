@@ -39,7 +39,7 @@ async def on_labeled(event: sansio.Event, ctx: EventContext) -> None:
         await refuse_once(ctx, gh, full_name, number, sender, "label")
         return
     known = lifecycle.spec_of_issue(ctx.settings, full_name, number)
-    if known is not None and lifecycle.status_view(ctx.settings, known)["state"] == "stopped":
+    if known is not None and lifecycle.status_view(ctx.settings, known)["state"] in lifecycle.RESUMABLE:
         if issue.get("state", "open") == "open":  # a label on a closed issue resumes nothing
             await comments.add_reaction(gh, full_name, issue_number=number, content="eyes")
             await lifecycle.resume(gh, ctx.settings, known, sender.get("login", ""), f"label:{ctx.delivery_id}")
@@ -64,7 +64,8 @@ async def on_labeled(event: sansio.Event, ctx: EventContext) -> None:
     result = await comments.upsert(gh, ctx.settings, full_name, number, ACK_MARKER, body, known_id=known_comment)
     with session_scope(ctx.settings.database_url) as s:
         s.get(Spec, spec_id).ack_comment_id = result.comment_id
-    if start or state == "planning":  # also after a crash between recording and enqueueing
+    # also after a crash between recording the new spec and enqueueing its first stage
+    if start or (state == "planning" and not lifecycle.status_view(ctx.settings, spec_id)["stages"]):
         jobs.run_stage(spec_id=spec_id, stage="requirements", request_key=f"label:{ctx.delivery_id}")
     ctx.log.info("issue_acknowledged", issue=number, comment=result.comment_id, action=result.action)
 

@@ -52,7 +52,7 @@ def push_together(clone: Clone, waiting: Sequence[Waiting], limits: policy.Limit
     # Optimistic: the head omoi pushed last from this host, without the network; the push checks it.
     head = clone.fetch_mirrored() or clone.fetch()
     for _ in range(max_rounds):
-        found = clone.task_commits(head)
+        found = clone.task_commits(head, since=[w.base_sha for w in waiting])
         todo = [w for w in waiting if w.key not in found]
         built = (_fast(clone, head, todo, limits, secrets) if todo else []) or _slow(clone, head, todo, limits, secrets)
         made = iter(built)

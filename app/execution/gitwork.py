@@ -127,20 +127,31 @@ class Clone:
 
     # -- operations -------------------------------------------------------------------------
 
-    def clone(self, want: Sequence[str] = ()) -> str:
-        """Clone the branch (bare: nothing is checked out); returns its head sha. The objects come from
-        this host's mirror of the repository, fetched now (once for the tasks that start together) unless
-        its branch already holds every commit in `want` (the dependencies omoi pushed from this host)."""
+    def refresh(self, want: Sequence[str] = ()) -> str | None:
+        """Bring this host's mirror of the repository up to date and return the branch head in it (None
+        without a usable mirror). It is fetched (once for the tasks that start together) unless its branch
+        already holds every commit in `want` (the dependencies omoi pushed from this host)."""
         try:
             mirror = Mirror(self.url)
             mirror.update(self.token, self.branch, want)
-            with mirror.reading():
-                self.git("clone", "-q", "--bare", "--no-tags", "--single-branch", "-b", self.branch, "--",
+            return mirror.head(self.branch)
+        except (SandboxError, OSError) as exc:
+            log.warning("mirror_unavailable", error=self._clean(str(exc).encode()))
+            return None
+
+    def clone(self, want: Sequence[str] = (), *, refreshed: bool = False) -> str:
+        """Clone the branch (bare: nothing is checked out) from this host's mirror (`refresh`, unless
+        `refreshed`), or from the repository without one; returns its head sha."""
+        mirror = Mirror.existing(self.url) if refreshed or self.refresh(want) else None
+        try:
+            if mirror is None:
+                raise GitError("no mirror")
+            with mirror.reading():  # --shared: the mirror's objects are read in place (omoi's own clone only)
+                self.git("clone", "-q", "--bare", "--shared", "--no-tags", "--single-branch", "-b", self.branch, "--",
                          str(mirror.path), str(self.git_dir))
             self.git("remote", "set-url", "origin", self.url)
-        except (SandboxError, OSError, GitError) as exc:  # no mirror here: straight from the repository
+        except (SandboxError, OSError, GitError):  # straight from the repository
             shutil.rmtree(self.git_dir, ignore_errors=True)
-            log.warning("mirror_unavailable", error=self._clean(str(exc).encode()))
             self.git("clone", "-q", "--bare", "--no-tags", "--single-branch", "-b", self.branch, "--", self.url,
                      str(self.git_dir), auth=True)
         return self.out("rev-parse", "HEAD")
@@ -156,6 +167,8 @@ class Clone:
         mirror = Mirror.existing(self.url)
         if mirror is None:
             return None
+        if (self.git_dir / "objects" / "info" / "alternates").is_file():  # cloned --shared: its objects are ours
+            return mirror.head(self.branch)
         with mirror.reading():
             proc = self.git("fetch", "-q", "--no-tags", str(mirror.path),
                             f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}", check=False)
@@ -265,9 +278,11 @@ class Clone:
         text = self.git("stripspace", stdin=message.encode()).stdout  # what `git commit` would have stored
         return self.out("commit-tree", "--no-gpg-sign", tree, "-p", base_sha, "-F", "-", stdin=text)
 
-    def task_commits(self, ref: str) -> dict[str, str]:
-        """`Omoi-Task` key -> commit for every task commit on `ref` (one scan for a whole batch)."""
-        out = self.out("log", ref, "-F", f"--grep={TRAILER}: ",
+    def task_commits(self, ref: str, since: Iterable[str] = ()) -> dict[str, str]:
+        """`Omoi-Task` key -> commit for every task commit on `ref` (one scan for a whole batch), among the
+        commits not on any of `since` when given (the tasks' bases: an earlier attempt's commit on one of
+        them was found when that attempt's successor started)."""
+        out = self.out("log", ref, *(f"^{s}" for s in sorted(set(since))), "-F", f"--grep={TRAILER}: ",
                        f"--format=%H %(trailers:key={TRAILER},valueonly,separator=%x2C)")
         found: dict[str, str] = {}
         for line in out.splitlines():

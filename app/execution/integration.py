@@ -4,7 +4,7 @@ A task whose change passed its checks does not push on its own (pushes to one br
 every one after the first rebases). It leaves its change in `task_integrations` (`enqueue`) and
 waits (`land`). Whoever holds the branch's push lock is the integrator: it takes every waiting row
 whose attempt still holds its task, commits them in order on the branch head and pushes once
-(app/execution/gitwork.py `push_together`), then writes each row's outcome. A waiting task that finds
+(app/execution/batch_push.py), then writes each row's outcome. A waiting task that finds
 the lock free becomes the next integrator, so no row waits for a process that died: a failed push
 leaves the rows waiting, and the next holder of the lock pushes them. Rows of attempts that lost
 their lease (cancelled, taken over, dead) are dropped, never pushed.
@@ -20,7 +20,7 @@ from sqlalchemy import delete, select
 
 from app.config import Settings
 from app.db.locks import owner_id, release, try_acquire
-from app.db.models import Spec, SpecTask, TaskIntegration
+from app.db.models import IssueLock, Spec, SpecTask, TaskIntegration
 from app.db.session import session_scope
 from app.execution import policy
 from app.execution.batch_push import Waiting, push_together
@@ -28,10 +28,11 @@ from app.execution.gitwork import Clone
 from app.execution.leases import Lease, update
 from app.observability.logs import get_logger
 from app.text.rendering import Reason
+from app.timeutil import as_utc, utc_now
 
 log = get_logger("omoi.integration")
 LOCK_TTL = 120  # a holder that died keeps the lock at most this long
-POLL = 0.05
+POLL = 0.04  # each waiting task reads its row and the lock this often (no writes while it waits)
 MAX_FAILURES = 3  # integrations this attempt tried and saw fail before it gives up (the task is retried)
 HOLDS = ("running", "failed", "paused_budget")  # run states in which a running task may still land
 
@@ -75,6 +76,13 @@ def _take(settings: Settings, row_id: int) -> Landed | None | bool:
                         refused=why if row.state == "refused" else None, failed=why if row.state == "failed" else None)
         s.delete(row)
         return landed
+
+
+def _held(key: str) -> bool:
+    """Someone holds the lock `key` (a read: waiters poll it without writing)."""
+    with session_scope() as s:
+        expires = s.scalar(select(IssueLock.expires_at).where(IssueLock.key == key))
+    return expires is not None and as_utc(expires) > utc_now()
 
 
 def _drop(settings: Settings, row_id: int) -> None:
@@ -128,7 +136,7 @@ async def land(settings: Settings, spec_id: int, row_id: int, key: str, clone: C
         if lost.is_set():
             await asyncio.to_thread(_drop, settings, row_id)
             return await asyncio.to_thread(_take, settings, row_id) or None  # it may have landed meanwhile
-        if await asyncio.to_thread(try_acquire, key, owner, LOCK_TTL):
+        if not await asyncio.to_thread(_held, key) and await asyncio.to_thread(try_acquire, key, owner, LOCK_TTL):
             try:
                 await asyncio.to_thread(integrate, settings, spec_id, clone, limits, secrets)
             except Exception as exc:  # noqa: BLE001 - the rows still wait; a later integrator retries

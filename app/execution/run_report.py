@@ -187,7 +187,7 @@ async def _ensure_pr(gh, settings: Settings, spec_id: int, full_name: str, branc
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, spec_id)
         if spec.pr_number != number and created_body is not None:  # what it says now: no edit to follow
-            spec.published = {**(spec.published or {}), "pr": _digest(number, created_body)}
+            spec.published = {**(spec.published or {}), "pr": _digest(number, created_body), "pr_at": time.time()}
         spec.pr_number = number
     return number
 
@@ -211,8 +211,7 @@ PUBLISH_WAIT_SECONDS = 3  # a worker slot never waits long: the holder publishes
 # A publish takes a second or two; a worker killed while publishing holds the lock this long at most,
 # and then the health sweep publishes what was wanted meanwhile (publishes_wanted below).
 PUBLISH_LOCK_SECONDS = 30
-# While a run goes on, its renderings are edited at most this often: the changes in between collapse
-# into the next publish (a health tick); a run's end is published at once.
+# While a run goes on, each of its renderings is edited at most this often (see _publish).
 PUBLISH_SPACING_SECONDS = 10
 
 
@@ -286,8 +285,17 @@ async def _publish(gh, settings: Settings, spec_id: int) -> None:
         if await _ensure_pr(gh, settings, spec_id, full_name, branch, repo.get("default_branch") or "main"):
             view = run_view(settings, spec_id)
     state, check_id, sent = view["run_state"], view["check_id"], dict(view["published"] or {})
-    if state == "running" and sent and time.time() - sent.get("at", 0) < PUBLISH_SPACING_SECONDS:
-        return  # edits collapse: the next health tick publishes the newest state (the end at once)
+    # While the run goes on, each rendering is edited at most every PUBLISH_SPACING_SECONDS: the changes
+    # in between collapse into the next publish (a health tick). What does not exist yet is created at
+    # once; a stall notice (or its clearing) and the run's end are never held back.
+    now, hold = time.time(), state == "running" and bool(view["stalled"]) == sent.get("stalled", False)
+
+    def due(kind: str) -> bool:
+        return not hold or now - sent.get(f"{kind}_at", 0) >= PUBLISH_SPACING_SECONDS
+
+    if view["comment_id"] and check_id and not any(due(k) for k in ("comment", "pr", "check")):
+        return
+    sent["stalled"] = bool(view["stalled"])
     # The check run lives on the branch head omoi pushed last (its records; the ref only without one).
     head = cache.pushed_head(settings.database_url, full_name, branch)
     if head is None:
@@ -297,18 +305,18 @@ async def _publish(gh, settings: Settings, spec_id: int) -> None:
     # Only what changed is sent: a publish with nothing new (a health tick, a heartbeat) costs no write.
     tracking = render("execution/tracking.md.j2", **view)
     comment_id, digest = view["comment_id"], _digest(tracking)
-    if not comment_id or sent.get("comment") != digest:
+    if not comment_id or (sent.get("comment") != digest and due("comment")):
         comment = await comments.upsert(gh, settings, full_name, view["issue_number"], tracking_marker(spec_id),
                                          tracking, known_id=comment_id, body_changed=bool(sent.get("comment")))
-        comment_id, sent["comment"] = comment.comment_id, digest
+        comment_id, sent["comment"], sent["comment_at"] = comment.comment_id, digest, now
     if view["pr_number"]:
         body = _pr_body(view)
         digest = _digest(view["pr_number"], body)
-        if sent.get("pr") != digest:
+        if sent.get("pr") != digest and due("pr"):
             pr = await gh.patch("/repos/{owner}/{repo}/pulls/{pull_number}",
                                 url_vars={**repo_vars(full_name), "pull_number": view["pr_number"]},
                                 data={"body": body})
-            sent["pr"] = digest
+            sent["pr"], sent["pr_at"] = digest, now
             # ready only once the checks of other apps (CI) pass on the head (app/execution/ci_checks.py)
             if state == "succeeded" and pr.get("draft") and await ci_checks.allow_ready(gh, settings, spec_id,
                                                                                        full_name, head):
@@ -316,8 +324,7 @@ async def _publish(gh, settings: Settings, spec_id: int) -> None:
     # The check run goes last: once it shows the run's end, the comment and the pull request do too.
     # One check run per head: a new head gets a new one; the old one stays on its commit as it was
     # (GitHub shows a pull request the checks of its head only, so no edit of the old one is needed).
-    if check_id and view["check_sha"] and view["check_sha"] != head:
-        check_id = None
+    check_sha = view["check_sha"]
     actions = ([check_action("cancel")] if state == "running" else
                [check_action("retry")] if state in ("failed", "cancelled") else [])
     check = {"title": render("execution/check_title.j2", **view).strip(),
@@ -325,12 +332,11 @@ async def _publish(gh, settings: Settings, spec_id: int) -> None:
              "details_url": run_status_url(settings, full_name, view["issue_number"]) or view["pr_url"] or view["issue_url"],
              "actions": actions}
     digest = _digest(head, check)
-    if not check_id or sent.get("check") != digest:
-        check_id = await upsert_check_run(gh, full_name, check_run_id=check_id, name=CHECK_NAME, head_sha=head, **check)
-        sent["check"] = digest
-    if sent != dict(view["published"] or {}):
-        sent["at"] = time.time()  # when omoi last wrote: the spacing above counts from here
+    if not check_id or (sent.get("check") != digest and due("check")):
+        on_head = check_id if check_sha == head else None
+        check_id = await upsert_check_run(gh, full_name, check_run_id=on_head, name=CHECK_NAME, head_sha=head, **check)
+        check_sha, sent["check"], sent["check_at"] = head, digest, now
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, spec_id)
-        spec.implement_check_run_id, spec.implement_check_sha = check_id, head
+        spec.implement_check_run_id, spec.implement_check_sha = check_id, check_sha
         spec.tracking_comment_id, spec.published = comment_id, sent

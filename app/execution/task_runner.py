@@ -144,11 +144,18 @@ async def _attempt(settings: Settings, lease: Lease, beat: Heartbeat) -> Attempt
     bound = log.bind(spec_id=lease.spec_id, task=lease.task_id, attempt=lease.attempt)
     destroying = None
     try:
-        head = await asyncio.to_thread(clone.clone, ctx["dependency_commits"])
-        # The sandbox clone runs while omoi looks for an earlier attempt's commit.
+        # With the host's mirror fresh, the sandbox and omoi's clone are copied from it side by side.
+        head = await asyncio.to_thread(clone.refresh, ctx["dependency_commits"])
+        cloning = asyncio.ensure_future(asyncio.to_thread(clone.clone, refreshed=head is not None))
+        head = head or await cloning
         creating = asyncio.ensure_future(provider.create(repo_url=url_with_token(repo["clone_url"], token), ref=head,
                                                          label=f"spec-{key}"))
-        existing = await asyncio.to_thread(clone.find_task_commit, key, "HEAD")
+        try:
+            await cloning
+            existing = await asyncio.to_thread(clone.find_task_commit, key, "HEAD")
+        except BaseException:
+            await _discard(creating)
+            raise
         try:
             sandbox = await creating
         except SandboxUnavailable as exc:  # fail closed: nothing untrusted runs unconfined; retrying cannot help
@@ -191,7 +198,7 @@ async def _attempt(settings: Settings, lease: Lease, beat: Heartbeat) -> Attempt
                 return Attempt(ok=False, reason=reason("task/no_change"),
                                             cost_usd=cost, discoveries=found)
             limits = policy.Limits.for_repo(cfg)
-            refusal = policy.precheck(patch, limits)  # cheap; commit_and_push inspects the applied change
+            refusal = policy.precheck(patch, limits)  # cheap; the integrator inspects the applied change
             if refusal:
                 bound.warning("task_diff_refused", reason=refusal.reason.to_json())
                 return Attempt(ok=False, retryable=False, reason=reason("task/refused", cause=refusal.reason),
@@ -286,6 +293,15 @@ async def _read_discoveries(sandbox) -> list:
     finally:
         await sandbox.exec(["rm", "-f", discovery.RESULT_FILE], timeout=10)
     return discovery.parse(raw)
+
+
+async def _discard(creating: asyncio.Future) -> None:
+    """Destroy the sandbox being created, whatever became of it."""
+    try:
+        sandbox = await creating
+    except Exception:  # noqa: BLE001 - nothing was made
+        return
+    await sandbox.destroy()
 
 
 def _refused(bound, why: Reason, cost: float, found: list) -> Attempt:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import copy
 import http
 import re
 import time
@@ -63,7 +64,7 @@ class LRU(OrderedDict):
     def __getitem__(self, key):
         value = super().__getitem__(key)
         self.move_to_end(key)
-        return value
+        return copy.deepcopy(value)  # a caller that changes what a 304 gave it never changes the cache
 
     def __setitem__(self, key, value) -> None:
         super().__setitem__(key, value)

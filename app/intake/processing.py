@@ -111,7 +111,7 @@ def process_delivery(delivery_pk: int) -> Result:
 
 
 _FINISHED = ("done", "ignored", "failed")
-GAVE_UP = f"gave up: processing did not finish in {MAX_ATTEMPTS} attempts"
+GAVE_UP = f"gave_up: attempts={MAX_ATTEMPTS}"  # started that many times, never finished
 
 
 def _claim(url: str, delivery_pk: int) -> tuple[str, int]:

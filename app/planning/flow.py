@@ -342,7 +342,8 @@ def start_spec(
             s.add(spec)
             s.flush()
             return spec.id, True
-        if spec.state in ("acknowledged", "rejected", "failed", "blocked"):
+        # failed and stopped resume where they were (app/commands/lifecycle.py); blocked is revised
+        if spec.state in ("acknowledged", "rejected"):
             spec.state, spec.requested_by, spec.last_error, spec.last_error_params = "planning", requested_by, None, None
             return spec.id, True
         return spec.id, False

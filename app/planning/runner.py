@@ -39,9 +39,10 @@ def run_stage(spec_id: int, stage: str, feedback: str | None, request_key: str, 
         spec = s.get(Spec, spec_id)
         if spec is None or spec.state in flow.ENDED:
             return Result("skipped")
+        # An approved revision counts unless planning starts over (`/omoi plan` after a rejection).
+        written = ("waiting", "blocked") if spec.state == "planning" else ("waiting", "approved", "blocked")
         if feedback is None and s.scalars(select(SpecStage.id).where(
-            SpecStage.spec_id == spec_id, SpecStage.stage == stage,
-            SpecStage.status.in_(("waiting", "approved", "blocked")),
+            SpecStage.spec_id == spec_id, SpecStage.stage == stage, SpecStage.status.in_(written),
         )).first():
             return Result("exists")  # a duplicate request for a stage that is already written
         key, installation_id = f"{spec.repo_full_name}#{spec.issue_number}", spec.installation_id

@@ -92,17 +92,21 @@ def host_clone(source: RepoSource, ref: str, dest: Path, home: Path) -> str:
     if source.is_local and not url.startswith("file://"):
         url = str(Path(url).resolve())
     mirror = None if source.is_local else Mirror.existing(url)
+    # The identity is written by the clone itself (one git command fewer than `git config` twice).
+    clone = ["clone", "-q", "--no-checkout", "--no-hardlinks", "--config", f"user.name={GIT_IDENTITY[0]}",
+             "--config", f"user.email={GIT_IDENTITY[1]}", "--"]
+    work = str(dest)
+    sha = None
     # --no-hardlinks: a sandboxed process must not be able to rewrite the source repo's (or the mirror's) objects.
     if mirror is not None and mirror.has(ref):
         with mirror.reading():
-            _git(["clone", "-q", "--no-checkout", "--no-hardlinks", "--", str(mirror.path), str(dest)], cwd=None,
-                 env=env, secrets=secrets)
+            _git([*clone, str(mirror.path), str(dest)], cwd=None, env=env, secrets=secrets)
+        sha = ref  # a full commit sha the mirror holds (`has`)
     else:
-        _git(["clone", "-q", "--no-checkout", "--no-hardlinks", "--", url, str(dest)], cwd=None, env=auth,
-             secrets=secrets)
-    work = str(dest)
-    sha = None
-    for candidate in (f"refs/remotes/origin/{ref}", f"refs/tags/{ref}", ref):
+        _git([*clone, url, str(dest)], cwd=None, env=auth, secrets=secrets)
+    candidates = (ref, f"refs/remotes/origin/{ref}", f"refs/tags/{ref}") if Mirror._full_sha(ref) else (
+        f"refs/remotes/origin/{ref}", f"refs/tags/{ref}", ref)
+    for candidate in candidates if sha is None else ():
         try:
             sha = _git(["rev-parse", "--verify", "-q", f"{candidate}^{{commit}}"], cwd=work, env=env, secrets=secrets)
             break
@@ -113,8 +117,6 @@ def host_clone(source: RepoSource, ref: str, dest: Path, home: Path) -> str:
         sha = _git(["rev-parse", "--verify", "FETCH_HEAD^{commit}"], cwd=work, env=env, secrets=secrets)
     _git(["checkout", "-q", "--detach", sha], cwd=work, env=env, secrets=secrets)
     _git(["remote", "set-url", "origin", source.url], cwd=work, env=env, secrets=secrets)
-    _git(["config", "user.name", GIT_IDENTITY[0]], cwd=work, env=env, secrets=secrets)
-    _git(["config", "user.email", GIT_IDENTITY[1]], cwd=work, env=env, secrets=secrets)
     assert_no_credentials(dest, source)
     return sha
 
@@ -233,6 +235,15 @@ class Mirror:
             env = {**self._env(), "GIT_DIR": str(git_dir)}
             _git([*HARDENING_ARGS, "push", "-q", "--no-verify", str(self.path), f"+{sha}:refs/heads/{branch}"],
                  cwd=str(git_dir), env=env, secrets=[])
+            os.utime(self._lock)  # in use: the sweep keeps it
+
+    def head(self, branch: str) -> str | None:
+        """The commit `branch` points at in the mirror."""
+        with self.reading():
+            proc = subprocess.run(["git", *HARDENING_ARGS, "rev-parse", "--verify", "-q",
+                                   f"refs/heads/{branch}^{{commit}}"], cwd=str(self.path), env=self._env(),
+                                  capture_output=True)
+        return proc.stdout.decode().strip() if proc.returncode == 0 else None
 
     def has(self, ref: str) -> bool:
         """Whether `ref` (a full commit sha) is in the mirror."""
@@ -246,7 +257,8 @@ class Mirror:
         now = time.time()
         for stamp in self._stamp.parent.glob("*.fetched"):
             try:
-                if now - stamp.stat().st_mtime > MIRROR_KEEP_SECONDS:
+                used = max(stamp.stat().st_mtime, stamp.with_suffix(".lock").stat().st_mtime)
+                if now - used > MIRROR_KEEP_SECONDS:
                     shutil.rmtree(stamp.with_suffix(".git"), ignore_errors=True)
                     stamp.unlink(missing_ok=True)
             except OSError:

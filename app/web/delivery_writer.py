@@ -39,10 +39,10 @@ class _PayloadText(TypeDecorator):
 # the columns a delivery row carries (the handler builds them), and all the table's columns
 _ROW_COLUMNS = ("delivery_id", "event", "action", "installation_id", "issue_key", "payload", "status",
                 "raw_body", "signature")
-_PG_COLUMNS = {"id", *_ROW_COLUMNS, "attempts", "error", "received_at", "started_at", "finished_at"}
+_ALL_COLUMNS = {"id", *_ROW_COLUMNS, "attempts", "error", "received_at", "started_at", "finished_at"}
 
 
-# one row (`_insert`, PostgreSQL, when the schema is the one _PG_COLUMNS names)
+# one row (`_insert`, PostgreSQL, when the schema is the one _ALL_COLUMNS names)
 _PG_INSERT_ONE = (
     "INSERT INTO webhook_deliveries (delivery_id, event, action, installation_id, issue_key, payload,"
     " status, raw_body, signature, attempts, received_at)"
@@ -50,6 +50,13 @@ _PG_INSERT_ONE = (
     " CAST(%(payload)s AS json), %(status)s, %(raw_body)s, %(signature)s, 0, %(received_at)s)"
     " ON CONFLICT (delivery_id) DO NOTHING"
     " RETURNING id, delivery_id"
+)
+
+# a batch of rows (`_sqlite_insert`), `values` one "(?, ...)" per row
+_SQLITE_INSERT = (
+    "INSERT INTO webhook_deliveries (delivery_id, event, action, installation_id, issue_key, payload,"
+    " status, raw_body, signature, attempts, received_at) VALUES {values}"
+    " ON CONFLICT (delivery_id) DO NOTHING RETURNING id, delivery_id"
 )
 
 
@@ -88,6 +95,7 @@ class DeliveryWriter:
         self._pg_stmt = None
         self._publishers: ThreadPoolExecutor | None = None
         self._conn = None  # the writer thread's own database connection
+        self._sqlite_binds = None
 
     # -- the event-loop side
 
@@ -180,7 +188,7 @@ class DeliveryWriter:
         Python, about 70 us a delivery."""
         if self._pg_stmt is None:
             table = WebhookDelivery.__table__
-            if set(table.c.keys()) != _PG_COLUMNS:  # the schema moved on: the generic statement
+            if set(table.c.keys()) != _ALL_COLUMNS:  # the schema moved on: the generic statement
                 self._pg_stmt = False
             else:
                 self._pg_stmt = (
@@ -207,7 +215,27 @@ class DeliveryWriter:
             params = {name: [row[name] for row in rows] for name in _ROW_COLUMNS}
             params["received_at"] = utc_now()
             return conn.exec_driver_sql(self._pg_stmt, params)  # psycopg's own placeholders
+        if engine.dialect.name == "sqlite" and set(WebhookDelivery.__table__.c.keys()) == _ALL_COLUMNS:
+            return self._sqlite_insert(conn, engine, rows)
         return conn.execute(self._insert_statement(engine), rows)
+
+    def _sqlite_insert(self, conn, engine, rows: list[dict]):
+        """SQLite: one multi-row INSERT with the values bound as SQLAlchemy would bind them (its
+        own processors for the timestamp and the bytes), without its per-row parameter work."""
+        if self._sqlite_binds is None:
+            table = WebhookDelivery.__table__
+            self._sqlite_binds = tuple(column.type.dialect_impl(engine.dialect).bind_processor(engine.dialect)
+                                       for column in (table.c.raw_body, table.c.received_at))
+        raw_body, timestamp = self._sqlite_binds
+        received_at = utc_now() if timestamp is None else timestamp(utc_now())
+        params = []
+        for row in rows:
+            raw = row["raw_body"]
+            params += (row["delivery_id"], row["event"], row["action"], row["installation_id"], row["issue_key"],
+                       row["payload"], row["status"], raw if raw is None or raw_body is None else raw_body(raw),
+                       row["signature"], received_at)
+        values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)"] * len(rows))
+        return conn.exec_driver_sql(_SQLITE_INSERT.format(values=values), tuple(params))
 
     def _write(self, batch: list[_Pending]) -> None:
         """Commit the batch, then hand it to a publisher thread and take the next batch: the

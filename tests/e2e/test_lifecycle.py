@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from app.db.models import SpecStage, SpecTask
 from app.db.session import session_scope
 from sqlalchemy import select
 from tests.fakes.github.rest import people
 from tests.support.agents import Agent
 from tests.support.conversation import comment, implement_check, reply_to, tracking
-from tests.support.lifecycle import (close_issue, close_pr, merge_pr, notices, relabel, reopen_issue, spec_row,
-                                     stage_rows, unlabel)
+from tests.support.lifecycle import (close_issue, close_pr, merge_pr, notices, relabel, reopen_issue, reopen_pr,
+                                     spec_row, stage_rows, unlabel)
 from tests.support.plans import CODE, GREETER_REQUIREMENTS, task
+from tests.support.services import pg_database, postgres_available, redis_available, require_service
 from tests.support.waits import tasks_in_db, wait_for, wait_run
 from tests.support.world import APPROVED, Issue, Site, approve_plan
 
@@ -34,8 +36,21 @@ def _run_to_pr(procs, fake, fake_anthropic, *, slow: float = 0) -> tuple[Agent, 
     return agent, pr["number"]
 
 
-def test_merged_pull_request_completes_the_spec(approved_run, fake_github, fake_anthropic):
-    procs, fake = approved_run(), fake_github
+@pytest.fixture(params=["sqlite", "postgresql"])
+def stack(request, approved_run):
+    """omoi on SQLite and the embedded broker, or on PostgreSQL and Redis (the production pair)."""
+    if request.param == "sqlite":
+        yield approved_run()
+        return
+    require_service(postgres_available() and redis_available(), "PostgreSQL and Redis")
+    with pg_database() as database:
+        procs = approved_run(database=database, broker="redis://127.0.0.1:6379/12")
+        yield procs
+        procs.stop_all()  # the processes before their database
+
+
+def test_merged_pull_request_completes_the_spec(stack, fake_github, fake_anthropic):
+    procs, fake = stack, fake_github
     _, number = _run_to_pr(procs, fake, fake_anthropic)
     wait_run(procs, "succeeded")
     merge_pr(procs, number)
@@ -78,6 +93,9 @@ def test_closed_pull_request_ends_the_run_and_keeps_the_work(approved_run, fake_
     c = comment(procs, "/omoi status")
     body = wait_for(lambda: reply_to(procs, c), message="status reply")
     assert "Run: closed" in body and "1/1 tasks done" in body and "reopen the pull request" in body
+    reopen_pr(procs, number)  # the run continues (here: every task is already done)
+    wait_run(procs, "succeeded")
+    assert "was reopened by @alice" in notices(procs, "closed")[0] and len(notices(procs, "closed")) == 1
     assert fake.violations == []
 
 
@@ -109,6 +127,22 @@ def test_closing_the_issue_mid_run_leaves_nothing_running(approved_run, fake_git
     assert spec_row(procs).state == "approved"
     assert "resumed" in notices(procs, "stopped")[0] and len(notices(procs, "stopped")) == 1
     assert fake.file_at(REPO, APPROVED.branch, "hello.py") == CODE["hello.py"]
+    assert fake.violations == []
+
+
+def test_reject_after_approval_stops_the_run(approved_run, fake_github, fake_anthropic):
+    procs, fake = approved_run(), fake_github
+    _run_to_pr(procs, fake, fake_anthropic, slow=40)
+    wait_for(lambda: tasks_in_db(procs).get("T1") and tasks_in_db(procs)["T1"].status == "running", timeout=60,
+             message="T1 running")
+    c = comment(procs, "/omoi reject not needed after all")
+    body = wait_for(lambda: reply_to(procs, c), timeout=30, message="reject reply")
+    assert "rejected" in body and "the run was stopped" in body
+    spec = spec_row(procs)
+    assert (spec.state, spec.run_state, spec.run_error) == ("rejected", "cancelled", "run/stopped")
+    wait_for(lambda: all(t.status == "cancelled" and t.lease_owner is None for t in tasks_in_db(procs).values()),
+             timeout=30, message="tasks cancelled")
+    wait_for(lambda: "plan was rejected" in tracking(procs), timeout=30, message="tracking says why")
     assert fake.violations == []
 
 

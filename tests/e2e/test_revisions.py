@@ -140,3 +140,20 @@ def test_an_approval_while_a_revision_is_written_is_refused(planning, fake_githu
     c3 = comment(procs, "/omoi approve requirements r2")
     assert "Approved **requirements r2**" in wait_for(lambda: reply_to(procs, c3), message="pinned approval")
     assert fake.violations == []
+
+
+def test_plan_after_a_rejection_starts_over(planning, fake_github):
+    """`/omoi plan` after `/omoi reject` writes the requirements again, although r1 was approved."""
+    procs, fake = planning, fake_github
+    label(procs)
+    wait_stage(procs, fake, "requirements", 1, "waiting for approval")
+    comment(procs, "/omoi approve")
+    wait_stage(procs, fake, "design", 1, "waiting for approval")
+    c = comment(procs, "/omoi reject")
+    assert "rejected" in wait_for(lambda: reply_to(procs, c), message="reject reply")
+    c = comment(procs, "/omoi plan")
+    wait_stage(procs, fake, "requirements", 2, "waiting for approval")
+    assert spec_row(procs).state == "requirements"
+    assert stage_rows(procs) == [("requirements", 1, "approved", None), ("design", 1, "rejected", None),
+                                 ("requirements", 2, "waiting", None)]
+    assert fake.violations == []

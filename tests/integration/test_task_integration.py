@@ -205,3 +205,18 @@ def test_a_sandbox_clone_copies_the_hosts_mirror_and_never_links_it(run_for, fak
     assert git(tmp_path / "work", "config", "remote.origin.url") == fake_github.clone_url(REPO)
     assert str(mirror.path) not in (dot_git / "config").read_text() and run.token not in (dot_git / "config").read_text()
     assert stat.S_IMODE(os.stat(mirror.path.parent).st_mode) == 0o700
+
+
+def test_a_dependant_starting_after_a_push_from_this_host_needs_no_fetch(run_for, fake_github):
+    run = run_for(["T1", "T2"])
+    row = run.enqueue("T1", new_file("out/one.txt", "one\n"))
+    pushed = _land(run, "T1", row).sha
+    git_requests = sum(c.kind == "git" for c in fake_github.calls)
+
+    dependant = run.clone(want=[pushed])  # the host's mirror already holds what T1 pushed
+
+    assert dependant.out("rev-parse", "HEAD") == pushed == run.head()
+    assert sum(c.kind == "git" for c in fake_github.calls) == git_requests
+    fake_github.push_human_commit(REPO, BRANCH, {"other.txt": "x\n"}, "a person pushes")
+    assert run.clone().out("rev-parse", "HEAD") == run.head()  # without that knowledge: fetched
+    assert sum(c.kind == "git" for c in fake_github.calls) > git_requests

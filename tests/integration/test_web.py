@@ -173,3 +173,46 @@ def test_signature_helper_matches_github_documentation_example():
         sign(b"Hello, World!", "It's a Secret to Everybody")
         == "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
     )
+
+
+async def test_a_delivery_after_the_database_dropped_the_writers_connection_is_stored(client, database_url):
+    """The writer keeps one connection; when the database ends it (a restart, a failover), the next
+    batch finds it dead, replaces it and is stored: 202, not a 503 for GitHub to redeliver."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no server to drop a connection")
+    assert (await _post(client, "issues", json.dumps(_payload(1)).encode(), delivery_id="before")).status == 202
+    from app.db.session import get_engine
+    from sqlalchemy import text
+
+    with get_engine(database_url).connect() as conn:
+        ended = conn.execute(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                                  " WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar()
+    assert ended >= 1  # the writer's connection at least
+    resp = await _post(client, "issues", json.dumps(_payload(2)).encode(), delivery_id="after")
+    assert resp.status == 202, await resp.text()
+    assert [r.delivery_id for r in _deliveries()] == ["before", "after"]
+
+
+async def test_a_stored_row_is_what_sqlalchemy_itself_would_store(client, database_url):
+    """The writer binds its values itself (one statement per batch): the row must read back, and
+    compare in SQL (the sweep's `received_at < cutoff`), as a row SQLAlchemy inserted."""
+    from datetime import timedelta
+
+    from sqlalchemy import insert, text
+
+    from app.timeutil import as_utc, utc_now
+
+    body = json.dumps(_payload()).encode()
+    assert (await _post(client, "issues", body, delivery_id="by-writer")).status == 202
+    with session_scope() as s:
+        s.execute(insert(WebhookDelivery).values(delivery_id="by-sqlalchemy", event="issues", payload={},
+                                                 status="queued", raw_body=b"\xff\x00"))
+    with session_scope() as s:
+        rows = {r.delivery_id: r for r in s.scalars(select(WebhookDelivery))}
+        assert abs(as_utc(rows["by-writer"].received_at) - utc_now()) < timedelta(minutes=1)
+        assert (rows["by-writer"].attempts, rows["by-writer"].raw_body) == (0, None)
+        older = select(WebhookDelivery.delivery_id).where(WebhookDelivery.received_at < utc_now() + timedelta(seconds=30))
+        assert sorted(s.scalars(older)) == ["by-sqlalchemy", "by-writer"]
+        if database_url.startswith("sqlite"):  # stored as text: the same format, to the character
+            stored = dict(s.execute(text("SELECT delivery_id, received_at FROM webhook_deliveries")).all())
+            assert len(stored["by-writer"]) == len(stored["by-sqlalchemy"]), stored

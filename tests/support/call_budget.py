@@ -1,6 +1,8 @@
 """What omoi costs at GitHub's wire, phase by phase: a five-task plan for the greeter repository (the
-drafts the model writes and the code the agent writes) and a Meter that cuts the GitHub stand-in's
-recorded traffic into named phases (tests/e2e/test_call_budget.py, benchmarks/spec_flow.py).
+drafts the model writes and the code the agent writes), a Meter that cuts the GitHub stand-in's
+recorded traffic into named phases, and `whole_issue`, which drives one issue from the label to a
+ready pull request through omoi's processes and meters it (tests/e2e/test_call_budget.py,
+benchmarks/run_calls.py; benchmarks/spec_flow.py meters the in-process planning flow).
 
 Git smart-HTTP requests (clones, fetches, pushes) are counted apart from the REST + GraphQL calls
 the budgets are about.
@@ -10,6 +12,16 @@ from __future__ import annotations
 import time
 
 from tests.fakes.github.traffic import Tally, summarize
+from tests.support.agents import Agent
+from tests.support.conversation import comment, label, reply_to, tracking
+from tests.support.plans import GREETER_FILES, GREETER_REQUIREMENTS, greeter_design
+from tests.support.waits import run_state, wait_for
+from tests.support.world import Issue, Site
+
+REPO = "octo/greeter"
+SITE = Site(REPO, 91, GREETER_FILES, people={"alice": "maintain"},
+            issues={5: Issue("Greet users", "Print Hello when run.", "alice")})
+SPEC_PHASES = ("requirements", "approve requirements, design", "approve design, tasks", "approve tasks")
 
 # Five tasks: four independent modules, then a main that imports them all (it runs alone, last).
 MODULES = ("m1", "m2", "m3", "m4")
@@ -65,3 +77,73 @@ class Meter:
             if calls:
                 out += [f"    {line}" for line in tally.lines]
         return "\n".join(out)
+
+
+def script_models(fake_anthropic, slow_seconds: float) -> Agent:
+    """The planner's three drafts and a coding agent whose last task (T5) blocks `slow_seconds` first."""
+    fake_anthropic.on_tool("emit_requirements_draft", GREETER_REQUIREMENTS, once=False)
+    fake_anthropic.on_tool("emit_design_draft", greeter_design(), once=False)
+    fake_anthropic.on_tool("emit_tasks_draft", FIVE_TASKS, once=False)
+    fake_anthropic.on_tool("emit_review", {"findings": []}, once=False)
+    agent = Agent(fake_anthropic, dict(FIVE_WRITES))
+    agent.slow["T5"] = slow_seconds
+    return agent
+
+
+def _stage_waiting(fake, stage: str) -> bool:
+    return any(c["body"].startswith(f"<!-- omoi:spec stage={stage} ") and "waiting for approval" in c["body"]
+               for c in fake.issue_comments(REPO, 5))
+
+
+def _spec_branch(world) -> str | None:
+    from app.db.models import Spec
+    from app.db.session import session_scope
+
+    with session_scope(world.database_url) as s:
+        return s.query(Spec.branch).scalar()
+
+
+def whole_issue(world, agent: Agent, *, publish_wait: float, quiet_seconds: float) -> Meter:
+    """Label the site's issue, approve each stage as it waits, let the run go to a ready pull request;
+    while T5's agent blocks (once its start is shown, within `publish_wait`), a phase of `quiet_seconds`."""
+    fake = world.github
+    meter = Meter(fake)
+
+    def explain(what: str):
+        return lambda: f"{what}\n{meter.report()}\n--- worker\n{world.log_text('worker')[-4000:]}"
+
+    assert label(world)[0] == 202
+    phase = "requirements"
+    for stage, following in (("requirements", "design"), ("design", "tasks")):
+        wait_for(lambda: _stage_waiting(fake, stage), timeout=90, message=explain(f"{stage} waiting"))
+        meter.settle()
+        meter.close(phase)
+        phase = f"approve {stage}, {following}"
+        c = comment(world, "/omoi approve")
+        wait_for(lambda: reply_to(world, c), timeout=60, message=explain(f"{stage} approval reply"))
+    wait_for(lambda: _stage_waiting(fake, "tasks"), timeout=90, message=explain("tasks waiting"))
+    meter.settle()
+    meter.close(phase)
+    c = comment(world, "/omoi approve")
+    wait_for(lambda: reply_to(world, c), timeout=60, message=explain("tasks approval reply"))
+    meter.close("approve tasks")
+
+    # the last task's agent blocks: a quiet stretch with health ticks and nothing new to show
+    wait_for(lambda: "T5" in agent.seen, timeout=180, message=explain("T5's agent blocking"))
+    meter.close("run until the last task blocks")
+    wait_for(lambda: "| 🔄 | **T5**" in tracking(world), timeout=publish_wait + 10, message=explain("T5 shown running"))
+    time.sleep(2)  # the rest of that publish (the pull request body, the check run)
+    meter.close("T5's start published")
+    time.sleep(quiet_seconds)
+    meter.close(f"quiet {quiet_seconds}s of a running task")
+
+    def finished():
+        head = fake.branch_sha(REPO, _spec_branch(world))
+        return run_state(world) == "succeeded" and any(
+            r["name"] == "omoi / implement" and r["head_sha"] == head and r["status"] == "completed"
+            for r in fake.check_runs(REPO))
+    wait_for(finished, timeout=180, message=explain("run succeeded, check run completed"))
+    wait_for(lambda: [p for p in fake.pull_requests(REPO) if not p["draft"]], timeout=60, message=explain("ready PR"))
+    meter.settle()
+    meter.close("run ends, PR ready")
+    return meter

@@ -129,10 +129,10 @@ class Run:
             self.leases = {t: Lease(spec.id, t, r.id, f"lease-{t}", 1) for t, r in zip(tasks, rows)}
         self.clones: list[Clone] = []
 
-    def clone(self, token: str | None = None) -> Clone:
+    def clone(self, token: str | None = None, want: tuple[str, ...] | list[str] = ()) -> Clone:
         c = Clone(url=self.fake.clone_url(self.repo), token=token or self.token, branch=self.branch,
                   author=BOT_AUTHOR)
-        c.clone()
+        c.clone(want)
         self.clones.append(c)
         return c
 

@@ -12,7 +12,9 @@ def status_samples(stage_rows: list[dict]) -> list[dict]:
                            ("planning", None), ("design", None), ("blocked", None), ("approved", "paused_budget"))]
 
 
-LIFECYCLE_SAMPLES: dict[str, list] = {
+LIFECYCLE_SAMPLES: dict[str, list] = {  # replaces template_samples' own entry where both have one
+    "checks/spec_title.j2": [{"state": s} for s in ("approved", "blocked", "rejected", "design", "complete",
+                                                     "stopped", "stale", "planning", "failed")],
     "replies/not_in_review.md.j2": [{"verb": v, "where": w} for v, w in (("approve", "review"),
                                                                           ("ask", "review comment"))],
     "replies/button_noop.md.j2": [{"spec_id": 3, "what": "button", "issue_number": 5, "action": a, "state": s,
