@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     llm_timeout_seconds: float = 120
     llm_max_retries: int = 3
     spec_gate_retries: int = 2  # a phase failing its gates is regenerated this many times
+    # A read-only explore agent before the requirements (app/planning/explore.py); without a sandbox or when
+    # it fails, the digest alone. `.github/omoi.yml` `explore_first` overrides `spec_explore`.
+    spec_explore: bool = True
+    spec_explore_max_turns: int = 15
+    spec_explore_budget_usd: float = 1.0
+    spec_explore_timeout_seconds: float = 300
 
     # --- review threads ---
     review_max_turns: int = 30

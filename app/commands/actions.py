@@ -18,7 +18,7 @@ from app.github.repo_config import Effective
 from app.planning import flow
 from app.planning.flow import Outcome
 
-SPEC_VERBS = {"plan", "approve", "revise", "reject", "status"}
+SPEC_VERBS = {"plan", "approve", "revise", "reject", "status", "decline"}
 RUN_VERBS = run_verbs.VERBS
 BUDGET_VERBS = {"budget"}
 
@@ -49,7 +49,8 @@ async def run(cmd: Command | InvalidCommand, *, gh, settings: Settings, full_nam
     if issue.get("pull_request"):
         return Outcome("replies/pr_only_spec.md.j2", {"verb": verb})
     if verb == "plan":
-        return await spec_verbs.plan(gh, settings, full_name, issue, repository, installation_id, user, request_key)
+        return await spec_verbs.plan(gh, settings, full_name, issue, repository, installation_id, user, request_key,
+                                     flags=cmd.args)
     with session_scope(settings.database_url) as s:
         spec = flow.find_spec(s, full_name, issue["number"])
         spec_id = spec.id if spec else None

@@ -50,8 +50,9 @@ _MAX_BODY_CHARS = 200_000
 VERBS: tuple[tuple[str, str], ...] = (
     ("help", "/omoi help"),
     ("status", "/omoi status"),
-    ("plan", "/omoi plan"),
-    ("approve", "/omoi approve [requirements|design|tasks] [rN]"),
+    ("plan", "/omoi plan [--quick] [--ask]"),
+    ("approve", "/omoi approve [requirements|design|tasks] [rN] | D<n>"),
+    ("decline", "/omoi decline [D<n>] [reason]"),
     ("revise", "/omoi revise [requirements|design|tasks] <what to change>"),
     ("reject", "/omoi reject [reason]"),
     ("implement", "/omoi implement"),
@@ -75,11 +76,15 @@ _STAGE_ALIASES = {
 }
 _VERB_ALIASES = {"fix": "address-review"}
 _KNOWN_VERBS = frozenset(v for v, _ in VERBS)
-_NO_ARG_VERBS = frozenset({"help", "status", "plan", "implement", "cancel", "pause", "resume"})
+_NO_ARG_VERBS = frozenset({"help", "status", "implement", "cancel", "pause", "resume"})
+# `/omoi plan --quick`: requirements, design and tasks in one comment, one approval; `--ask`: another
+# round of clarifying questions is welcome.
+_PLAN_FLAGS = {"--quick": "quick", "—quick": "quick", "--ask": "ask", "—ask": "ask"}
 # Free text may continue on the following lines (see _continuation).
 _TEXT_VERBS = {"revise": True, "ask": True, "reject": False, "address-review": False}  # verb -> text required?
 
 _REVISION = re.compile(r"(?:r|rev)([0-9]{1,6})", re.IGNORECASE)
+_DISCOVERY = re.compile(r"d([0-9]{1,9})", re.IGNORECASE)  # a proposed spec revision found by an agent: D2
 _TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # Whole dollars up to six digits, at most two decimals.  A regex first, because
 # Decimal() alone would happily accept "NaN", "1e9" and "Infinity".
@@ -275,8 +280,15 @@ def _parse_args(verb: str, args: str) -> dict[str, Any] | Reason:
         if not text and _TEXT_VERBS[verb]:
             return reason("command/needs_question") if verb == "ask" else reason("command/needs_text", verb=verb)
         return {"text": text} if text or verb != "address-review" else {}  # `/omoi fix`: no text
+    if verb == "plan":
+        flags = {_PLAN_FLAGS.get(t.lower()) for t in tokens}
+        if None in flags:
+            return reason("command/plan_flags")
+        return {flag: True for flag in sorted(flags)}  # plain `/omoi plan`: {}
     if verb == "approve":
         stage = revision = None
+        if len(tokens) == 1 and _DISCOVERY.fullmatch(tokens[0]):
+            return {"stage": None, "revision": None, "discovery": int(tokens[0][1:])}
         if len(tokens) > 2:
             return reason("command/approve_too_many")
         for tok in tokens:
@@ -291,6 +303,10 @@ def _parse_args(verb: str, args: str) -> dict[str, Any] | Reason:
             else:
                 return reason("command/approve_unexpected", token=repr(tok[:40]))
         return {"stage": stage, "revision": revision}
+    if verb == "decline":  # without an id: the oldest open proposal, like `/omoi approve`
+        named = bool(tokens) and _DISCOVERY.fullmatch(tokens[0]) is not None
+        text = args.strip()[len(tokens[0]) if named else 0:].strip()[:MAX_TEXT_CHARS]
+        return {"discovery": int(tokens[0][1:]) if named else None, "text": text}
     if verb == "retry":
         if len(tokens) > 1:
             return reason("command/retry_too_many")

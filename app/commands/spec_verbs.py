@@ -1,4 +1,5 @@
-"""The spec verbs: `/omoi plan`, `status`, `approve [stage] [rN]`, `revise [stage] <text>`, `reject [text]`."""
+"""The spec verbs: `/omoi plan`, `status`, `approve [stage] [rN] | D<n>`, `revise [stage] <text>`, `reject [text]`,
+`decline D<n> [text]`."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -11,7 +12,7 @@ from app.db.models import Spec
 from app.db.session import session_scope
 from app.execution import discovery, orchestrator
 from app.github.repo_config import Effective
-from app.planning import flow, revisions
+from app.planning import flow, questions, quick, revisions, scope
 from app.planning.flow import Outcome
 from app.text.rendering import reason
 from app.timeutil import as_utc
@@ -21,15 +22,25 @@ ENDED = ("stopped", "complete")  # approve and revise wait for a reopen, a relab
 
 
 async def plan(gh, settings: Settings, full_name: str, issue: dict, repository: dict, installation_id: int,
-               user: str, request_key: str) -> Outcome:
+               user: str, request_key: str, flags: dict | None = None) -> Outcome:
     """Start a spec on the issue and queue its requirements (once: a second plan shows the status);
-    a stopped spec resumes where it stopped."""
+    a stopped spec resumes where it stopped; while clarifying questions wait, planning continues
+    (`--ask`: the model may ask another round). `--quick` starts the quick path (app/planning/quick.py)."""
+    flags = flags or {}
     spec_id, start = flow.start_spec(settings, full_name, issue["number"], repository_id=repository.get("id"),
                                      installation_id=installation_id, title=issue.get("title", ""),
                                      requested_by=user)
+    if flags.get("ask"):
+        questions.allow_another_round(settings, spec_id)
     if start:
-        jobs.run_stage(spec_id=spec_id, stage="requirements", request_key=f"{request_key}:plan")
-        return Outcome("replies/planning.md.j2")
+        if flags.get("quick"):
+            quick.mark(settings, spec_id)
+        jobs.run_stage(spec_id=spec_id, stage=quick.STAGE if flags.get("quick") else "requirements",
+                       request_key=f"{request_key}:plan")
+        return Outcome("replies/planning.md.j2", {"quick": bool(flags.get("quick"))})
+    if questions.continue_without(settings, spec_id):
+        jobs.run_stage(spec_id=spec_id, stage="requirements", request_key=f"{request_key}:continue")
+        return Outcome("replies/planning.md.j2", {"quick": False, "continued": True})
     view = lifecycle.status_view(settings, spec_id)
     if view["state"] in lifecycle.RESUMABLE:
         state = await lifecycle.resume(gh, settings, spec_id, user, request_key)
@@ -50,6 +61,12 @@ async def on_spec(verb: str, cmd: Command, *, gh, settings: Settings, spec_id: i
     if verb in ("approve", "revise") and state == revisions.WRITING:
         # A revision is being written: an approval now could only be of the revision it replaces.
         return Outcome("replies/busy_writing.md.j2", {"verb": verb})
+    if verb == "decline":
+        declined = discovery.decline_proposal(settings, spec_id, cmd.args["discovery"])
+        if declined is None:
+            return Outcome("replies/discovery_unknown.md.j2", {"id": cmd.args.get("discovery")})
+        await discovery.show_decision(gh, settings, spec_id, declined["id"], user, cmd.args.get("text", ""))
+        return Outcome("replies/discovery_declined.md.j2", declined | {"why": cmd.args.get("text", "")})
     if verb == "approve":
         return await _approve(cmd, gh=gh, settings=settings, spec_id=spec_id, user=user, request_key=request_key,
                               repo_cfg=repo_cfg, written_at=written_at)
@@ -59,6 +76,10 @@ async def on_spec(verb: str, cmd: Command, *, gh, settings: Settings, spec_id: i
         if row is None:
             return Outcome("replies/nothing_to_revise.md.j2", {**flow.status_view(settings, spec_id), "asked": stage})
         flow.mark_revising(settings, spec_id)
+        if quick.is_quick(_planning(settings, spec_id)):  # the quick plan is rewritten as a whole
+            jobs.run_stage(spec_id=spec_id, stage=quick.STAGE, feedback=cmd.args["text"],
+                           request_key=f"{request_key}:revise")
+            return Outcome("replies/revising.md.j2", {"stage": "quick", "revision": row.revision + 1})
         jobs.run_stage(spec_id=spec_id, stage=row.stage, feedback=text or cmd.args["text"],
                        request_key=f"{request_key}:revise")
         return Outcome("replies/revising.md.j2", {"stage": row.stage, "revision": row.revision + 1})
@@ -92,18 +113,29 @@ async def _approve(cmd: Command, *, gh, settings: Settings, spec_id: int, user: 
         # Written after omoi received the comment: the commenter cannot have read it (the slack: the web
         # process and the worker may run on machines whose clocks differ a little).
         return Outcome("replies/approve_unseen.md.j2", {"stage": waiting.stage, "revision": waiting.revision})
-    if waiting is None and not stage:
-        proposal = discovery.approve_proposal(settings, spec_id, user)
-        if proposal is not None:  # a proposed spec revision from a discovery: revise the tasks stage
-            jobs.run_stage(spec_id=spec_id, stage="tasks", feedback=proposal["feedback"],
+    asked = cmd.args.get("discovery")
+    if asked is not None or (waiting is None and not stage):
+        proposal = discovery.approve_proposal(settings, spec_id, user, asked)
+        if proposal is not None:  # a proposed spec revision from a discovery: revise the spec with it
+            scope.begin(settings, spec_id, proposal, user)
+            await discovery.show_decision(gh, settings, spec_id, proposal["id"], user)
+            jobs.run_stage(spec_id=spec_id, stage=scope.STAGE, feedback=proposal["feedback"],
                            request_key=f"{request_key}:discovery")
             return Outcome("replies/discovery_approved.md.j2", proposal)
+        if asked is not None:
+            return Outcome("replies/discovery_unknown.md.j2", {"id": asked})
     outcome = flow.approve(settings, spec_id, user, stage, revision)
     if outcome.template == "replies/approved.md.j2":
-        await flow.write_spec_file(gh, settings, spec_id, outcome.context["stage"])
-        await flow.publish(gh, settings, spec_id, [outcome.context["stage"]])
+        for done in outcome.context["stages"]:  # the quick path approves all three at once
+            await flow.write_spec_file(gh, settings, spec_id, done)
+        await flow.publish(gh, settings, spec_id, outcome.context["stages"])
         if outcome.context["next_stage"]:
             jobs.run_stage(spec_id=spec_id, stage=outcome.context["next_stage"], request_key=f"{request_key}:approve")
         else:
             jobs.start_run(spec_id=spec_id, request_key=f"{request_key}:approve")
     return outcome
+
+
+def _planning(settings: Settings, spec_id: int) -> dict:
+    with session_scope(settings.database_url) as s:
+        return dict(s.get(Spec, spec_id).planning or {})

@@ -146,6 +146,7 @@ class Spec(Base):
     # when the pull request was merged (state complete).
     stopped_from: Mapped[str | None] = mapped_column(String(32))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    planning: Mapped[dict | None] = mapped_column(JSON)  # questions/answers, quick, explore (planning/questions.py)
     created_at: Mapped[datetime] = _ts()
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utc_now, onupdate=utc_now, nullable=False

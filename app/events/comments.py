@@ -1,18 +1,22 @@
-"""issue_comment events: slash commands on issues and pull requests."""
+"""issue_comment events: slash commands on issues and pull requests, and the answer to omoi's
+clarifying questions (app/planning/questions.py)."""
 from __future__ import annotations
 
 from gidgethub import sansio
 from gidgethub.routing import Router
 
+from app import jobs
 from app.db import claims
 
 from app.github import repo_config
 from app.commands.actions import run
+from app.commands.lifecycle import spec_of_issue
 from app.commands.grammar import parse_commands
 from app.events.context import EventContext, refuse_once
 from app.events.records import delivery_received_at
 from app.github import comments
 from app.github.permissions import check_sender
+from app.planning import questions
 from app.text.rendering import render
 from app.text import markers
 
@@ -28,6 +32,8 @@ async def on_comment(event: sansio.Event, ctx: EventContext) -> None:
         return  # never react to our own replies
     commands = parse_commands(comment.get("body"), bot_names=(ctx.settings.app_name,))
     if not commands:
+        if data.get("action") == "created" and not issue.get("pull_request"):
+            await _maybe_answer(ctx, comment, repo["full_name"], issue["number"], sender)
         return
     key = f"comment:{comment['id']}"
     seen = claims.status(key)
@@ -55,3 +61,20 @@ async def on_comment(event: sansio.Event, ctx: EventContext) -> None:
     await comments.upsert(gh, ctx.settings, full_name, number, markers.REPLY.prefix(to=comment['id']), body)
     claims.finish(key)
 
+
+async def _maybe_answer(ctx: EventContext, comment: dict, full_name: str, number: int, sender: dict) -> None:
+    """A comment without commands while the spec waits for answers: from a person with write access it
+    is the answer and continues planning; from anyone else it is ignored, with the one notice."""
+    spec_id = spec_of_issue(ctx.settings, full_name, number)
+    if spec_id is None or not questions.waiting(ctx.settings, spec_id):
+        return
+    key = f"comment:{comment['id']}"
+    if not claims.claim(key, "comment"):
+        return  # a redelivery of an answer already taken
+    gh = await ctx.gh()
+    if not (await check_sender(gh, ctx.settings, full_name, sender)).allowed:
+        await refuse_once(ctx, gh, full_name, number, sender, "comment")
+    elif questions.record_answer(ctx.settings, spec_id, sender.get("login", ""), comment.get("body") or ""):
+        await comments.add_reaction(gh, full_name, comment_id=comment["id"], content="eyes")
+        jobs.run_stage(spec_id=spec_id, stage="requirements", request_key=f"{key}:answer")
+    claims.finish(key)

@@ -9,7 +9,7 @@ from app.db.models import Spec
 from app.db.session import session_scope
 from app.commands import lifecycle
 from app.events.context import EventContext, refuse_once
-from app.planning import revisions
+from app.planning import quick, revisions
 from app.github import comments
 from app.github.permissions import check_sender
 from app import jobs
@@ -31,7 +31,8 @@ async def on_labeled(event: sansio.Event, ctx: EventContext) -> None:
     full_name, number = repo["full_name"], issue["number"]
     gh = await ctx.gh()
     trigger = (await repo_config.load_effective(gh, ctx.settings, full_name)).trigger_label
-    if label != trigger.lower():
+    fast = label == quick.LABEL  # the quick path: one comment, one approval (app/planning/quick.py)
+    if label != trigger.lower() and not fast:
         return
     await repo_config.load_and_report(gh, ctx.settings, full_name, number)
     decision = await check_sender(gh, ctx.settings, full_name, sender)
@@ -49,9 +50,12 @@ async def on_labeled(event: sansio.Event, ctx: EventContext) -> None:
         ctx.settings, full_name, number, repository_id=repo.get("id"), installation_id=ctx.installation_id,
         title=issue.get("title", ""), requested_by=sender.get("login", ""),
     )
+    if start and fast:
+        quick.mark(ctx.settings, spec_id)
     with session_scope(ctx.settings.database_url) as s:
         spec = s.get(Spec, spec_id)
         known_comment, requested_by, state = spec.ack_comment_id, spec.requested_by, spec.state
+        fast = quick.is_quick(spec.planning)  # (only a new spec takes the path of the label that started it)
 
     await comments.add_reaction(gh, full_name, issue_number=number, content="eyes")
     body = render(
@@ -60,13 +64,15 @@ async def on_labeled(event: sansio.Event, ctx: EventContext) -> None:
         label=trigger,
         issue_number=number,
         spec_id=spec_id,
+        quick=fast,
     )
     result = await comments.upsert(gh, ctx.settings, full_name, number, ACK_MARKER, body, known_id=known_comment)
     with session_scope(ctx.settings.database_url) as s:
         s.get(Spec, spec_id).ack_comment_id = result.comment_id
     # also after a crash between recording the new spec and enqueueing its first stage
     if start or (state == "planning" and not lifecycle.status_view(ctx.settings, spec_id)["stages"]):
-        jobs.run_stage(spec_id=spec_id, stage="requirements", request_key=f"label:{ctx.delivery_id}")
+        jobs.run_stage(spec_id=spec_id, stage=quick.STAGE if fast else "requirements",
+                       request_key=f"label:{ctx.delivery_id}")
     ctx.log.info("issue_acknowledged", issue=number, comment=result.comment_id, action=result.action)
 
 

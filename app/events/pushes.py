@@ -25,5 +25,7 @@ async def on_push(event: sansio.Event, ctx: EventContext) -> None:
         cache.forget_repository(ctx.settings.database_url, full_name)
         ctx.log.info("repository_cache_cleared", repo=full_name, reason="push")
     before, after = data.get("before"), data.get("after")
-    if before and after and not data.get("deleted"):
+    if data.get("deleted"):  # the branch is gone: omoi creates it again before it writes there
+        cache.forget_branch(ctx.settings.database_url, full_name, branch)
+    elif before and after:
         cache.advance_head(ctx.settings.database_url, full_name, branch, before, after)

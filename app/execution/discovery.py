@@ -11,8 +11,9 @@ every finding and decides:
   `discovery_similarity`, or the same files for the same kind) -> `duplicate`, nothing added;
 - a change to the agreed scope (kind `missing_requirement`, or suggested phase requirements or
   design) -> `proposed`: posted on the issue as a proposed spec revision (`post_proposals`); a
-  `/omoi approve` starts a revision of the tasks stage with the finding as feedback, which people
-  approve like any other revision;
+  `/omoi approve D<n>` revises the requirements (a missing requirement) or the design with the
+  finding, then the stages after it, up to a tasks revision people approve like any other
+  (app/planning/scope.py); `/omoi decline D<n>` closes it (`declined`);
 - otherwise a new task in the running graph (ids continue after the highest, it depends on the
   reporting task; an `investigation` becomes a read-only exploration task), at most
   `max_discovered_tasks_per_spec` per spec -> `added`, or `over_limit` past that.
@@ -186,14 +187,48 @@ async def post_proposals(gh, settings: Settings, spec_id: int) -> int:
     return len(todo)
 
 
-def approve_proposal(settings: Settings, spec_id: int, user: str) -> dict | None:
-    """`/omoi approve` with no stage waiting: accept the oldest proposed revision (None if there is none)."""
+def approve_proposal(settings: Settings, spec_id: int, user: str, discovery_id: int | None = None) -> dict | None:
+    """`/omoi approve D<n>` (or `/omoi approve` with no stage waiting: the oldest proposal): accept a proposed
+    spec revision. Returns its view, with the feedback for the revision and the first stage it revises
+    (requirements for a missing requirement, else the suggested phase), or None if there is no such proposal."""
     with session_scope(settings.database_url) as s:
-        d = s.scalars(select(Discovery).where(Discovery.spec_id == spec_id, Discovery.status == "proposed")
-                      .order_by(Discovery.id).limit(1)).first()
+        d = _proposal(s, spec_id, discovery_id)
         if d is None:
             return None
         d.status = "approved"
         feedback = render_line(TEXTS, part="feedback", kind=d.kind, task=d.task_id, user=user, title=d.title,
                                description=d.description, evidence=d.evidence)
-        return {"id": d.id, "title": d.title, "feedback": feedback[:4000]}
+        start = "requirements" if d.kind == "missing_requirement" else d.suggested_phase
+        return {"id": d.id, "title": d.title, "feedback": feedback[:4000], "start": start}
+
+
+def decline_proposal(settings: Settings, spec_id: int, discovery_id: int | None) -> dict | None:
+    """`/omoi decline D<n>` (no id: the oldest proposal): close a proposed spec revision; the plan stays as it
+    is (None: no such proposal)."""
+    with session_scope(settings.database_url) as s:
+        d = _proposal(s, spec_id, discovery_id)
+        if d is None:
+            return None
+        d.status = "declined"
+        return {"id": d.id, "title": d.title}
+
+
+def _proposal(s, spec_id: int, discovery_id: int | None) -> Discovery | None:
+    q = select(Discovery).where(Discovery.spec_id == spec_id, Discovery.status == "proposed")
+    if discovery_id is not None:
+        q = q.where(Discovery.id == discovery_id)
+    return s.scalars(q.order_by(Discovery.id).limit(1)).first()
+
+
+async def show_decision(gh, settings: Settings, spec_id: int, discovery_id: int, user: str, why: str = "") -> None:
+    """Edit the proposal's comment to say who approved or declined it (and why)."""
+    with session_scope(settings.database_url) as s:
+        spec, d = s.get(Spec, spec_id), s.get(Discovery, discovery_id)
+        if d.comment_id is None:
+            return  # never posted (the run ended first): the reply is enough
+        full_name, number, comment_id = spec.repo_full_name, spec.issue_number, d.comment_id
+        view = {"id": d.id, "task": d.task_id, "kind": d.kind, "title": d.title, "description": d.description,
+                "evidence": d.evidence, "phase": d.suggested_phase, "status": d.status}
+    await comments.upsert(gh, settings, full_name, number, proposal_marker(discovery_id),
+                          render("execution/discovery_proposal.md.j2", d=view, spec_id=spec_id, by=user, why=why),
+                          known_id=comment_id)

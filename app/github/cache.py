@@ -6,7 +6,10 @@ processes and share nothing else): one table, `github_cache`, of keys and JSON v
   them (app/events/pushes.py, installation.py); an expiry is the safety net for a missed event;
 - omoi's own comments by marker (app/github/comments.py): their ids and what was last sent;
 - the head omoi pushed to a branch (app/execution/gitwork.py), so a publish need not read the ref;
-- the blob sha of a file omoi wrote (app/github/repo_files.py), so an update needs no read first.
+- the branches omoi created and the blob sha of each file it wrote (app/github/repo_files.py), so a
+  spec file is written with one PUT and nothing read first;
+- installation tokens, encrypted (app/github/auth.py), and people's permissions for as long as the
+  deployment's permission_cache_seconds (app/github/permissions.py), shared by every process.
 
 A failure of this table never fails a GitHub operation: a miss only costs the read it would save.
 """
@@ -141,6 +144,15 @@ def advance_head(database_url: str, full_name: str, branch: str, before: str, af
     head follows if it was `before` (an older event never moves it back)."""
     if pushed_head(database_url, full_name, branch) == before:
         put(database_url, head_key(full_name, branch), {"sha": after})
+
+
+def branch_key(full_name: str, branch: str) -> str:
+    return f"branch:{full_name.lower()}:{branch}"
+
+
+def forget_branch(database_url: str, full_name: str, branch: str) -> None:
+    drop(database_url, head_key(full_name, branch), branch_key(full_name, branch),
+         prefixes=(f"file:{full_name.lower()}:{branch}:",))
 
 
 def file_key(full_name: str, branch: str, path: str) -> str:

@@ -81,6 +81,7 @@ class RepoConfig(BaseModel):
     allow_gitattributes: bool = False
     setup: Setup = Field(default_factory=Setup)
     ci: CI = Field(default_factory=CI)
+    explore_first: bool | None = None  # an explore agent before the requirements; None: the deployment's setting
 
 
 class Effective(BaseModel):

@@ -23,7 +23,7 @@ def _db(gh) -> str | None:
 
 async def ensure_branch(gh, full_name: str, branch: str, from_sha: str) -> None:
     """The branch exists: known from omoi's records, or created (a 422 says it already existed)."""
-    db, key = _db(gh), f"branch:{full_name.lower()}:{branch}"
+    db, key = _db(gh), cache.branch_key(full_name, branch)
     if db and cache.get(db, key):
         return
     try:
@@ -42,12 +42,12 @@ async def ensure_branch(gh, full_name: str, branch: str, from_sha: str) -> None:
 def branch_known(gh, full_name: str, branch: str) -> bool:
     """omoi created or saw the branch (its records): no need to read a ref to create it from."""
     db = _db(gh)
-    return bool(db and cache.get(db, f"branch:{full_name.lower()}:{branch}"))
+    return bool(db and cache.get(db, cache.branch_key(full_name, branch)))
 
 
 def forget_branch(gh, full_name: str, branch: str) -> None:
     if db := _db(gh):
-        cache.drop(db, f"branch:{full_name.lower()}:{branch}")
+        cache.forget_branch(db, full_name, branch)
 
 
 async def put_file(gh, full_name: str, branch: str, path: str, content: str, message: str) -> bool:

@@ -35,7 +35,7 @@ from app.jobs import Result, is_transient
 from app.observability.logs import get_logger, redact
 from app.observability.metrics import EVENTS_PROCESSED
 from app.timeutil import utc_now
-from app.web.delivery import HANDLED_EVENTS, delivery_columns, issue_key, not_json, verify_signature
+from app.web.delivery import HANDLED_EVENTS, delivery_columns, not_json, verify_signature
 
 log = get_logger("omoi.worker")
 MAX_ATTEMPTS = 5

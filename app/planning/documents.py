@@ -83,8 +83,10 @@ def render_stage_comment(
     approved_by: str | None = None,
     changes: Sequence[str] | None = None,
     overflow_url: str | None = None,
+    findings: str | None = None,
 ) -> str:
-    """The issue comment for one stage revision, always under GITHUB_BODY_LIMIT."""
+    """The issue comment for one stage revision, always under GITHUB_BODY_LIMIT; `findings`: what the explore
+    agent found (app/planning/explore.py), shown collapsed in the requirements comment."""
     _check(stage, doc)
     if status not in STATUSES:
         raise ValueError(f"unknown status {status!r}; expected one of {sorted(STATUSES)}")
@@ -99,6 +101,7 @@ def render_stage_comment(
         gates=_gate_rows(gates),
         changes=change_lines[:MAX_CHANGES] if change_lines is not None else None,
         changes_hidden=max(0, len(change_lines or []) - MAX_CHANGES),
+        findings=findings or None,
     )
     name = f"spec/{stage}.md.j2"
     body = _render_limited(name, ctx, None)
@@ -280,3 +283,16 @@ def _diff_tasks(old: Tasks, new: Tasks) -> list[Reason]:
     out += [reason("change/touches_added", path=p) for p in sorted(new_files - old_files)]
     out += [reason("change/touches_removed", path=p) for p in sorted(old_files - new_files)]
     return out
+
+
+_COMMANDS = "\n---\n<details><summary>Commands</summary>"
+
+
+def render_quick_comment(parts: Sequence[tuple[str, str]], *, revision: int, status: str) -> str:
+    """The quick path's one comment (issue 17): requirements, design and tasks together, one approval.
+    `parts` are (stage, that stage's own comment body); each keeps its gates and changes, not its marker
+    or its commands (the quick comment has its own). Too long for one comment: each stage links its file."""
+    sections = [(stage, body.split("\n", 1)[1].split(_COMMANDS, 1)[0].strip()) for stage, body in parts]
+    body = render("spec/quick.md.j2", revision=revision, status=status, sections=sections)
+    return body if len(body) <= COMMENT_BUDGET else render("spec/quick.md.j2", revision=revision, status=status,
+                                                           sections=[(st, None) for st, _ in parts])

@@ -7,53 +7,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from sqlalchemy import select
 
 from app.github import repo_config
 from app.config import Settings
 from app.db.models import Spec, SpecStage
 from app.db.session import session_scope
-from app.github import comments, repo_vars
+from app.github import comments
 from app.github.checks import upsert_check_run
 from app.github.repo_files import branch_name, ensure_branch, put_file
-from app.llm.structured import structured_output
 from app.observability.logs import get_logger
 from app.text.rendering import Reason, loaded, reason, render, render_line, stored
-from app.text.sanitize import sanitize_inline, sanitize_untrusted
+from app.text.sanitize import sanitize_untrusted
+from app.planning import drafting, explore, questions
 from app.planning import gates as g
 from app.web.links import spec_status_url
 from app.planning.digest import build_digest
 from app.planning.revisions import shown_status
-from app.planning.documents import COMMENT_BUDGET, diff_summary, doc_hash, render_spec_file, render_stage_comment
-from app.planning.schemas import (
-    DOCUMENT_TYPES,
-    STAGES,
-    DesignDraft,
-    RequirementsDraft,
-    TasksDraft,
-    assign_ids,
-    assign_task_ids,
+from app.planning.documents import (
+    COMMENT_BUDGET, diff_summary, doc_hash, render_quick_comment, render_spec_file, render_stage_comment,
 )
+from app.planning.schemas import DOCUMENT_TYPES, STAGES
 from app.timeutil import utc_now
 from app.text import markers
 
 log = get_logger("omoi.spec")
-DRAFTS = {"requirements": RequirementsDraft, "design": DesignDraft, "tasks": TasksDraft}
 CHECK_NAME = "omoi / spec"
 ACTIVE = ("waiting", "blocked")  # a stage revision that is waiting for people
 ENDED = ("rejected", "cancelled", "stopped", "complete")  # nothing more is written for such a spec
-
-
-# One advisory remark of the reviewer model (an agent's discovery is app/execution/discovery.py's Finding).
-# No docstring: it would become part of the JSON schema the model is given.
-class ReviewFinding(BaseModel):
-    severity: str = Field(description="'warning' for a real problem, 'info' for a suggestion", max_length=16)
-    message: str = Field(max_length=500)
-
-
-class Review(BaseModel):
-    findings: list[ReviewFinding] = Field(default_factory=list, max_length=10)
 
 
 @dataclass
@@ -67,14 +49,6 @@ class Outcome:
 def stage_marker(stage: str) -> str:
     return markers.SPEC.prefix(stage=stage)
 
-
-
-def _finalize(stage: str, draft: BaseModel) -> BaseModel:
-    if stage == "requirements":
-        return assign_ids(draft)
-    if stage == "tasks":
-        return assign_task_ids(draft)
-    return draft
 
 
 def _load_doc(stage: str, data: dict) -> BaseModel:
@@ -95,14 +69,6 @@ def _approved_docs(s, spec_id: int) -> dict[str, BaseModel]:
         if row is not None:
             docs[stage] = _load_doc(stage, row.document)
     return docs
-
-
-def _run_gates(stage: str, doc: BaseModel, approved: dict, repo_files: set[str]) -> list[g.GateResult]:
-    if stage == "requirements":
-        return g.check_requirements(doc)
-    if stage == "design":
-        return g.check_design(doc, approved["requirements"], repo_files)
-    return g.check_tasks(doc, approved["requirements"], approved["design"], repo_files)
 
 
 def _gate_dicts(results: list[g.GateResult]) -> list[dict]:
@@ -134,49 +100,39 @@ async def _ensure_digest(gh, settings: Settings, spec_id: int) -> tuple[str, set
 
 
 async def generate(gh, settings: Settings, spec_id: int, stage: str, user_feedback: str | None = None) -> str:
-    """Write a new revision of `stage`, gate it (retrying with the findings), publish it."""
+    """Write a new revision of `stage`, gate it (retrying with the findings), publish it; or, for the
+    requirements of an ambiguous issue, post clarifying questions instead (app/planning/questions.py)."""
     digest, repo_files = await _ensure_digest(gh, settings, spec_id)
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, spec_id)
         if spec.state in ENDED:
             return "skipped"
         approved = _approved_docs(s, spec_id)
-        # the revision people last saw: a waiting one, or the approved one `/omoi revise <stage>` rewrites
-        previous = _latest(s, spec_id, stage, ACTIVE + ("superseded", "approved"))
+        # the revision people last saw: a waiting one, the approved one `/omoi revise <stage>` rewrites, or
+        # one an earlier stage's revision made stale (its rewrite shows what changed)
+        previous = _latest(s, spec_id, stage, ACTIVE + ("superseded", "approved", "stale"))
         previous_doc = _load_doc(stage, previous.document) if previous else None
         full_name, number = spec.repo_full_name, spec.issue_number
-    issue = await gh.getitem(
-        "/repos/{owner}/{repo}/issues/{issue_number}", url_vars={**repo_vars(full_name), "issue_number": number}
-    )
-    prompt_ctx = {
-        "issue_number": number,
-        # People's text is data: what GitHub hides (HTML comments, invisible characters) is removed
-        # and it cannot close its <issue>/<feedback> tags (app/text/sanitize.py).
-        "title": sanitize_inline(issue.get("title", "")),
-        "body": sanitize_untrusted(issue.get("body")).strip() or "(no description)",
-        "requirements": approved["requirements"].model_dump_json(indent=1) if "requirements" in approved else "",
-        "design": approved["design"].model_dump_json(indent=1) if "design" in approved else "",
+    cfg = await repo_config.load_effective(gh, settings, full_name)  # the per-repo model names
+    if stage == "requirements" and user_feedback is None:
+        await explore.ensure(gh, settings, spec_id)  # once per spec; its findings go into the prompts
+    with session_scope(settings.database_url) as s:
+        planning = dict(s.get(Spec, spec_id).planning or {})
+    prompt_ctx = await drafting.issue_context(gh, full_name, number, planning) | {
         "user_feedback": sanitize_untrusted(user_feedback) if user_feedback else user_feedback,
         "previous": previous_doc.model_dump_json(indent=1) if (previous_doc and user_feedback) else "",
     }
-    system = render("prompts/system.j2")
-    cfg = await repo_config.load_effective(gh, settings, full_name)  # the per-repo model names
-    gate_feedback: list[str] = []
-    attempts = 0
-    for attempts in range(1, settings.spec_gate_retries + 2):
-        prompt = render(f"prompts/{stage}.j2", gate_feedback=gate_feedback, **prompt_ctx)
-        draft = await structured_output(
-            prompt, DRAFTS[stage], system=system, context=digest, purpose=stage, spec_id=spec_id,
-            model=cfg.planner_model,
-        )
-        doc = _finalize(stage, draft)
-        results = _run_gates(stage, doc, approved, repo_files)
-        if g.passed(results):
-            break
-        gate_feedback = g.feedback(results)
-        log.info("spec_gates_failed", spec_id=spec_id, stage=stage, attempt=attempts, failures=len(gate_feedback))
-    ok = g.passed(results)
-    results = results + await _review(settings, spec_id, stage, doc, prompt_ctx, cfg.reviewer_model)
+    may_ask = stage == "requirements" and user_feedback is None and questions.may_ask(planning)
+    drafted = await drafting.draft(settings, spec_id, stage, ctx=prompt_ctx, approved=approved,
+                                   repo_files=repo_files, digest=digest, planner_model=cfg.planner_model,
+                                   reviewer_model=cfg.reviewer_model, may_ask=may_ask)
+    if drafted.doc is None:
+        await questions.post(gh, settings, spec_id, drafted.questions)
+        await publish(gh, settings, spec_id, [])  # the check run: waiting for answers
+        return "questions"
+    doc, results, ok, attempts = drafted.doc, drafted.results, drafted.ok, drafted.attempts
+    if stage == "requirements" and planning.get("questions"):
+        await questions.mark_answered(gh, settings, spec_id)
 
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, spec_id)
@@ -210,31 +166,16 @@ async def generate(gh, settings: Settings, spec_id: int, stage: str, user_feedba
     return "waiting" if ok else "blocked"
 
 
-async def _review(settings: Settings, spec_id: int, stage: str, doc: BaseModel, ctx: dict,
-                  model: str) -> list[g.GateResult]:
-    """Advisory findings from a second model; never blocks, never fails the phase."""
-    try:
-        review = await structured_output(
-            render("prompts/review.j2", stage=stage, document=doc.model_dump_json(indent=1),
-                   issue_number=ctx["issue_number"], title=ctx["title"]),
-            Review, model=model, purpose=f"{stage}:review", spec_id=spec_id,
-        )
-    except Exception as exc:  # noqa: BLE001 - advisory only
-        log.warning("spec_review_failed", spec_id=spec_id, stage=stage, error=exc.__class__.__name__)
-        return []
-    if not review.findings:
-        return [g.GateResult("reviewer", True, None, "warning")]
-    return [g.GateResult("reviewer", False, f.message, "warning") for f in review.findings]
-
-
 async def publish(gh, settings: Settings, spec_id: int, stages: list[str]) -> None:
     """Re-render the given stage comments and the check run from the database."""
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, spec_id)
         full_name, number = spec.repo_full_name, spec.issue_number
         known = dict(spec.stage_comments or {})
+        quick = bool((spec.planning or {}).get("quick"))
+        findings = explore.findings_of(spec.planning)
         views = []
-        for stage in stages:
+        for stage in (STAGES if quick else stages):
             row = _latest(s, spec_id, stage)
             if row is None:
                 continue
@@ -244,10 +185,14 @@ async def publish(gh, settings: Settings, spec_id: int, stages: list[str]) -> No
             views.append((stage, row.revision, _load_doc(stage, row.document), _gate_objs(row.gates),
                           status, row.approved_by, row.changes if row.revision > 1 else None))
         current = _current_view(s, spec)
+    if quick and views:
+        await _publish_quick(gh, settings, full_name, number, views, known)
+        views = []
     for stage, revision, doc, results, status, approved_by, changes in views:
         overflow = await write_spec_file(gh, settings, spec_id, stage, revision) if _overflows(stage, doc) else None
         body = render_stage_comment(stage, doc, revision=revision, gates=results, status=status,
-                                    approved_by=approved_by, changes=changes, overflow_url=overflow)
+                                    approved_by=approved_by, changes=changes, overflow_url=overflow,
+                                    findings=findings if stage == "requirements" else None)
         result = await comments.upsert(gh, settings, full_name, number, stage_marker(stage), body,
                                        known_id=known.get(stage))
         known[stage] = result.comment_id
@@ -256,6 +201,20 @@ async def publish(gh, settings: Settings, spec_id: int, stages: list[str]) -> No
         spec = s.get(Spec, spec_id)
         spec.stage_comments = known
         spec.spec_check_run_id = check_id
+
+
+async def _publish_quick(gh, settings: Settings, full_name: str, number: int, views: list, known: dict) -> None:
+    """The quick path's one comment (app/planning/quick.py) in place of the three stage comments."""
+    statuses = {v[4] for v in views}
+    status = next((st for st in ("rejected", "blocked", "outdated", "waiting") if st in statuses), views[0][4])
+    status_text = render_line("spec/status.md.j2", status=status, approved_by=views[0][5], stage="plan")
+    parts = [(stage, render_stage_comment(stage, doc, revision=rev, gates=results, status=st, approved_by=by,
+                                          changes=changes))
+             for stage, rev, doc, results, st, by, changes in views]
+    body = render_quick_comment(parts, revision=max(v[1] for v in views), status=status_text)
+    result = await comments.upsert(gh, settings, full_name, number, stage_marker("quick"), body,
+                                   known_id=known.get("quick"))
+    known["quick"] = result.comment_id
 
 
 def _current_view(s, spec: Spec) -> dict:
@@ -278,7 +237,7 @@ async def _publish_check(gh, settings: Settings, spec_id: int, view: dict) -> in
         "approved": "success", "blocked": "failure", "rejected": "cancelled", "stopped": "cancelled",
         "complete": "success",
     }.get(state)
-    if state in STAGES or state == "stale":  # waiting for a person
+    if state in STAGES or state in ("stale", "quick", questions.STATE):  # waiting for a person
         conclusion = "action_required"
     summary = render("checks/spec.md.j2", **view)
     title = render("checks/spec_title.j2", **view).strip()
@@ -362,6 +321,8 @@ def approve(settings: Settings, spec_id: int, user: str, stage: str | None, revi
             SpecStage.spec_id == spec_id, SpecStage.status.in_(ACTIVE))).first()
         if waiting is None:
             return Outcome("replies/approve_nothing.md.j2", {"state": spec.state})
+        if (spec.planning or {}).get("quick"):
+            return _approve_quick(s, spec, user)
         if waiting.status == "blocked":
             return Outcome("replies/approve_blocked.md.j2", {"stage": waiting.stage, "revision": waiting.revision})
         if stage and stage != waiting.stage:
@@ -375,7 +336,23 @@ def approve(settings: Settings, spec_id: int, user: str, stage: str | None, revi
         next_stage = STAGES[idx + 1] if idx + 1 < len(STAGES) else None
         spec.state = next_stage or "approved"
         done_stage, done_rev = waiting.stage, waiting.revision
-    return Outcome("replies/approved.md.j2", {"stage": done_stage, "revision": done_rev, "next_stage": next_stage})
+    return Outcome("replies/approved.md.j2", {"stage": done_stage, "revision": done_rev, "next_stage": next_stage,
+                                              "stages": [done_stage]})
+
+
+def _approve_quick(s, spec: Spec, user: str) -> Outcome:
+    """The quick path's one approval: all three waiting stages at once (none may be blocked)."""
+    rows = s.scalars(select(SpecStage).where(SpecStage.spec_id == spec.id, SpecStage.status.in_(ACTIVE))
+                     .order_by(SpecStage.id)).all()
+    blocked = next((r for r in rows if r.status == "blocked"), None)
+    if blocked is not None or {r.stage for r in rows} != set(STAGES):
+        row = blocked or rows[0]
+        return Outcome("replies/approve_blocked.md.j2", {"stage": row.stage, "revision": row.revision})
+    for row in rows:
+        row.status, row.approved_by, row.approved_at = "approved", user, utc_now()
+    spec.state = "approved"
+    return Outcome("replies/approved.md.j2", {"stage": "quick", "revision": max(r.revision for r in rows),
+                                              "next_stage": None, "stages": list(STAGES)})
 
 
 def reject(settings: Settings, spec_id: int, user: str, reason: str) -> Outcome:
@@ -399,3 +376,5 @@ def status_view(settings: Settings, spec_id: int) -> dict:
         return _current_view(s, spec)
 
 
+# for the quick path (app/planning/quick.py), which stores its three stages itself
+ensure_digest, latest, load_doc, gate_dicts = _ensure_digest, _latest, _load_doc, _gate_dicts

@@ -17,7 +17,7 @@ from app.github.client import installation_client
 from app.jobs import Result, is_transient
 from app.llm.structured import LLMError
 from app.observability.logs import get_logger, redact
-from app.planning import flow
+from app.planning import flow, quick, scope
 from app.text.rendering import reason as reason_of, render, stored
 from app.text import markers
 
@@ -75,6 +75,10 @@ def _reason(exc: BaseException) -> str:
 
 async def _generate(settings, installation_id: int, spec_id: int, stage: str, feedback: str | None) -> str:
     async with installation_client(settings, installation_id) as gh:
+        if stage == quick.STAGE:
+            return await quick.generate(gh, settings, spec_id, feedback)
+        if stage == scope.STAGE:
+            return await scope.revise(gh, settings, spec_id, feedback or "")
         return await flow.generate(gh, settings, spec_id, stage, feedback)
 
 

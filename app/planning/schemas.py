@@ -19,7 +19,7 @@ __all__ = [
     "CriterionDraft", "StoryDraft", "RequirementsDraft", "Criterion", "Story", "Requirements",
     "Component", "Decision", "FileChange", "Risk", "DesignDraft", "Design",
     "TaskFile", "TaskDraft", "TasksDraft", "Task", "Tasks",
-    "assign_ids", "assign_task_ids", "STAGES", "DOCUMENT_TYPES",
+    "assign_ids", "assign_task_ids", "STAGES", "DOCUMENT_TYPES", "MAX_QUESTIONS",
 ]
 
 Priority = Literal["must", "should", "could"]
@@ -67,11 +67,23 @@ class StoryDraft(_Model):
     criteria: list[CriterionDraft] = Field(max_length=20)
 
 
+MAX_QUESTIONS = 5  # clarifying questions per round (spec-kit's /clarify asks at most 5 too)
+
+
 class RequirementsDraft(_Model):
     summary: Long = Field(description="Why this change, in 1-3 sentences")
-    stories: list[StoryDraft] = Field(min_length=1, max_length=50)
+    stories: list[StoryDraft] = Field(default_factory=list, max_length=50)
     open_questions: list[Line] = Field(default_factory=list, max_length=10)
     out_of_scope: list[Line] = Field(default_factory=list, max_length=20)
+    # Only when the prompt allows it: the issue is too ambiguous to specify, so ask instead (stories empty).
+    questions: list[Line] = Field(default_factory=list, max_length=MAX_QUESTIONS,
+                                  description="Clarifying questions, only if the prompt allows them; else empty")
+
+    @model_validator(mode="after")
+    def _stories_or_questions(self) -> "RequirementsDraft":
+        if not self.stories and not self.questions:
+            raise ValueError("write at least one story")
+        return self
 
 
 class Criterion(CriterionDraft):

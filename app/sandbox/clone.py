@@ -6,8 +6,8 @@ provider, which uploads the tree instead of handing Daytona a token.
 `Mirror`: a bare copy of a repository's branches on this host, private to omoi, that omoi's commit
 clones (app/execution/gitwork.py) and the sandboxes' host clones copy from instead of downloading
 the repository again; it is fetched when a task starts (once for all the tasks that start together).
-A sandbox gets a copy of its objects (`--no-hardlinks`, no alternates), never the mirror or a link
-into it, and its `origin` is GitHub, not the mirror.
+A sandbox gets a fresh pack of what the mirror's refs reach (`--no-local`, no alternates), never a
+file of the mirror or a link into it, and its `origin` is GitHub, not the mirror.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ HARDENING: tuple[str, ...] = (
     "log.showSignature=false", "gc.auto=0", "maintenance.auto=false",
 )
 HARDENING_ARGS = [arg for item in HARDENING for arg in ("-c", item)]
-MIRROR_KEEP_SECONDS = 24 * 3600  # a mirror no task used for this long is deleted
+MIRROR_KEEP_SECONDS = 3 * 3600  # a mirror no task used for this long is deleted (one clone rebuilds it)
 
 
 def base_env(home: str, extra: dict | None = None) -> dict[str, str]:
@@ -97,10 +97,11 @@ def host_clone(source: RepoSource, ref: str, dest: Path, home: Path) -> str:
              "--config", f"user.email={GIT_IDENTITY[1]}", "--"]
     work = str(dest)
     sha = None
-    # --no-hardlinks: a sandboxed process must not be able to rewrite the source repo's (or the mirror's) objects.
+    # --no-hardlinks: a sandboxed process must not be able to rewrite the source repo's objects. From the
+    # mirror, --no-local: a fresh pack of what its refs reach, as from GitHub (no file of the mirror's).
     if mirror is not None and mirror.has(ref):
         with mirror.reading():
-            _git([*clone, str(mirror.path), str(dest)], cwd=None, env=env, secrets=secrets)
+            _git([*clone[:-1], "--no-local", "--", str(mirror.path), str(dest)], cwd=None, env=env, secrets=secrets)
         sha = ref  # a full commit sha the mirror holds (`has`)
     else:
         _git([*clone, url, str(dest)], cwd=None, env=auth, secrets=secrets)

@@ -7,7 +7,7 @@ so nobody can hide instructions from the people who approve the plan.
 * Invisible characters go: zero-width and bidi controls, the BOM, soft hyphens, Unicode "tag"
   characters (U+E0000 block, used to smuggle ASCII past readers), variation selectors, and
   control characters other than newline and tab.
-* omoi's own data delimiters (`<issue>`, `</issue>`, `<feedback>`, `</feedback>`) are escaped, so
+* omoi's own data delimiters (`<issue>`, `<feedback>`, `<answer(s)>`, `<findings>`, open or closed) are escaped, so
   the text cannot close its data section and continue as if it were omoi speaking.
 
 Pure functions: no I/O, no configuration.
@@ -21,7 +21,7 @@ __all__ = ["sanitize_untrusted", "sanitize_inline"]
 
 _COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
 # Delimiters used by templates/prompts/*.j2 around people's text; fullwidth and small brackets too.
-_DELIMITER = re.compile(r"[<\uff1c\ufe64](\s*/?\s*(?:issue|feedback)\b)", re.IGNORECASE)
+_DELIMITER = re.compile(r"[<\uff1c\ufe64](\s*/?\s*(?:issue|feedback|answers?|findings)\b)", re.IGNORECASE)
 _VARIATION_SELECTORS = re.compile("[\ufe00-\ufe0f\U000e0100-\U000e01ef]")
 
 

@@ -212,3 +212,30 @@ async def test_comments_are_found_through_omois_records(gh_env):
         again = await comments.upsert(gh, settings, REPO, 1, "<!-- omoi:test b", "<!-- omoi:test b -->\nx")
     assert lost.comment_id == again.comment_id and again.action == "unchanged"
     assert len(gh_env.issue_comments(REPO, 1)) == 2
+
+
+async def test_push_events_move_the_recorded_head_and_a_deleted_branch_is_forgotten(gh_env):
+    """The head omoi recorded follows a push that continues it (a person's commit on omoi's branch), never
+    an older event; a deleted branch leaves no record, so omoi creates it again before writing there."""
+    from gidgethub import sansio
+
+    from app.events import pushes
+    from app.events.context import EventContext
+    from app.github import cache
+    from app.observability.logs import get_logger
+
+    db, ctx = get_settings().database_url, EventContext(get_settings(), None, "d", 7, get_logger("test"))
+    repo_json = {"full_name": REPO, "default_branch": "main"}
+    cache.remember_head(db, REPO, "omoi/x", "a" * 40)
+    cache.put(db, cache.branch_key(REPO, "omoi/x"), {"exists": True})
+
+    async def push(before: str, after: str, deleted: bool = False) -> None:
+        data = {"ref": "refs/heads/omoi/x", "before": before, "after": after, "deleted": deleted,
+                "repository": repo_json, "installation": {"id": 7}}
+        await pushes.router.dispatch(sansio.Event(data, event="push", delivery_id="d"), ctx)
+
+    await push("a" * 40, "b" * 40)
+    await push("9" * 40, "c" * 40)  # an older event, delivered late
+    assert cache.pushed_head(db, REPO, "omoi/x") == "b" * 40
+    await push("b" * 40, "0" * 40, deleted=True)
+    assert cache.pushed_head(db, REPO, "omoi/x") is None and cache.get(db, cache.branch_key(REPO, "omoi/x")) is None

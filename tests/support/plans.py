@@ -169,3 +169,12 @@ GREETER_TASKS = {"tasks": [
      "files": [{"path": "greeter.py", "action": "modify"}], "verify": ["pytest -q"], "size": "S",
      "kind": "implement"},
 ]}
+
+
+# The quick path (tests/e2e/test_quick_path.py): the greeter's requirements, and a design and tasks
+# whose verify commands need nothing but python3, with the code that passes them.
+QUICK_DESIGN = {**greeter_design(), "file_plan": [{"path": "hello.py", "action": "create", "purpose": "the greeting"},
+                                                  {"path": "main.py", "action": "create", "purpose": "print it"}]}
+QUICK_TASKS = {"tasks": [task("hello", ["R1.1"], "hello.py", [HELLO_VERIFY]),
+                         task("main", ["R1.1"], "main.py", ["python3 main.py | grep -q Hello"], depends_on=["hello"])]}
+QUICK_CODE = {"T1": ("hello.py", CODE["hello.py"]), "T2": ("main.py", "from hello import greet\nprint(greet())\n")}

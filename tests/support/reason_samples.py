@@ -101,6 +101,7 @@ REASONS: dict[str, list[dict]] = {
         {"key": "", "unknown": False, "message": "Input should be a valid dictionary"}]}],
     "command/unknown_verb": [{"verb": "'deploy'"}],
     "command/no_arguments": [{"verb": "status"}],
+    "command/plan_flags": [{}],
     "command/needs_question": [{}],
     "command/needs_text": [{"verb": "revise"}],
     "command/approve_too_many": [{}],

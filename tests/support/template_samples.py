@@ -10,7 +10,7 @@ from app.planning import documents
 from app.planning.gates import GateResult, check_design, check_requirements, check_tasks
 from app.planning.schemas import Design, RequirementsDraft, TasksDraft, assign_ids, assign_task_ids
 from app.text.rendering import explain, reason
-from tests.support.lifecycle_samples import LIFECYCLE_SAMPLES, status_samples
+from tests.support.planning_samples import LIFECYCLE_SAMPLES, status_samples  # issue 16 and 17 samples
 from tests.support.run_page_samples import RUN_SAMPLES, with_run
 
 
