@@ -2,13 +2,15 @@
 
 A 20-task graph of width 5 (4 levels; each task depends on two tasks of the level before) runs
 through the real orchestrator and task runner: database claims and leases, a sandbox clone per task,
-the diff, the blocked-path and secret checks, verify commands, omoi's commit and push (with rebases
-when tasks race), the check run, the tracking comment and the pull request, against the GitHub
-stand-in (real git over HTTP). Only two things are replaced, inside this process only:
+the diff, the blocked-path and secret checks, verify commands, omoi's commits pushed together by
+the integrator (app/execution/integration.py), the check run, the tracking comment and the pull
+request, against the GitHub stand-in (real git over HTTP). Only two things are replaced, inside this process only:
 - the agent: a stand-in that sleeps a fixed time and writes one file (no model, no CLI);
 - the dispatcher: threads instead of Celery messages.
 
-Prints makespan / critical-path time (goal <= 1.15) and omoi's overhead per task.
+Prints makespan / critical-path time (goal <= 1.15), omoi's overhead per task phase by phase, and the
+critical chain (the tasks that decided the makespan) with where its time went per level. All tasks
+run in this one process (threads share the GIL), so at width 10 it is slower than Celery workers.
 
     python benchmarks/dag_run.py [--agent-seconds 5] [--width 5] [--levels 4] [--no-jail] [--matrix]
 

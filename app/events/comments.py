@@ -65,6 +65,8 @@ async def on_comment(event: sansio.Event, ctx: EventContext) -> None:
 async def _maybe_answer(ctx: EventContext, comment: dict, full_name: str, number: int, sender: dict) -> None:
     """A comment without commands while the spec waits for answers: from a person with write access it
     is the answer and continues planning; from anyone else it is ignored, with the one notice."""
+    if sender.get("type") == "Bot":
+        return  # another app's comment (CI, a linter) answers nothing
     spec_id = spec_of_issue(ctx.settings, full_name, number)
     if spec_id is None or not questions.waiting(ctx.settings, spec_id):
         return

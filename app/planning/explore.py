@@ -10,9 +10,11 @@ On unless the deployment (`OMOI_SPEC_EXPLORE`) or the repository (`.github/omoi.
 """
 from __future__ import annotations
 
+from decimal import Decimal
+
 from app.agent.session import run_agent
 from app.config import Settings
-from app.db.models import Spec
+from app.db.models import LLMCall, Spec
 from app.db.session import session_scope
 from app.github import repo_config, repo_vars, url_with_token
 from app.observability.logs import get_logger
@@ -75,6 +77,7 @@ async def _explore(gh, settings: Settings, spec_id: int, full_name: str, number:
                                  timeout_s=settings.spec_explore_timeout_seconds)
     finally:
         await sandbox.destroy()
+    _account(settings, spec_id, result)
     findings = (result.text or "").strip()[:MAX_FINDINGS_CHARS]
     if result.ok and findings:
         outcome = {"status": "done", "findings": findings, "turns": result.num_turns, "cost_usd": result.cost_usd}
@@ -84,6 +87,16 @@ async def _explore(gh, settings: Settings, spec_id: int, full_name: str, number:
     log.info("spec_explored", spec_id=spec_id, status=outcome["status"], turns=result.num_turns,
              cost_usd=result.cost_usd)
     return outcome
+
+
+def _account(settings: Settings, spec_id: int, result) -> None:
+    """The session's cost counts in the spec's budget like the planning calls (app/execution/budgets.py)."""
+    usage = result.usage or {}
+    with session_scope(settings.database_url) as s:
+        s.add(LLMCall(spec_id=spec_id, purpose="explore", model=settings.model_planner,
+                      input_tokens=int(usage.get("input_tokens") or 0), output_tokens=int(usage.get("output_tokens") or 0),
+                      cost_usd=Decimal(str(result.cost_usd or 0)), duration_ms=int(result.duration_s * 1000),
+                      ok=result.ok, error=explain(result.error)[:500] if result.error else None))
 
 
 def findings_of(planning: dict | None) -> str:

@@ -13,7 +13,7 @@ from app.db.session import session_scope
 from tests.fakes.anthropic import request_text, tool_results
 from tests.support.agents import GUIDANCE, REDIRECT, Script
 from tests.support.conversation import comment, implement_check, reply_to, task_commits, tracking
-from tests.support.plans import BYE_AFTER_HELLO, CODE, HELLO, task
+from tests.support.plans import BYE_AFTER_HELLO, CODE, FRENCH_DESIGN, HAPPY_REQUIREMENTS_DRAFT, HELLO, task
 from tests.support.waits import tasks_in_db, wait_for, wait_run
 from tests.support.world import APPROVED, approve_plan
 
@@ -63,6 +63,9 @@ def test_discoveries_add_a_task_and_propose_a_revision(supervised_run, fake_gith
         {"kind": "refactor", "title": "Write hello.py", "description": "same as the task itself"},
     ]
     fake_anthropic.on_tool("emit_tasks_draft", {"tasks": [HELLO, task("fr", ["R1.2", "R1.3"], "fr.py", [])]})
+    # an approved scope change revises the requirements and design first (app/planning/scope.py)
+    fake_anthropic.on_tool("emit_requirements_draft", HAPPY_REQUIREMENTS_DRAFT)
+    fake_anthropic.on_tool("emit_design_draft", FRENCH_DESIGN)
     spec_id = approve_plan(procs, [HELLO])
     comment(procs, "/omoi implement")
     wait_run(procs, "succeeded", timeout=120)

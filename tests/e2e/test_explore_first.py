@@ -10,7 +10,7 @@ import json
 import pytest
 from sqlalchemy import select
 
-from app.db.models import Spec
+from app.db.models import LLMCall, Spec
 from app.db.session import session_scope
 from tests.fakes.anthropic import Reply, forced_tool, offered_tools, request_text, tool_results
 from tests.support.conversation import comment, label, omoi_comments
@@ -86,6 +86,8 @@ def test_findings_feed_requirements_and_design_and_show_collapsed(exploring, fak
     assert not {"Write", "Edit", "Bash"} & set(offered_tools(explorer.requests[0]))
     assert "Print Hello when run." in request_text(explorer.requests[0])  # it knew what the issue asks
     assert explored(world)["status"] == "done"
+    with session_scope(world.database_url) as s:  # its cost counts in the spec's budget
+        assert [c.purpose for c in s.scalars(select(LLMCall)) if c.purpose == "explore" and c.cost_usd > 0] == ["explore"]
     req = planning_requests(fake_anthropic, "emit_requirements_draft")
     assert len(req) == 1 and f"<findings>\n{FINDINGS}\n</findings>" in req[0]
     assert "<details><summary>What omoi found exploring the repository</summary>" in body

@@ -4,7 +4,15 @@ samples (that module is at its size limit): LIFECYCLE_SAMPLES here is issue 16's
 from __future__ import annotations
 
 from app.planning import documents
-from tests.support.lifecycle_samples import LIFECYCLE_SAMPLES as _LIFECYCLE, status_samples  # noqa: F401
+from tests.support.lifecycle_samples import LIFECYCLE_SAMPLES as _LIFECYCLE, status_samples as _status_samples
+
+
+
+def status_samples(stage_rows: list[dict]) -> list[dict]:
+    """`/omoi status` in each state (issue 16's), and waiting for answers or for the quick plan's approval."""
+    return _status_samples(stage_rows) + [{**_status_samples(stage_rows)[-1], "state": st, "run_state": None}
+                                          for st in ("questions", "quick")]
+
 
 _ISSUE = {"issue_number": 7, "title": "Export", "body": "Please add CSV.", "gate_feedback": [], "user_feedback": None,
           "previous": None}

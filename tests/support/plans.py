@@ -178,3 +178,30 @@ QUICK_DESIGN = {**greeter_design(), "file_plan": [{"path": "hello.py", "action":
 QUICK_TASKS = {"tasks": [task("hello", ["R1.1"], "hello.py", [HELLO_VERIFY]),
                          task("main", ["R1.1"], "main.py", ["python3 main.py | grep -q Hello"], depends_on=["hello"])]}
 QUICK_CODE = {"T1": ("hello.py", CODE["hello.py"]), "T2": ("main.py", "from hello import greet\nprint(greet())\n")}
+
+
+# A scope change found by an agent (tests/e2e/test_discovery_spec.py): the greeting plan's requirements
+# as the model writes them (no ids), the same plus French, a design and tasks that cover it.
+def _draft_of(requirements) -> dict:
+    data = requirements.model_dump(mode="json", exclude={"stories": {"__all__": {"id": True, "criteria": {
+        "__all__": {"id"}}}}})
+    return data
+
+
+HAPPY_REQUIREMENTS_DRAFT = _draft_of(HAPPY_REQUIREMENTS)
+FRENCH_REQUIREMENTS = {**HAPPY_REQUIREMENTS_DRAFT, "stories": HAPPY_REQUIREMENTS_DRAFT["stories"] + [{
+    "title": "French", "as_a": "French user", "i_want": "Bonjour", "so_that": "I feel at home", "priority": "must",
+    "criteria": [{"pattern": "event", "text": "WHEN asked in French, THE SYSTEM SHALL say Bonjour",
+                  "verification": "fr check"}]}]}
+FRENCH_DESIGN = {
+    "overview": "One module per greeting and a main that uses them.",
+    "components": [{"name": "greetings", "responsibility": "say hello, bye and bonjour",
+                    "files": ["hello.py", "bye.py", "fr.py"], "satisfies": ["R1", "R2"]},
+                   {"name": "main", "responsibility": "greet", "files": ["main.py"], "satisfies": ["R1"]}],
+    "decisions": [{"title": "One module per greeting", "choice": "hello.py, bye.py, fr.py",
+                   "alternatives": ["one module"], "rationale": "small files"}],
+    "file_plan": [{"path": p, "action": "create", "purpose": "a greeting"} for p in ("hello.py", "bye.py", "main.py",
+                                                                                    "fr.py")],
+    "risks": [], "testing_strategy": "python checks",
+}
+FRENCH_TASKS = {"tasks": HAPPY + [task("fr", ["R2.1"], "fr.py", ["python3 -c 'import fr'"])]}
