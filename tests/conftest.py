@@ -6,6 +6,9 @@ omoi itself always runs for real. Each fixture is a thin wrapper over tests/supp
 """
 from __future__ import annotations
 
+import os
+import shutil
+
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -14,6 +17,22 @@ from tests.support.env import MODEL_KEY, base_env
 from tests.support.servers import Receiver
 from tests.support.services import free_port, migrated_sqlite, pg_database, postgres_available, require_service
 from tests.support.world import make_world, start_github
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mirror_dir(tmp_path_factory):
+    """omoi's host-side git mirrors (app/sandbox/clone.py) of this session's stand-in repositories go
+    to one folder the session removes, not to the user's shared temp folder where they would pile up."""
+    folder = tmp_path_factory.mktemp("mirrors")
+    folder.chmod(0o700)
+    old = os.environ.get("OMOI_MIRROR_DIR")
+    os.environ["OMOI_MIRROR_DIR"] = str(folder)  # processes the tests start inherit it
+    yield folder
+    if old is None:
+        os.environ.pop("OMOI_MIRROR_DIR", None)
+    else:
+        os.environ["OMOI_MIRROR_DIR"] = old
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

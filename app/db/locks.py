@@ -4,11 +4,12 @@ The keys in use:
 - `owner/repo#<n>`: commands, spec phases and review rounds on one issue or pull request run one at
   a time (`issue_lock`; a caller that finds it busy re-queues itself: it queues, never cancels);
 - `schedule:installation:<id>`: one scheduler per installation (app/execution/scheduler.py);
-- `push:<repo>:<branch>`: one pusher per branch (app/execution/task_runner.py);
+- `push:<repo>:<branch>`: one pusher per branch, who lands every waiting task change (app/execution/integration.py);
 - `publish:...`: one writer of a run's GitHub view at a time, plus a mark (not a lock) that a newer
   state is wanted, deleted with `clear` (app/execution/run_report.py).
 
-A row insert is atomic on SQLite and PostgreSQL alike; an expired row (its holder died) is taken over.
+A row insert is atomic on SQLite and PostgreSQL alike; an expired row (its holder died) is taken over, and so,
+at once, is a row whose holder was a process on this host that no longer exists.
 """
 from __future__ import annotations
 
@@ -27,8 +28,33 @@ from app.db.session import session_scope
 from app.timeutil import utc_now
 
 
+def _pid_namespace() -> str:
+    try:  # the same pid means the same process only within one pid namespace (containers share hostnames rarely, namespaces never)
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "-"
+
+
+_HERE = f"{socket.gethostname()}:{_pid_namespace()}"
+
+
 def owner_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{_HERE}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _holder_is_dead(owner: str) -> bool:
+    """True only when the holder ran on this host, in this pid namespace, and its process is gone
+    (a worker killed mid-command): its lock need not be waited out until it expires."""
+    place, _, rest = owner.rpartition(":")[0].rpartition(":")
+    if place != _HERE or not rest.isdigit():
+        return False
+    try:
+        os.kill(int(rest), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists (owned by someone else) or cannot tell
+        return False
+    return False
 
 
 def try_acquire(key: str, owner: str, ttl_seconds: int) -> bool:
@@ -43,6 +69,16 @@ def try_acquire(key: str, owner: str, ttl_seconds: int) -> bool:
         taken = s.execute(
             update(IssueLock)
             .where(IssueLock.key == key, IssueLock.expires_at < now)
+            .values(owner=owner, expires_at=now + timedelta(seconds=ttl_seconds))
+        ).rowcount
+        if taken == 1:
+            return True
+        holder = s.get(IssueLock, key)
+        if holder is None or not _holder_is_dead(holder.owner):
+            return False
+        taken = s.execute(  # take over a dead holder's lock, atomically: only if that holder still has it
+            update(IssueLock)
+            .where(IssueLock.key == key, IssueLock.owner == holder.owner)
             .values(owner=owner, expires_at=now + timedelta(seconds=ttl_seconds))
         ).rowcount
     return taken == 1

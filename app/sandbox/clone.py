@@ -151,7 +151,9 @@ class Mirror:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        parent = _private_dir(Path(tempfile.gettempdir()) / f"omoi-mirrors-{os.getuid()}")
+        # OMOI_MIRROR_DIR: where the mirrors live (default: one private folder in the temp dir per user)
+        root = os.environ.get("OMOI_MIRROR_DIR") or str(Path(tempfile.gettempdir()) / f"omoi-mirrors-{os.getuid()}")
+        parent = _private_dir(Path(root))
         name = hashlib.sha256(url.encode()).hexdigest()[:32]
         self.path = parent / f"{name}.git"
         self._lock = parent / f"{name}.lock"
