@@ -149,6 +149,12 @@ class Settings(BaseSettings):
     max_parallel_tasks_per_spec: int = 3       # .github/omoi.yml concurrency.per_spec overrides it
     max_parallel_tasks_per_installation: int = 5
     task_max_attempts: int = 2
+    # After verify passes, a read-only validate agent checks the acceptance criteria (app/execution/validation.py);
+    # `.github/omoi.yml` `validate` overrides it. After the last failed attempt, a diagnosis (diagnosis.py).
+    task_validate: bool = True
+    task_validate_max_turns: int = 15
+    task_validate_budget_usd: float = 1.0
+    task_diagnosis: bool = True
     task_retry_backoff_seconds: float = 10     # doubled for every further attempt
     task_lease_seconds: float = 120            # a task whose lease ran out (worker died) is re-queued
     task_heartbeat_seconds: float = 20

@@ -60,6 +60,8 @@ VERBS: tuple[tuple[str, str], ...] = (
     ("cancel", "/omoi cancel"),
     ("pause", "/omoi pause"),
     ("resume", "/omoi resume"),
+    ("stop", "/omoi stop <task-id>"),
+    ("tell", "/omoi tell <task-id> <message>"),
     ("budget", "/omoi budget [+N|N]"),
     ("address-review", "/omoi address-review"),
     ("ask", "/omoi ask <question>"),
@@ -81,7 +83,7 @@ _NO_ARG_VERBS = frozenset({"help", "status", "implement", "cancel", "pause", "re
 # round of clarifying questions is welcome.
 _PLAN_FLAGS = {"--quick": "quick", "—quick": "quick", "--ask": "ask", "—ask": "ask"}
 # Free text may continue on the following lines (see _continuation).
-_TEXT_VERBS = {"revise": True, "ask": True, "reject": False, "address-review": False}  # verb -> text required?
+_TEXT_VERBS = {"revise": True, "ask": True, "reject": False, "address-review": False, "tell": True}  # verb -> text required?
 
 _REVISION = re.compile(r"(?:r|rev)([0-9]{1,6})", re.IGNORECASE)
 _DISCOVERY = re.compile(r"d([0-9]{1,9})", re.IGNORECASE)  # a proposed spec revision found by an agent: D2
@@ -275,6 +277,13 @@ def _parse_args(verb: str, args: str) -> dict[str, Any] | Reason:
     tokens = args.split()
     if verb in _NO_ARG_VERBS:
         return reason("command/no_arguments", verb=verb) if tokens else {}
+    if verb in ("stop", "tell"):  # a task id first; `tell` then needs a message
+        if not tokens or not _TASK_ID.fullmatch(tokens[0]):
+            return reason("command/needs_task", verb=verb, token=repr(tokens[0][:40]) if tokens else None)
+        text = args.strip()[len(tokens[0]):].strip()[:MAX_TEXT_CHARS]
+        if verb == "stop":
+            return reason("command/needs_task", verb=verb, token=None) if len(tokens) > 1 else {"task": tokens[0]}
+        return {"task": tokens[0], "text": text} if text else reason("command/needs_task", verb=verb, token=None)
     if verb in _TEXT_VERBS:
         text = args.strip()[:MAX_TEXT_CHARS]
         if not text and _TEXT_VERBS[verb]:

@@ -22,7 +22,7 @@ from app.db.session import session_scope
 from app.execution import budgets, orchestrator
 from app.github import comments, repo_vars
 from app.observability.logs import get_logger
-from app.planning import flow
+from app.planning import flow, questions, quick
 from app.planning.schemas import STAGES
 from app.text import markers
 from app.text.rendering import reason, render
@@ -31,7 +31,7 @@ from app.timeutil import as_utc, utc_now
 log = get_logger("omoi.lifecycle")
 DONE_LABEL = "omoi:done"
 ENDED = ("stopped", "complete", "rejected")  # nothing left to stop
-LIVE_RUN = ("running", "paused_budget")
+LIVE_RUN = ("running", "paused_budget", "paused")
 RESUMABLE = ("stopped", "failed")  # `/omoi plan`, a reopen or a relabel continues where it stopped or failed
 
 
@@ -159,6 +159,10 @@ async def resume(gh, settings: Settings, spec_id: int, user: str, request_key: s
         if spec.state not in RESUMABLE:
             return spec.state
         todo, state = _position(s, spec)
+        if quick.is_quick(spec.planning):  # the quick plan is written and approved as a whole
+            todo, state = (quick.STAGE if todo else None), ("quick" if state in STAGES else state)
+        elif todo == STAGES[0] and spec.stopped_from == questions.STATE:
+            todo, state = None, questions.STATE  # the clarifying questions wait for answers again
         spec.state, spec.stopped_from, spec.last_error, spec.last_error_params = state, None, None, None
         rerun = spec.run_state == "cancelled" and spec.run_error == "run/stopped"
         start = state == "approved" and (rerun or spec.run_state is None)

@@ -17,11 +17,11 @@ from app.agent.session import AgentResult, run_agent
 from app.config import Settings
 from app.db.models import LLMCall, Spec, SpecTask
 from app.db.session import session_scope
-from app.execution import budgets, gitwork, policy, task_runner
+from app.execution import budgets, gitwork, policy, repo_guidance, task_runner
 from app.github import bot_identity, url_with_token
 from app.observability.logs import get_logger
 from app.sandbox import make_sandbox
-from app.text.rendering import Reason, reason
+from app.text.rendering import Reason, reason, render
 from app.text.sanitize import sanitize_untrusted
 
 log = get_logger("omoi.fix")
@@ -113,6 +113,8 @@ async def run(gh, settings: Settings, token: str, full_name: str, pr: dict, cfg,
     """Sandbox + agent at the PR head; verify; commit and push as `key` (its `Omoi-Task:` trailer)."""
     repo = await gh.getitem("/repos/{owner}/{repo}", url_vars=dict(zip(("owner", "repo"), full_name.split("/", 1))))
     branch, head = pr["head"]["ref"], pr["head"]["sha"]
+    guidance = await asyncio.to_thread(repo_guidance.read, settings, repo["clone_url"], repo.get("default_branch"), token)
+    prompt += render("execution/_repo_guidance.md.j2", repo_guidance=guidance)  # as data, like a task's
     sandbox = await make_sandbox(settings).create(repo_url=url_with_token(repo["clone_url"], token), ref=head,
                                                   label=label)
     fix = Fix()

@@ -34,7 +34,7 @@ log = get_logger("omoi.integration")
 LOCK_TTL = 120  # a holder that died keeps the lock at most this long
 POLL = 0.04  # each waiting task reads its row and the lock this often (no writes while it waits)
 MAX_FAILURES = 3  # integrations this attempt tried and saw fail before it gives up (the task is retried)
-HOLDS = ("running", "failed", "paused_budget")  # run states in which a running task may still land
+HOLDS = ("running", "failed", "paused_budget", "paused")  # run states in which a running task may still land
 
 
 @dataclass

@@ -18,6 +18,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy import update as sql_update
 
+from app.agent.hooks import Checkpoint, FromPerson
 from app.config import Settings
 from app.db.locks import owner_id
 from app.db import transcripts
@@ -81,16 +82,19 @@ def adopt(settings: Settings, spec_id: int, task_id: str, token: str) -> Lease |
     return Lease(spec_id, task_id, row.id, mine, attempt)
 
 
-def heartbeat(settings: Settings, lease: Lease) -> bool:
-    """Extend the lease; False when it is lost (cancelled, taken over, or the run stopped)."""
+def heartbeat(settings: Settings, lease: Lease, checkpoint: threading.Event | None = None) -> bool:
+    """Extend the lease; False when it is lost (cancelled, taken over, or the run stopped). A paused run
+    sets `checkpoint`: the session ends after its current tool call and its work is kept."""
     now = utc_now()
     with session_scope(settings.database_url) as s:
         kept = s.execute(update(SpecTask).where(
             SpecTask.id == lease.row_id, SpecTask.lease_owner == lease.owner, SpecTask.status == "running",
         ).values(heartbeat_at=now, lease_expires_at=now + timedelta(seconds=settings.task_lease_seconds))).rowcount
         state = s.scalar(select(Spec.run_state).where(Spec.id == lease.spec_id))
-    # A failed run, or one paused at a budget limit, lets running tasks finish.
-    return kept == 1 and state in ("running", "failed", "paused_budget")
+    if checkpoint is not None and state in ("paused", "paused_budget"):
+        checkpoint.set()
+    # A failed run lets running tasks finish; a paused one checkpoints them (app/execution/checkpoint.py).
+    return kept == 1 and state in ("running", "failed", "paused_budget", "paused")
 
 
 class Heartbeat(threading.Thread):
@@ -100,6 +104,8 @@ class Heartbeat(threading.Thread):
         super().__init__(name=f"heartbeat-{lease.task_id}", daemon=True)
         self.settings, self.lease = settings, lease
         self.lost = threading.Event()
+        self.checkpoint = threading.Event()  # the run was paused: end the session after this tool call
+        self.checkpointed = False
         self._stop = threading.Event()
         self.transcript: list[dict] = []  # the running agent's messages (app/agent/session.py on_message)
         self._flushed = 0
@@ -118,18 +124,26 @@ class Heartbeat(threading.Thread):
             if handed:
                 s.execute(update(Intervention).where(Intervention.id.in_(handed))
                           .values(delivered_at=utc_now()))
-            rows = s.execute(select(Intervention.id, Intervention.guidance).where(
+            rows = s.execute(select(Intervention.id, Intervention.guidance, Intervention.source,
+                                    Intervention.reason_params).where(
                 Intervention.spec_id == self.lease.spec_id, Intervention.task_id == self.lease.task_id,
                 Intervention.attempt == self.lease.attempt, Intervention.action == "redirect",
                 Intervention.delivered_at.is_(None))).all()
         with self._lock:
-            for rid, text in rows:
+            for rid, text, source, params in rows:
                 if rid not in self._known:
                     self._known.add(rid)
+                    if source == "person":  # `/omoi tell`: worded as the person's message
+                        text = FromPerson(text or "")
+                        text.user = str((params or {}).get("user") or "")
                     self._redirects.append((rid, text or ""))
 
     def next_redirect(self) -> str | None:
-        """Called from the agent's PostToolUse hook: the oldest undelivered supervisor message."""
+        """Called from the agent's PostToolUse hook: the oldest undelivered supervisor message, or a
+        `Checkpoint` when the run was paused."""
+        if self.checkpoint.is_set():
+            self.checkpointed = True  # the hook ends the session now: its work is kept (app/execution/checkpoint.py)
+            return Checkpoint()
         with self._lock:
             if not self._redirects:
                 return None
@@ -155,7 +169,7 @@ class Heartbeat(threading.Thread):
             try:
                 self.flush_trajectory()
                 self.poll_redirects()
-                if not heartbeat(self.settings, self.lease):
+                if not heartbeat(self.settings, self.lease, self.checkpoint):
                     self.lost.set()
                     return
             except Exception as exc:  # noqa: BLE001 - a database hiccup; the lease has slack

@@ -167,18 +167,18 @@ def request_retry(settings: Settings, spec_id: int, task_id: str | None = None) 
         spec = s.get(Spec, spec_id)
         if spec.run_state is None:
             return "no-run", []
-        if spec.run_state in ("running", "succeeded"):
+        if spec.run_state in ("running", "succeeded", "paused"):  # paused: `/omoi resume` (or retry a task)
             return spec.run_state, []
         tasks = s.scalars(select(SpecTask).where(SpecTask.spec_id == spec_id)).all()
         if task_id:
             named = [t for t in tasks if t.task_id.upper() == task_id.upper()]
             if not named:
                 return "unknown-task", []
-            if named[0].status not in ("failed", "cancelled"):
+            if named[0].status not in ("failed", "cancelled", "stopped"):
                 return "not-failed", [named[0].task_id]
         reset = []
         for t in tasks:
-            if t.status in ("failed", "cancelled", "running"):
+            if t.status in ("failed", "cancelled", "running", "stopped"):
                 t.status, t.attempts, t.error, t.error_params, t.not_before = "pending", 0, None, None, None
                 t.lease_owner, t.lease_expires_at, t.heartbeat_at = None, None, None
                 reset.append(t.task_id)
@@ -193,11 +193,11 @@ def cancel_run(settings: Settings, spec_id: int, user: str) -> str:
     next heartbeat and stop without pushing). Returns cancelled | not-running."""
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, spec_id)
-        if spec is None or spec.run_state not in ("running", "paused_budget"):
+        if spec is None or spec.run_state not in ("running", "paused_budget", "paused"):
             return "not-running"
         spec.run_state, spec.run_finished_at = "cancelled", utc_now()
         spec.run_error, spec.run_error_params = stored(reason("run/cancelled", user=user))
-        s.execute(update(SpecTask).where(SpecTask.spec_id == spec_id, SpecTask.status.in_(("pending", "running")))
+        s.execute(update(SpecTask).where(SpecTask.spec_id == spec_id, SpecTask.status.in_(("pending", "running", "stopped")))
                   .values(status="cancelled", lease_owner=None, lease_expires_at=None, finished_at=utc_now()))
     log.info("run_cancelled", spec_id=spec_id, user=user)
     return "cancelled"
@@ -215,12 +215,12 @@ def end_run(settings: Settings, spec_id: int, state: str, why: Reason | None) ->
         before = spec.run_state
         if before == "merged" or (before == state and state != "cancelled"):
             return before
-        s.execute(update(SpecTask).where(SpecTask.spec_id == spec_id, SpecTask.status.in_(("pending", "running")))
+        s.execute(update(SpecTask).where(SpecTask.spec_id == spec_id, SpecTask.status.in_(("pending", "running", "stopped")))
                   .values(status="cancelled", lease_owner=None, lease_expires_at=None, finished_at=utc_now()))
-        if before in ("running", "paused_budget") or spec.run_finished_at is None:
+        if before in ("running", "paused_budget", "paused") or spec.run_finished_at is None:
             spec.run_finished_at = utc_now()
         spec.run_state = state
-        if why is not None and before in ("running", "paused_budget"):
+        if why is not None and before in ("running", "paused_budget", "paused"):
             spec.run_error, spec.run_error_params = stored(why)
     log.info("run_ended", spec_id=spec_id, state=state, before=before)
     return before

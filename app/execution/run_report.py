@@ -13,6 +13,7 @@ import gidgethub
 from sqlalchemy import select
 
 from app.config import Settings
+from app.db.attempt_models import report_rows
 from app.db.models import Intervention, IssueLock, Spec, SpecStage, SpecTask
 from app.db.session import session_scope
 from app.execution import ci_checks, discovery
@@ -32,7 +33,8 @@ from app.web.links import run_status_url
 log = get_logger("omoi.run_report")
 CHECK_NAME = "omoi / implement"
 CONCLUSIONS = {"succeeded": "success", "failed": "failure", "cancelled": "cancelled",
-               "paused_budget": "action_required", "merged": "success", "closed": "neutral"}
+               "paused_budget": "action_required", "paused": "action_required", "merged": "success",
+               "closed": "neutral"}
 
 
 def check_action(identifier: str) -> dict:
@@ -90,6 +92,9 @@ def run_view(settings: Settings, spec_id: int) -> dict:
             "cost": f"${Decimal(t.cost_usd or 0):.4f}", "duration": _duration(t.duration_s or 0),
             "error": explain(t.error, t.error_params), "evidence": list(t.evidence or []),
         } for t in tasks]
+        kept = report_rows(s, spec_id)  # failed work on side refs, the diagnosis
+        for r in rows:
+            r.update(kept.get(r["id"], {"side_refs": [], "diagnosis": None}))
         total_cost = sum((Decimal(t.cost_usd or 0) for t in tasks), Decimal(0))
         trace = []
         if requirements is not None:
@@ -98,7 +103,7 @@ def run_view(settings: Settings, spec_id: int) -> dict:
                     covering = [r for r in rows if c.id in r["covers"]]
                     trace.append({"id": c.id, "text": c.text, "tasks": covering})
         counts = {k: sum(1 for r in rows if r["status"] == k)
-                  for k in ("done", "running", "pending", "failed", "cancelled")}
+                  for k in ("done", "running", "pending", "failed", "cancelled", "stopped")}
         return {
             "spec_id": spec.id, "full_name": spec.repo_full_name, "issue_number": spec.issue_number,
             "title": spec.title, "branch": spec.branch, "run_state": spec.run_state,

@@ -157,7 +157,12 @@ def _schedule_locked(settings: Settings, spec_id: int, installation: int | None,
                 room -= 1
         if waits:
             out.retry_in = max(0.1, min(waits))
-        if not running and not out.claimed and not waits and any(t.status == "pending" for t in tasks):
+        stopped = sorted((t.task_id for t in tasks if t.status == "stopped"), key=task_number)
+        if not running and not out.claimed and not waits and stopped:  # what is left waits on a person
+            spec.run_state = "paused"
+            spec.run_error, spec.run_error_params = stored(reason("run/waiting_on_stopped", tasks=stopped))
+            out.state = "paused"
+        elif not running and not out.claimed and not waits and any(t.status == "pending" for t in tasks):
             stuck = sorted((t.task_id for t in tasks if t.status == "pending"), key=task_number)
             spec.run_state, spec.run_finished_at = "failed", now
             spec.run_error, spec.run_error_params = stored(reason("run/tasks_blocked", tasks=stuck))

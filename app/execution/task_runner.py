@@ -20,7 +20,8 @@ from app.agent.session import AgentResult, run_agent
 from app.config import Settings, get_settings
 from app.db.models import Spec, SpecStage, SpecTask
 from app.db.session import session_scope
-from app.execution import budgets, discovery, integration, orchestrator, policy
+from app.execution import (attempt_feedback, budgets, checkpoint, diagnosis, discovery, integration, orchestrator,
+                           policy, repo_guidance, validation)
 from app.execution.gitwork import Clone, GitError
 from app.execution.leases import Attempt, Heartbeat, Lease, adopt
 from app.github import bot_identity, repo_config, url_with_token
@@ -48,13 +49,17 @@ def run_task(spec_id: int, task_id: str, token: str) -> str:
     beat = Heartbeat(settings, lease)
     beat.start()
     started = time.monotonic()
+    notes = attempt_feedback.Notes()
+    result = None
     try:
-        result = asyncio.run(_attempt(settings, lease, beat))
+        result = asyncio.run(_attempt(settings, lease, beat, notes))
     except Exception as exc:  # noqa: BLE001 - every failure is recorded and reported
         detail = redact("".join(traceback.format_exception_only(type(exc), exc)).strip())[:800]
         log.error("task_crashed", spec_id=spec_id, task=task_id, error=detail)
         result = Attempt(ok=False, reason=reason("task/crashed", detail=detail))
     finally:
+        if result is not None:  # recorded for the next attempt (and diagnosed after the last) while the lease lives
+            diagnosis.settle(settings, lease, result, notes)
         beat.stop()
     result.duration_s = time.monotonic() - started
     result.cost_usd = result.cost_usd or beat.spent_usd  # a session stopped before its result still cost money
@@ -93,6 +98,8 @@ def _task_context(settings: Settings, lease: Lease) -> dict:
             "guidance": task.guidance, "discoveries_file": discovery.RESULT_FILE,
             "criteria": criteria, "files": list(task.files), "verify": list(task.verify),
             "design": design.get("overview", ""), "dependency_commits": pushed,
+            "last_attempt": attempt_feedback.previous(s, settings, spec.id, task.task_id),
+            "seq": attempt_feedback.next_seq(s, spec.id, task.task_id), "repo_guidance": [],
         }
 
 
@@ -126,16 +133,17 @@ async def _watch(coro: Awaitable, lost: threading.Event):
     return task.result()
 
 
-async def _attempt(settings: Settings, lease: Lease, beat: Heartbeat) -> Attempt:
+async def _attempt(settings: Settings, lease: Lease, beat: Heartbeat, notes: attempt_feedback.Notes) -> Attempt:
     ctx = _task_context(settings, lease)
-    ctx["attempt"] = lease.attempt
+    ctx["attempt"], notes.seq = lease.attempt, ctx.pop("seq")
     key = f"{lease.spec_id}/{lease.task_id}"
     async with installation_client(settings, ctx["installation_id"]) as gh:
         repo = await gh.getitem("/repos/{owner}/{repo}", url_vars=dict(zip(("owner", "repo"), ctx["full_name"].split("/", 1))))
         cfg = await repo_config.load_effective(gh, settings, ctx["full_name"])
         token = gh.oauth_token
     with session_scope(settings.database_url) as s:  # the checkpoint before every attempt
-        hit = budgets.status(s, settings, s.get(Spec, lease.spec_id), cfg.budgets).hit()
+        spend = budgets.status(s, settings, s.get(Spec, lease.spec_id), cfg.budgets)
+        hit, cap = spend.hit(), checkpoint.session_cap(spend)  # together the sessions stay under the spec limit
     if hit is not None:
         return Attempt(ok=False, budget_stop=True, reason=reason("task/budget_not_started", limit=hit["limit"]))
     explore = ctx["task"]["kind"] == "explore"
@@ -147,6 +155,9 @@ async def _attempt(settings: Settings, lease: Lease, beat: Heartbeat) -> Attempt
         # With the host's mirror fresh, the sandbox and omoi's clone are copied from it side by side.
         head = await asyncio.to_thread(clone.refresh, ctx["dependency_commits"])
         cloning = asyncio.ensure_future(asyncio.to_thread(clone.clone, refreshed=head is not None))
+        # the repository's CLAUDE.md & co. from its default branch in the mirror just refreshed, as data
+        ctx["repo_guidance"] = await asyncio.to_thread(repo_guidance.read, settings, repo["clone_url"],
+                                                       repo.get("default_branch"), token)
         head = head or await cloning
         creating = asyncio.ensure_future(provider.create(repo_url=url_with_token(repo["clone_url"], token), ref=head,
                                                          label=f"spec-{key}"))
@@ -171,18 +182,24 @@ async def _attempt(settings: Settings, lease: Lease, beat: Heartbeat) -> Attempt
                 return Attempt(ok=False, reason=setup_failure, evidence=setup_evidence)
             prompt = render("execution/task_prompt.md.j2", workdir=sandbox.agent_cwd, sandbox_id=sandbox.id, **ctx)
             reported: list[discovery.Finding] = []
-            result = await _watch(agent_runner(
+            result = await _watch(checkpoint.until_checkpoint(agent_runner(
                 mode="explore" if explore else "implement", prompt=prompt, sandbox=sandbox,
-                settings=settings, max_turns=settings.agent_max_turns, max_budget_usd=cfg.budgets.task_usd,
+                settings=settings, max_turns=settings.agent_max_turns, max_budget_usd=cap,
                 timeout_s=min(settings.agent_timeout_seconds, cfg.budgets.task_minutes * 60),
                 on_message=_observer(beat), on_cost=_cost_observer(beat), redirects=beat.next_redirect,
                 extra_tools=[discovery.report_tool(reported)],
-            ), beat.lost)
+            ), beat), beat.lost)
             if result is None:
                 return Attempt(ok=False, lost=True, reason=reason("task/lease_lost"))
             cost = result.cost_usd
+            stop = None if explore else checkpoint.stop_of(result, beat.checkpointed, cap, spend)
+            if stop is not None:  # paused, or a dollar/minute cap: the work so far goes to the branch as WIP
+                return await checkpoint.keep(settings, lease, sandbox, clone, ctx, cfg, token, stop, cost, beat.lost)
             found = (reported + ([] if explore else await _read_discoveries(sandbox)))[:discovery.MAX_FINDINGS]
+            notes.account, notes.base, notes.secrets = result.text or "", sandbox.base_sha, [token]
             if not result.ok:
+                if not explore:  # what it did so far goes to the side ref
+                    notes.patch, notes.failed = await _diff_or_nothing(sandbox), True
                 why = result.error
                 if result.subtype == "error_max_budget_usd":
                     why = reason("task/task_budget", usd=float(cfg.budgets.task_usd))
@@ -193,8 +210,11 @@ async def _attempt(settings: Settings, lease: Lease, beat: Heartbeat) -> Attempt
                 return Attempt(ok=True, cost_usd=cost, notes=report, discoveries=found, evidence=[{
                     "command": render_line("execution/exploration.md.j2", part="label"), "exit_code": 0, "timed_out": False,
                     "tail": report[-EVIDENCE_TAIL:], "seconds": round(result.duration_s, 2), "rerun": False}])
-            patch = await sandbox.diff()
+            patch = notes.patch = await sandbox.diff()
             if not patch.strip():
+                kept = await asyncio.to_thread(checkpoint.wip_commit, clone, key)
+                if kept:  # its work-in-progress commit already holds the whole change: verified as the task's
+                    return await _verify_pushed(settings, provider, repo, token, ctx, kept, [], cost, key)
                 return Attempt(ok=False, reason=reason("task/no_change"),
                                             cost_usd=cost, discoveries=found)
             limits = policy.Limits.for_repo(cfg)
@@ -209,8 +229,20 @@ async def _attempt(settings: Settings, lease: Lease, beat: Heartbeat) -> Attempt
             if beat.lost.is_set():
                 return Attempt(ok=False, lost=True, reason=reason("task/lease_lost"), cost_usd=cost)
             if failure:  # what the agent found still counts when its change did not pass
+                notes.failed = True
                 return Attempt(ok=False, reason=failure, evidence=evidence, cost_usd=cost,
                                             discoveries=found)
+            if cfg.validation:  # an independent check of the criteria; a failure is retried with its reasons
+                checked = await _watch(validation.check(agent_runner, sandbox, settings, ctx, patch, evidence,
+                                                        budget_usd=max(0.01, cap - cost),  # what the task has left
+                                                        on_cost=lambda d: setattr(beat, "spent_usd", cost + d)), beat.lost)
+                if checked is None:
+                    return Attempt(ok=False, lost=True, reason=reason("task/lease_lost"), cost_usd=cost)
+                cost += checked.cost_usd
+                if not checked.ok:
+                    notes.validation, notes.failed = checked.feedback, True
+                    return Attempt(ok=False, reason=reason("task/validation_failed", reasons=checked.feedback[:600]),
+                                   evidence=evidence, cost_usd=cost, discoveries=found)
             base = sandbox.base_sha
         finally:
             destroying = asyncio.ensure_future(sandbox.destroy())  # off the task's path; awaited at the end
@@ -233,6 +265,7 @@ async def _attempt(settings: Settings, lease: Lease, beat: Heartbeat) -> Attempt
         if landed.refused:
             return _refused(bound, landed.refused, cost, found)
         if landed.failed:  # it did not apply on the branch head: retried from the new head
+            notes.failed = True
             return Attempt(ok=False, reason=landed.failed, evidence=evidence, cost_usd=cost, discoveries=found)
         bound.info("task_pushed", commit=landed.sha, rebased=landed.rebased, touched=landed.touched,
                    existing=landed.existing)
@@ -246,6 +279,9 @@ async def _attempt(settings: Settings, lease: Lease, beat: Heartbeat) -> Attempt
     finally:
         if destroying is not None:
             await destroying
+        if notes.failed:  # the failed work is kept on a side ref, pushed from omoi's clone (never the sandbox)
+            await asyncio.to_thread(attempt_feedback.preserve, clone, notes, lease, policy.Limits.for_repo(cfg),
+                                    policy.secrets_from_settings(settings, extra=[token]))
         clone.cleanup()
 
 
@@ -293,6 +329,13 @@ async def _read_discoveries(sandbox) -> list:
     finally:
         await sandbox.exec(["rm", "-f", discovery.RESULT_FILE], timeout=10)
     return discovery.parse(raw)
+
+
+async def _diff_or_nothing(sandbox) -> str:
+    try:
+        return await sandbox.diff()
+    except Exception:  # noqa: BLE001 - a sandbox that cannot say leaves nothing to keep
+        return ""
 
 
 async def _discard(creating: asyncio.Future) -> None:

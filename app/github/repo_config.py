@@ -82,6 +82,7 @@ class RepoConfig(BaseModel):
     setup: Setup = Field(default_factory=Setup)
     ci: CI = Field(default_factory=CI)
     explore_first: bool | None = None  # an explore agent before the requirements; None: the deployment's setting
+    validation: bool | None = None  # a validate agent checks each task's criteria; None: the deployment's setting
 
 
 class Effective(BaseModel):
@@ -98,6 +99,7 @@ class Effective(BaseModel):
     allow_binary: bool
     allow_gitattributes: bool
     setup: Setup
+    validation: bool = True
 
 
 class Loaded(BaseModel):
@@ -159,6 +161,7 @@ def effective(config: RepoConfig, settings: Settings) -> Effective:
         allow_binary=config.allow_binary,
         allow_gitattributes=config.allow_gitattributes,
         setup=config.setup,
+        validation=settings.task_validate if config.validation is None else config.validation,
     )
 
 

@@ -36,8 +36,7 @@ async def post(gh, settings: Settings, spec_id: int, questions: list[str]) -> No
     """Store this round's questions, put the spec in `questions`, post (or edit) the questions comment."""
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, spec_id)
-        planning = _update(spec, questions=list(questions), answers=[], rounds=spec.planning and
-                           spec.planning.get("rounds", 0) + 1 or 1)
+        planning = _update(spec, questions=list(questions), answers=[], rounds=(spec.planning or {}).get("rounds", 0) + 1)
         spec.state = STATE
         full_name, number, known = spec.repo_full_name, spec.issue_number, (spec.stage_comments or {}).get(MARKER_STAGE)
     await _publish(gh, settings, spec_id, full_name, number, planning, known)

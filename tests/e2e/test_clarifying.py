@@ -11,6 +11,7 @@ from app.db.models import Spec
 from app.db.session import session_scope
 from tests.fakes.anthropic import request_text
 from tests.support.conversation import comment, label, omoi_comments, reply_to
+from tests.support.lifecycle import relabel, unlabel
 from tests.support.plans import GREETER_FILES, GREETER_REQUIREMENTS
 from tests.support.waits import wait_for
 from tests.support.world import Issue, Site
@@ -105,3 +106,18 @@ def test_plan_continues_without_answers(asking, fake_anthropic):
     # a second comment is just a comment now: nothing more is asked or written
     comment(world, "thanks!")
     assert spec_state(world) == "requirements" and len(requirement_requests(fake_anthropic)) == 2
+
+
+def test_stopped_while_questions_wait_resumes_waiting_for_answers(asking, fake_anthropic):
+    world = asking
+    label(world)
+    wait_questions(world)
+    unlabel(world)
+    wait_for(lambda: spec_state(world) == "stopped", message="stopped")
+    relabel(world)
+    wait_for(lambda: spec_state(world) == "questions", message="waiting for answers again")
+    assert len(requirement_requests(fake_anthropic)) == 1  # nothing asked or written again
+    comment(world, "Print Hello on stdout.")
+    wait_for(lambda: "waiting for approval" in stage_comment(world, "requirements"), timeout=60,
+             message=lambda: world.log_text("worker")[-3000:])
+    assert "Print Hello on stdout." in requirement_requests(fake_anthropic)[-1]

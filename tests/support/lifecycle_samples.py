@@ -2,6 +2,8 @@
 tests/support/template_samples.py SAMPLES."""
 from __future__ import annotations
 
+from tests.support.steering_samples import STEERING_SAMPLES
+
 
 def status_samples(stage_rows: list[dict]) -> list[dict]:
     """`/omoi status` in each state a spec and its run can be in."""
@@ -40,4 +42,5 @@ LIFECYCLE_SAMPLES: dict[str, list] = {  # replaces template_samples' own entry w
                                     "stale": [("requirements", 2), ("design", 1)], "waits": True},
                                    {"spec_id": 3, "what": "edited", "issue_number": 5,
                                     "stale": [("requirements", 1)], "waits": False}],
+    **STEERING_SAMPLES,  # issue 16 items 1 and 5
 }

@@ -3,8 +3,12 @@ for tests/unit/test_templates.py. A new reason code needs an entry here."""
 from __future__ import annotations
 
 from app.text.rendering import reason
+from tests.support.attempt_samples import ATTEMPT_REASONS
+from tests.support.steering_samples import STEERING_REASONS
 
 REASONS: dict[str, list[dict]] = {
+    **STEERING_REASONS,  # issue 16 items 1 and 5
+    **ATTEMPT_REASONS,  # issue 17 items 3-5
     "_limits": [{}],
     "run/cancelled": [{"user": "alice"}],
     "run/stopped": [{"why": w, "user": "alice"} for w in ("merged", "pr_closed", "issue_closed", "label_removed",

@@ -10,6 +10,7 @@ from app.planning import documents
 from app.planning.gates import GateResult, check_design, check_requirements, check_tasks
 from app.planning.schemas import Design, RequirementsDraft, TasksDraft, assign_ids, assign_task_ids
 from app.text.rendering import explain, reason
+from tests.support.attempt_samples import ATTEMPT_SAMPLES, END_STATE_SAMPLES  # issue 17 items 3-5
 from tests.support.planning_samples import LIFECYCLE_SAMPLES, status_samples  # issue 16 and 17 samples
 from tests.support.run_page_samples import RUN_SAMPLES, with_run
 
@@ -223,7 +224,7 @@ SAMPLES: dict[str, list] = {
     "checks/spec.md.j2": [{"issue_number": 7, "state": "blocked", "stages": STAGE_ROWS}],
     "checks/spec_title.j2": [{"state": s} for s in ("approved", "blocked", "rejected", "design")],
     "execution/_checklist.md.j2": [{"tasks": TASK_ROWS}],
-    "execution/_end_state.md.j2": RUN_VIEWS,
+    "execution/_end_state.md.j2": RUN_VIEWS + END_STATE_SAMPLES,
     "execution/_supervision.md.j2": RUN_VIEWS,
     "execution/check_action.j2": [{"action": a, "part": p} for a in ("cancel", "retry") for p in ("label", "description")],
     "execution/check_summary.md.j2": RUN_VIEWS,
@@ -415,6 +416,5 @@ SAMPLES: dict[str, list] = {
                                             "last_error": "", "installation_link": ""}] + with_run(SPEC_PAGE),
     "web/status_run.html.j2": RUN_SAMPLES,
     **LIFECYCLE_SAMPLES,
+    **ATTEMPT_SAMPLES,
 }
-
-

@@ -63,7 +63,9 @@ APPROVED = Site("octo/greeter", 91, {"README.md": "# greeter\n", "greeter.py": "
 # Runs go fast: short leases and heartbeats, a health sweep every second, quick retries, 2 attempts.
 RUN_ENV = {"OMOI_WORKER_CONCURRENCY": "3", "OMOI_TASK_LEASE_SECONDS": "3", "OMOI_TASK_HEARTBEAT_SECONDS": "0.5",
            "OMOI_HEALTH_INTERVAL_SECONDS": "1", "OMOI_TASK_RETRY_BACKOFF_SECONDS": "0.2",
-           "OMOI_TASK_MAX_ATTEMPTS": "2", "OMOI_VERIFY_TIMEOUT_SECONDS": "30", "OMOI_AGENT_TIMEOUT_SECONDS": "90"}
+           "OMOI_TASK_MAX_ATTEMPTS": "2", "OMOI_VERIFY_TIMEOUT_SECONDS": "30", "OMOI_AGENT_TIMEOUT_SECONDS": "90",
+           # a validate session per task would need a scripted conversation in every test (test_validation.py)
+           "OMOI_TASK_VALIDATE": "false"}
 # The guardian and the conductor look at running sessions every second or two.
 SUPERVISION_ENV = {"OMOI_GUARDIAN_INTERVAL_SECONDS": "1", "OMOI_GUARDIAN_MIN_TOOL_CALLS": "3",
                    "OMOI_CONDUCTOR_INTERVAL_SECONDS": "2"}

@@ -96,7 +96,8 @@ def guardian(settings: Settings | None = None) -> list[dict]:
                 continue
             redirected = s.scalar(select(Intervention.id).where(
                 Intervention.spec_id == t.spec_id, Intervention.task_id == t.task_id,
-                Intervention.attempt == t.attempts, Intervention.action == "redirect").limit(1)) is not None
+                Intervention.attempt == t.attempts, Intervention.action == "redirect",
+                Intervention.source == "guardian").limit(1)) is not None  # a person's message is not the guardian's
             todo.append({"row": t.id, "spec_id": t.spec_id, "id": t.task_id, "title": t.title, "redirected": redirected,
                          "description": t.description, "attempt": t.attempts, "owner": t.lease_owner,
                          "criteria": _criteria(s, t.spec_id, list(t.covers or [])),
