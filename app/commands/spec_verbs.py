@@ -128,7 +128,8 @@ async def _approve(cmd: Command, *, gh, settings: Settings, spec_id: int, user: 
     if outcome.template == "replies/approved.md.j2":
         for done in outcome.context["stages"]:  # the quick path approves all three at once
             await flow.write_spec_file(gh, settings, spec_id, done)
-        await flow.publish(gh, settings, spec_id, outcome.context["stages"])
+        # the check run is written when the next stage is (one write, not two); the last stage's now
+        await flow.publish(gh, settings, spec_id, outcome.context["stages"], check=not outcome.context["next_stage"])
         if outcome.context["next_stage"]:
             jobs.run_stage(spec_id=spec_id, stage=outcome.context["next_stage"], request_key=f"{request_key}:approve")
         else:

@@ -55,10 +55,12 @@ async def on_comment(event: sansio.Event, ctx: EventContext) -> None:
         outcome = await run(cmd, gh=gh, settings=ctx.settings, full_name=full_name, issue=issue,
                             repository=repo, installation_id=ctx.installation_id, user=sender.get("login", ""),
                             request_key=f"{key}:{i}", repo_cfg=repo_cfg, written_at=received)
-        sections.append(render(outcome.template, **outcome.context).strip())
+        if not outcome.quiet:
+            sections.append(render(outcome.template, **outcome.context).strip())
         ctx.log.info("command_done", verb=cmd.verb, outcome=outcome.template)
-    body = render("replies/reply.md.j2", comment_id=comment["id"], sections=sections)
-    await comments.upsert(gh, ctx.settings, full_name, number, markers.REPLY.prefix(to=comment['id']), body)
+    if sections:  # a quiet outcome's answer is the 👀 and the edit it made (an approval: the stage comment)
+        body = render("replies/reply.md.j2", comment_id=comment["id"], sections=sections)
+        await comments.upsert(gh, ctx.settings, full_name, number, markers.REPLY.prefix(to=comment['id']), body)
     claims.finish(key)
 
 

@@ -9,7 +9,7 @@ from app.db.models import Spec
 from app.db.session import session_scope
 from app.commands import lifecycle
 from app.events.context import EventContext, refuse_once
-from app.planning import quick, revisions
+from app.planning import issue_copy, quick, revisions
 from app.github import comments
 from app.github.permissions import check_sender
 from app import jobs
@@ -52,12 +52,14 @@ async def on_labeled(event: sansio.Event, ctx: EventContext) -> None:
     )
     if start and fast:
         quick.mark(ctx.settings, spec_id)
+    if start:  # the first stage's prompt needs the issue: the delivery carries it (no GET)
+        issue_copy.keep(ctx.settings, spec_id, issue)
     with session_scope(ctx.settings.database_url) as s:
         spec = s.get(Spec, spec_id)
         known_comment, requested_by, state = spec.ack_comment_id, spec.requested_by, spec.state
         fast = quick.is_quick(spec.planning)  # (only a new spec takes the path of the label that started it)
 
-    await comments.add_reaction(gh, full_name, issue_number=number, content="eyes")
+    # no 👀 on the issue: the acknowledgement comment below is the answer, one write instead of two
     body = render(
         "ack.md.j2",
         requested_by=requested_by,
@@ -133,10 +135,13 @@ async def on_edited(event: sansio.Event, ctx: EventContext) -> None:
     """The body changed (not just the title): approved stages become stale, with one notice."""
     data = event.data
     issue, full_name = data["issue"], data["repository"]["full_name"]
-    if "body" not in (data.get("changes") or {}) or issue.get("pull_request"):
+    if issue.get("pull_request"):
         return
     spec_id = lifecycle.spec_of_issue(ctx.settings, full_name, issue["number"])
     if spec_id is None:
+        return
+    issue_copy.forget(ctx.settings, spec_id)  # title or body: the next stage reads the issue again
+    if "body" not in (data.get("changes") or {}):
         return
     stale, waits = revisions.mark_edit_stale(ctx.settings, spec_id)
     if not stale:

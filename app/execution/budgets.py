@@ -5,8 +5,8 @@ Spend is what the database recorded: `spec_tasks.cost_usd` (the SDK result's tot
 finished attempt) plus `llm_calls.cost_usd` (planning, reviews, guardian judgements). The
 orchestrator asks `check` before it claims each task attempt; a limit reached pauses the run
 (`paused_budget`) with `budget_stop` saying which limit, how much was spent and the limit.
-`/omoi budget +N` raises this spec's allowance by N dollars (its spec limit, and what it may spend
-past the repo's monthly limit) and resumes; the installation ceiling is the operator's and cannot
+`/omoi budget +N` raises this spec's allowance by N dollars (its spec limit, what it may spend past
+the repo's monthly limit, and each task's limit) and resumes; the installation ceiling is the operator's and cannot
 be raised from a comment.
 """
 from __future__ import annotations
@@ -95,7 +95,8 @@ def status(s, settings: Settings, spec: Spec, budgets) -> Status:
         month_limit=_d(budgets.monthly_usd) + _d(spec.budget_overage_usd),
         installation_spent=_month_spent(s, Spec.installation_id == spec.installation_id),
         installation_limit=ceiling,
-        task_usd=_d(budgets.task_usd), task_minutes=budgets.task_minutes,
+        # `/omoi budget +N` also lets each task's session spend N more (a run paused at the task limit resumes)
+        task_usd=_d(budgets.task_usd) + _d(spec.budget_overage_usd), task_minutes=budgets.task_minutes,
     )
 
 

@@ -89,7 +89,8 @@ def stop_of(result, paused: bool, cap_usd: float, status: budgets.Status) -> Sto
         return Stop(kind, {"limit": kind, "spent_usd": f"{spent:.2f}", "limit_usd": f"{limit:.2f}",
                            "spec_spent_usd": f"{status.spec_spent + Decimal(str(result.cost_usd or 0)):.2f}"})
     if code == "agent/timed_out":
-        return Stop("task_minutes", {"limit": "task_minutes", "minutes": status.task_minutes,
+        seconds = float(result.error.params.get("seconds") or status.task_minutes * 60)  # the session's time limit
+        return Stop("task_minutes", {"limit": "task_minutes", "minutes": f"{seconds / 60:g}",
                                      "spent_usd": f"{Decimal(str(result.cost_usd or 0)):.2f}",
                                      "limit_usd": f"{status.task_usd:.2f}", "spec_spent_usd": f"{status.spec_spent:.2f}"})
     if paused:
@@ -124,7 +125,7 @@ async def keep(settings: Settings, lease: Lease, sandbox, clone, ctx: dict, cfg,
 async def _keep(settings: Settings, lease: Lease, sandbox, clone, ctx: dict, cfg, token: str, stop: Stop,
                 cost: float, lost) -> Attempt:
     why = reason("task/checkpoint", kind=stop.kind, sha=None)
-    patch = await sandbox.diff()
+    patch = "" if ctx["task"]["kind"] == "explore" else await sandbox.diff()  # an exploration changes nothing
     if not patch.strip():
         return Attempt(ok=False, budget_stop=True, reason=why, cost_usd=cost)
     message = render("execution/wip_commit.txt.j2", kind=stop.kind, at=utc_now().strftime("%Y-%m-%d %H:%M UTC"), **ctx)

@@ -192,7 +192,7 @@ async def _attempt(settings: Settings, lease: Lease, beat: Heartbeat, notes: att
             if result is None:
                 return Attempt(ok=False, lost=True, reason=reason("task/lease_lost"))
             cost = result.cost_usd
-            stop = None if explore else checkpoint.stop_of(result, beat.checkpointed, cap, spend)
+            stop = checkpoint.stop_of(result, beat.checkpointed, cap, spend)
             if stop is not None:  # paused, or a dollar/minute cap: the work so far goes to the branch as WIP
                 return await checkpoint.keep(settings, lease, sandbox, clone, ctx, cfg, token, stop, cost, beat.lost)
             found = (reported + ([] if explore else await _read_discoveries(sandbox)))[:discovery.MAX_FINDINGS]

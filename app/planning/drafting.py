@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, Field
 
 from app.config import Settings
-from app.github import repo_vars
 from app.llm.structured import structured_output
 from app.observability.logs import get_logger
 from app.planning import explore
 from app.planning import gates as g
+from app.planning.issue_copy import issue_of
 from app.planning.schemas import DesignDraft, RequirementsDraft, TasksDraft, assign_ids, assign_task_ids
 from app.text.rendering import render, render_line
 from app.text.sanitize import sanitize_inline, sanitize_untrusted
@@ -51,12 +51,11 @@ class Drafted:
         return g.passed(self.results)
 
 
-async def issue_context(gh, full_name: str, number: int, planning: dict | None) -> dict:
+async def issue_context(gh, settings: Settings, spec_id: int, full_name: str, number: int,
+                        planning: dict | None) -> dict:
     """The prompt's view of the issue. People's text is data: what GitHub hides (HTML comments, invisible
     characters) is removed and it cannot close its data tags (app/text/sanitize.py)."""
-    issue = await gh.getitem(
-        "/repos/{owner}/{repo}/issues/{issue_number}", url_vars={**repo_vars(full_name), "issue_number": number}
-    )
+    issue = await issue_of(gh, settings, spec_id, full_name, number)
     planning = planning or {}
     answers = [{"user": sanitize_inline(a.get("user", ""), 60), "text": sanitize_untrusted(a.get("text"),
                                                                                             MAX_ANSWER_CHARS).strip()}

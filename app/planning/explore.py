@@ -18,6 +18,7 @@ from app.db.models import LLMCall, Spec
 from app.db.session import session_scope
 from app.github import repo_config, repo_vars, url_with_token
 from app.observability.logs import get_logger
+from app.planning.issue_copy import issue_of
 from app.sandbox import SandboxError, make_sandbox
 from app.text.rendering import explain, render
 from app.text.sanitize import sanitize_inline, sanitize_untrusted
@@ -57,8 +58,7 @@ async def ensure(gh, settings: Settings, spec_id: int) -> None:
 
 async def _explore(gh, settings: Settings, spec_id: int, full_name: str, number: int, base_sha: str | None) -> dict:
     repo = await gh.getitem("/repos/{owner}/{repo}", url_vars=repo_vars(full_name))
-    issue = await gh.getitem("/repos/{owner}/{repo}/issues/{issue_number}",
-                             url_vars={**repo_vars(full_name), "issue_number": number})
+    issue = await issue_of(gh, settings, spec_id, full_name, number)
     provider = make_sandbox(settings)
     try:
         sandbox = await provider.create(repo_url=url_with_token(repo["clone_url"], gh.oauth_token),

@@ -44,6 +44,9 @@ class Outcome:
 
     template: str
     context: dict = field(default_factory=dict)
+    # shown elsewhere already (an approval: the stage comment says who approved it, and the next stage
+    # or the run follows): no reply comment of its own, the command's 👀 and that edit are its answer
+    quiet: bool = False
 
 
 def stage_marker(stage: str) -> str:
@@ -118,7 +121,7 @@ async def generate(gh, settings: Settings, spec_id: int, stage: str, user_feedba
         await explore.ensure(gh, settings, spec_id)  # once per spec; its findings go into the prompts
     with session_scope(settings.database_url) as s:
         planning = dict(s.get(Spec, spec_id).planning or {})
-    prompt_ctx = await drafting.issue_context(gh, full_name, number, planning) | {
+    prompt_ctx = await drafting.issue_context(gh, settings, spec_id, full_name, number, planning) | {
         "user_feedback": sanitize_untrusted(user_feedback) if user_feedback else user_feedback,
         "previous": previous_doc.model_dump_json(indent=1) if (previous_doc and user_feedback) else "",
     }
@@ -166,8 +169,9 @@ async def generate(gh, settings: Settings, spec_id: int, stage: str, user_feedba
     return "waiting" if ok else "blocked"
 
 
-async def publish(gh, settings: Settings, spec_id: int, stages: list[str]) -> None:
-    """Re-render the given stage comments and the check run from the database."""
+async def publish(gh, settings: Settings, spec_id: int, stages: list[str], *, check: bool = True) -> None:
+    """Re-render the given stage comments and (unless `check` is False: the next stage's publish follows
+    soon and says more) the check run from the database."""
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, spec_id)
         full_name, number = spec.repo_full_name, spec.issue_number
@@ -196,7 +200,7 @@ async def publish(gh, settings: Settings, spec_id: int, stages: list[str]) -> No
         result = await comments.upsert(gh, settings, full_name, number, stage_marker(stage), body,
                                        known_id=known.get(stage))
         known[stage] = result.comment_id
-    check_id = await _publish_check(gh, settings, spec_id, current)
+    check_id = await _publish_check(gh, settings, spec_id, current) if check else current["check_id"]
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, spec_id)
         spec.stage_comments = known
@@ -337,7 +341,7 @@ def approve(settings: Settings, spec_id: int, user: str, stage: str | None, revi
         spec.state = next_stage or "approved"
         done_stage, done_rev = waiting.stage, waiting.revision
     return Outcome("replies/approved.md.j2", {"stage": done_stage, "revision": done_rev, "next_stage": next_stage,
-                                              "stages": [done_stage]})
+                                              "stages": [done_stage]}, quiet=True)
 
 
 def _approve_quick(s, spec: Spec, user: str) -> Outcome:

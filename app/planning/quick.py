@@ -45,7 +45,7 @@ async def generate(gh, settings: Settings, spec_id: int, feedback: str | None = 
         previous = {st: flow.latest(s, spec_id, st, flow.ACTIVE + ("superseded", "approved")) for st in STAGES}
         previous = {st: flow.load_doc(st, row.document) for st, row in previous.items() if row is not None}
     cfg = await repo_config.load_effective(gh, settings, full_name)
-    ctx = await drafting.issue_context(gh, full_name, number, planning)
+    ctx = await drafting.issue_context(gh, settings, spec_id, full_name, number, planning)
     ctx["user_feedback"] = sanitize_untrusted(feedback) if feedback else None
     docs, drafted = {}, {}
     for stage in STAGES:

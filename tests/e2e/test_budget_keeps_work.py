@@ -75,3 +75,55 @@ def test_spec_budget_reached_mid_task_keeps_the_diff_and_budget_resumes(approved
     assert all(pushes[i][0] == pushes[i - 1][1] for i in range(1, len(pushes)))  # never forced
     assert implement_check(procs)["conclusion"] == "success"
     assert fake.violations == []
+
+
+def test_task_budget_reached_pauses_instead_of_failing_and_budget_lets_the_task_go_on(approved_run, fake_github,
+                                                                                    fake_anthropic):
+    fake = fake_github
+    procs = approved_run(files={".github/omoi.yml": "budgets: {task_usd: 0.08}\n"})
+    script = Sessions(fake_anthropic, {
+        "T1": [[write_step("hello.py", PARTIAL)] + [wait_step(0.2)] * 12,
+               [overwrite_step("hello.py", CODE["hello.py"])]],
+    })
+    spec_id = approve_plan(procs, [HELLO])
+    comment(procs, "/omoi implement")
+    wait_run(procs, "paused_budget", timeout=90)
+    wait_for(lambda: tasks_in_db(procs)["T1"].status == "pending", timeout=30, message="T1 back to pending")
+    wip = [c for c in fake.commits(REPO, BRANCH) if re.search(r"^Omoi-WIP: ", c["message"], re.M)]
+    assert len(wip) == 1 and "task reached its budget" in wip[0]["message"]
+    assert fake.file_at(REPO, BRANCH, "hello.py") == PARTIAL
+    with session_scope(procs.database_url) as s:
+        stop = s.scalars(select(Spec)).one().budget_stop
+    assert stop["limit"] == "task" and stop["limit_usd"] == "0.08"
+    check = implement_check(procs)
+    assert check["conclusion"] == "action_required" and "Paused at the per-task budget" in check["output"]["title"]
+
+    c = comment(procs, "/omoi budget +1")
+    assert "Raised this spec's budget by $1.00" in wait_for(lambda: reply_to(procs, c), message="budget reply")
+    wait_run(procs, "succeeded", timeout=120)
+    commits = task_commits(procs)
+    by_sha = {x["sha"]: x for x in fake.commits(REPO, BRANCH)}
+    assert by_sha[commits[f"{spec_id}/T1"][0]]["parents"] == [wip[0]["sha"]]
+    assert fake.file_at(REPO, BRANCH, "hello.py") == CODE["hello.py"] and len(script.workdirs["T1"]) == 2
+    assert fake.violations == []
+
+
+def test_time_limit_reached_mid_task_keeps_the_diff(approved_run, fake_github, fake_anthropic):
+    fake = fake_github
+    procs = approved_run(extra_env={"OMOI_AGENT_TIMEOUT_SECONDS": "6"})  # the session's time limit
+    script = Sessions(fake_anthropic, {
+        "T1": [[write_step("hello.py", PARTIAL), wait_step(30)], [overwrite_step("hello.py", CODE["hello.py"])]],
+    })
+    spec_id = approve_plan(procs, [HELLO])
+    comment(procs, "/omoi implement")
+    wait_run(procs, "paused_budget", timeout=90)
+    wait_for(lambda: tasks_in_db(procs)["T1"].status == "pending", timeout=30, message="T1 back to pending")
+    wip = [c for c in fake.commits(REPO, BRANCH) if re.search(r"^Omoi-WIP: ", c["message"], re.M)]
+    assert len(wip) == 1 and "task reached its time limit" in wip[0]["message"]
+    assert fake.file_at(REPO, BRANCH, "hello.py") == PARTIAL
+    assert "per-task time limit (0.1 min)" in tracking(procs)
+    c = comment(procs, "/omoi budget +1")
+    wait_for(lambda: reply_to(procs, c), message="budget reply")
+    wait_run(procs, "succeeded", timeout=120)
+    assert fake.file_at(REPO, BRANCH, "hello.py") == CODE["hello.py"] and len(script.workdirs["T1"]) == 2
+    assert set(task_commits(procs)) == {f"{spec_id}/T1"} and fake.violations == []

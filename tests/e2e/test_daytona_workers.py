@@ -171,7 +171,8 @@ def test_two_daytona_workers_share_a_run_and_one_is_killed_mid_task(approved_run
 
     logs = lambda: "".join(f"\n--- {n}\n{procs.log_text(n)[-3000:]}" for n in WORKERS)  # noqa: E731
     t1 = wait_for(t1_in_its_slow_session, timeout=120, message=lambda: "T1 in its slow session" + logs())
-    owner_host, owner_pid = t1.lease_owner.split("@", 1)[1].split(":")[:2]
+    place = t1.lease_owner.split("@", 1)[1].split(":")  # host:pid-namespace:pid:nonce (app/db/locks.py)
+    owner_host, owner_pid = place[0], place[-2]
     # The worker whose process group holds the process named in T1's lease.
     holder = next(n for n, p in procs.procs.items() if n in WORKERS and os.getpgid(int(owner_pid)) == p.pid)
     survivor = next(n for n in WORKERS if n != holder)

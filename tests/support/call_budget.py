@@ -9,11 +9,12 @@ the budgets are about.
 """
 from __future__ import annotations
 
+import re
 import time
 
 from tests.fakes.github.traffic import Tally, summarize
 from tests.support.agents import Agent
-from tests.support.conversation import comment, label, reply_to, tracking
+from tests.support.conversation import comment, label, tracking
 from tests.support.plans import GREETER_FILES, GREETER_REQUIREMENTS, greeter_design
 from tests.support.waits import run_state, wait_for
 from tests.support.world import Issue, Site
@@ -60,10 +61,19 @@ class Meter:
             elif time.monotonic() - since >= quiet:
                 return
 
-    def close(self, name: str) -> Tally:
+    def wait_line(self, pattern: str, timeout: float = 60.0) -> int:
+        """Wait for a call since the last cut whose line (`PATCH /repos/... -> 200`) matches `pattern`;
+        the position just after it (a cut there leaves later calls to the next phase)."""
+        def found():
+            calls = self.fake.calls
+            return next((i + 1 for i in range(self.mark, len(calls)) if re.search(pattern, calls[i].line())), None)
+        return wait_for(found, timeout=timeout, message=lambda: f"a call matching {pattern!r}\n{self.report()}")
+
+    def close(self, name: str, upto: int | None = None) -> Tally:
         calls = self.fake.calls
-        self.phases[name] = tally = summarize(calls[self.mark:])
-        self.mark = len(calls)
+        end = len(calls) if upto is None else upto
+        self.phases[name] = tally = summarize(calls[self.mark:end])
+        self.mark = end
         return tally
 
     def total(self, *names: str) -> int:
@@ -90,8 +100,8 @@ def script_models(fake_anthropic, slow_seconds: float) -> Agent:
     return agent
 
 
-def _stage_waiting(fake, stage: str) -> bool:
-    return any(c["body"].startswith(f"<!-- omoi:spec stage={stage} ") and "waiting for approval" in c["body"]
+def _stage_waiting(fake, stage: str, status: str = "waiting for approval") -> bool:
+    return any(c["body"].startswith(f"<!-- omoi:spec stage={stage} ") and status in c["body"]
                for c in fake.issue_comments(REPO, 5))
 
 
@@ -119,14 +129,15 @@ def whole_issue(world, agent: Agent, *, publish_wait: float, quiet_seconds: floa
         meter.settle()
         meter.close(phase)
         phase = f"approve {stage}, {following}"
-        c = comment(world, "/omoi approve")
-        wait_for(lambda: reply_to(world, c), timeout=60, message=explain(f"{stage} approval reply"))
+        comment(world, "/omoi approve")  # answered by 👀 and the stage comment, no reply of its own
+        wait_for(lambda: _stage_waiting(fake, stage, "approved by"), timeout=60, message=explain(f"{stage} approved"))
     wait_for(lambda: _stage_waiting(fake, "tasks"), timeout=90, message=explain("tasks waiting"))
     meter.settle()
     meter.close(phase)
-    c = comment(world, "/omoi approve")
-    wait_for(lambda: reply_to(world, c), timeout=60, message=explain("tasks approval reply"))
-    meter.close("approve tasks")
+    comment(world, "/omoi approve")
+    wait_for(lambda: _stage_waiting(fake, "tasks", "approved by"), timeout=60, message=explain("tasks approved"))
+    # the approval ends with the spec's check run; what follows (PR, tracking comment, ...) is the run's
+    meter.close("approve tasks", upto=meter.wait_line(r"^PATCH /repos/[^ ]+/check-runs/\d+ "))
 
     # the last task's agent blocks: a quiet stretch with health ticks and nothing new to show
     wait_for(lambda: "T5" in agent.seen, timeout=180, message=explain("T5's agent blocking"))

@@ -11,7 +11,7 @@ def status_samples(stage_rows: list[dict]) -> list[dict]:
              "pr_number": 8, "stopped_from": "approved"}
             for st, rs in (("approved", "running"), ("stopped", "cancelled"), ("complete", "merged"),
                            ("approved", "closed"), ("stale", None), ("approved", "failed"), ("approved", None),
-                           ("planning", None), ("design", None), ("blocked", None), ("approved", "paused_budget"))]
+                           ("planning", None), ("design", None), ("blocked", None), ("approved", "paused_budget"), ("approved", "paused"))]
 
 
 LIFECYCLE_SAMPLES: dict[str, list] = {  # replaces template_samples' own entry where both have one
