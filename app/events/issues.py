@@ -52,8 +52,6 @@ async def on_labeled(event: sansio.Event, ctx: EventContext) -> None:
     )
     if start and fast:
         quick.mark(ctx.settings, spec_id)
-    if start:  # the first stage's prompt needs the issue: the delivery carries it (no GET)
-        issue_copy.keep(ctx.settings, spec_id, issue)
     with session_scope(ctx.settings.database_url) as s:
         spec = s.get(Spec, spec_id)
         known_comment, requested_by, state = spec.ack_comment_id, spec.requested_by, spec.state
