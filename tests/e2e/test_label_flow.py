@@ -48,10 +48,9 @@ def test_labelled_issue_is_acknowledged_once(omoi, fake_github):
     assert status == 202
     _wait_done(omoi, "first")
 
-    # permission checked, reaction added, one comment with the hidden marker
+    # permission checked, one comment with the hidden marker: it is the answer (no 👀 beside it, one write less)
     assert fake_github.calls_matching("GET", r"/repos/octo/hello/collaborators/alice/permission$")
-    reactions = fake_github.reactions_on_issue(REPO, 1)
-    assert [r["content"] for r in reactions] == ["eyes"]
+    assert fake_github.reactions_on_issue(REPO, 1) == []
     comments = _acks(fake_github)
     assert len(comments) == 1
     assert comments[0]["body"].startswith("<!-- omoi:ack issue=1 -->")
@@ -75,7 +74,8 @@ def test_labelled_issue_is_acknowledged_once(omoi, fake_github):
     assert len(ack_posts) == 1
     assert [c for c in fake_github.calls_matching("PATCH", r"/issues/comments/")
             if c.json["body"].startswith("<!-- omoi:ack")] == []
-    assert len(fake_github.reactions_on_issue(REPO, 1)) == 1
+    # (when planning already failed for want of a model, the second label resumes it: its answer is a 👀)
+    assert len(fake_github.reactions_on_issue(REPO, 1)) <= 1
     # tokens are cached per worker process (concurrency 2), not fetched per delivery
     assert fake_github.tokens_issued[INSTALLATION] <= 2
     assert fake_github.violations == []

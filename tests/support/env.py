@@ -29,6 +29,9 @@ def base_env(fake_github, rsa_keypair, database_url: str, broker_url: str, data_
         "OMOI_LOG_LEVEL": "INFO",
         "OMOI_DELIVERY_STALE_SECONDS": "5",
         "OMOI_SPEC_EXPLORE": "false",  # on by default; the tests of exploring (test_explore_first.py) turn it on
+        # on by default; a validate session per task would need a scripted conversation in every test
+        # (test_validation.py turns it on through .github/omoi.yml)
+        "OMOI_TASK_VALIDATE": "false",
         # Unique per test: test runs sharing one Redis never consume each other's tasks.
         "OMOI_QUEUE_NAME": f"omoi-test-{uuid.uuid4().hex[:8]}",
     }

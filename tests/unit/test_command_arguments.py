@@ -148,7 +148,7 @@ def test_verbs_table():
         assert usage.startswith(f"/omoi {verb}")
         # every listed verb parses (usage with its placeholders stripped)
         example = re.sub(r"\s*[\[<].*", "", usage)
-        extra = " something" if verb in ("revise", "ask") else ""
+        extra = {"revise": " something", "ask": " something", "stop": " T1", "tell": " T1 something"}.get(verb, "")
         assert isinstance(one(example + extra), Command), usage
 
 

@@ -143,15 +143,16 @@ def test_comment_created_before_its_answer_was_lost_is_not_posted_twice(stack):
 
 def test_secondary_rate_limit_403_waits_for_retry_after(stack):
     stack.github.add_issue(REPO, 22, title="Flag", body="Add a flag.")
-    stack.github.fail_next("POST", rf"^/repos/{REPO}/issues/22/reactions$", 403, headers={"retry-after": "1"})
+    # the acknowledgement is omoi's first write for a labelled issue
+    stack.github.fail_next("POST", rf"^/repos/{REPO}/issues/22/comments$", 403, headers={"retry-after": "1"})
     started = time.monotonic()
     assert label(stack, 22, delivery_id="gh-403")[0] == 202
     wait_for(lambda: omoi_comments(stack, "<!-- omoi:ack", 22), message="ack of #22")
     assert time.monotonic() - started >= 1.0
     wait_requirements(stack, 22)
     assert_planned_once(stack, 22)
-    assert statuses(stack, "POST", rf"^/repos/{REPO}/issues/22/reactions$") == [403, 201]
-    assert len(stack.github.reactions_on_issue(REPO, 22)) == 1
+    assert statuses(stack, "POST", rf"^/repos/{REPO}/issues/22/comments$")[:2] == [403, 201]
+    assert len(omoi_comments(stack, "<!-- omoi:ack", 22)) == 1
     assert '"status": 403' in stack.log_text("worker") and '"delay": 1.0' in stack.log_text("worker")
     assert delivery(stack, "gh-403").status == "done"
 
