@@ -228,7 +228,6 @@ SAMPLES: dict[str, list] = {
     "execution/_supervision.md.j2": RUN_VIEWS,
     "execution/check_action.j2": [{"action": a, "part": p} for a in ("cancel", "retry") for p in ("label", "description")],
     "execution/check_summary.md.j2": RUN_VIEWS,
-    "execution/check_superseded.j2": [{"head": "e" * 40}],
     "execution/check_title.j2": RUN_VIEWS,
     "execution/commit_message.txt.j2": [{"issue_number": 7, "spec_id": 12, "task": {"id": "T1", "title": "Tests",
                                                                                    "covers": ["R1.1"]}}],
