@@ -74,7 +74,7 @@ def main() -> int:
         "OMOI_DATABASE_URL": f"sqlite:///{tmp}/omoi.db", "OMOI_DATA_DIR": str(tmp / "data"),
         "OMOI_LOG_LEVEL": "WARNING", "OMOI_MAX_PARALLEL_TASKS_PER_SPEC": str(args.width),
         "OMOI_MAX_PARALLEL_TASKS_PER_INSTALLATION": str(args.width), "OMOI_TASK_HEARTBEAT_SECONDS": "2",
-        "OMOI_ANTHROPIC_API_KEY": "unused",
+        "OMOI_ANTHROPIC_API_KEY": "unused", "OMOI_TASK_VALIDATE": "false",
     })
     from app.config import get_settings
     from app.db.migrate import upgrade
@@ -147,7 +147,7 @@ def run_one(settings, spec_id: int, seconds: float) -> None:
     import re
 
     from app.execution import orchestrator, scheduler
-    from app.execution import task_runner
+    from app.execution import task_runner, warm
     from app.agent.session import AgentResult
     from app.db.models import Spec
     from app.db.session import session_scope
@@ -161,6 +161,7 @@ def run_one(settings, spec_id: int, seconds: float) -> None:
         return AgentResult(ok=res.ok, text="done", cost_usd=0.0, duration_s=seconds, error=None if res.ok else reason("agent/exception", error=res.stderr))
 
     task_runner.agent_runner = sleeping_agent
+    warm.warm_up()  # as a worker does when it starts (tasks/execution.py)
     instrument()
     scheduler.dispatcher = ThreadDispatcher()
     orchestrator.start_run(spec_id)
@@ -214,6 +215,9 @@ PHASES = [
     ("earlier commit", "an earlier attempt's commit looked for"),
     ("budget check", "the spend limits checked"),
     ("sandbox", "the sandbox: host clone + jail set-up"),
+    ("guidance", "the repository's CLAUDE.md & co. from the mirror"),
+    ("setup", "the repository's setup commands"),
+    ("prompt", "the prompt rendered"),
     ("agent", "the agent stand-in (its sleep is subtracted: jail start-up)"),
     ("discoveries", "the agent's discoveries file read and removed"),
     ("diff", "git diff in the sandbox"),
@@ -269,6 +273,13 @@ def instrument() -> None:
     gitwork.Clone.patch_paths = _timed("patch paths", gitwork.Clone.patch_paths)
     integration.enqueue = _timed("enqueue", integration.enqueue)
     task_runner.budgets.status = _timed("budget check", task_runner.budgets.status)
+    if os.environ.get("DAG_TIMELINE"):  # every git process, by subcommand
+        git = gitwork.Clone.git
+
+        def timed_git(self, *args, **kw):
+            sub = next((a for a in args if not a.startswith("-")), "?")
+            return _timed(f"    git {sub}", git)(self, *args, **kw)
+        gitwork.Clone.git = timed_git
     fast = batch_push._fast
 
     def counted(*a, **kw):
@@ -288,6 +299,9 @@ def instrument() -> None:
     gitwork.Clone.commit_patch = commit
     LocalSandboxProvider.create = _timed("sandbox", LocalSandboxProvider.create)
     LocalSandbox.diff = _timed("diff", LocalSandbox.diff)
+    task_runner.render = _timed("prompt", task_runner.render)
+    task_runner._setup = _timed("setup", task_runner._setup)
+    task_runner.repo_guidance.read = _timed("guidance", task_runner.repo_guidance.read)
     adopt = task_runner.adopt
 
     def adopted(settings, spec_id, task_id, token):
@@ -373,6 +387,12 @@ def critical_chain(seconds: float) -> None:
             if t == task and not name.startswith(" ") and t0 <= recorded[task] and name != "advance":
                 phases[name] = phases.get(name, 0.0) + t1 - t0 - (seconds if name == "agent" else 0.0)
     total = recorded[chain[-1]] - DISPATCHED[chain[0]] - seconds * len(chain)
+    if os.environ.get("DAG_TIMELINE"):  # each chain task's spans, from its dispatch (a debugging aid)
+        for task in chain:
+            t0 = DISPATCHED[task]
+            rows = sorted((a - t0, b - a, name, t) for t, name, a, b in SPANS if a >= t0 - 0.001 and a <= recorded[task]
+                          and (t == task or t is None or name.startswith(" ")))
+            print(f"  {task}: " + "; ".join(f"{name.strip()}[{t or '-'}]@{a:.2f}+{d:.2f}" for a, d, name, t in rows))
     print(f"critical chain {' -> '.join(chain)}: {total:.2f}s of overhead, per level:")
     print("   " + ", ".join(f"{k} {v / len(chain):.2f}" for k, v in phases.items())
           + f", unaccounted {(total - sum(phases.values())) / len(chain):.2f}")

@@ -1,12 +1,21 @@
 """Thin Celery tasks for executing approved tasks: the work is in app.execution (orchestrator, task_runner, supervision)."""
 from __future__ import annotations
 
-from celery.signals import worker_ready
+from celery.signals import worker_init, worker_ready
 
 from app import jobs
 from app.config import get_settings
-from app.execution import orchestrator, run_report, supervision, task_runner
+from app.execution import orchestrator, run_report, supervision, task_runner, warm
 from tasks.celery_app import celery_app
+
+
+@worker_init.connect
+def _warm(**_kwargs) -> None:
+    # In the parent, before the pool forks: no task waits for the agent SDK's imports.
+    try:
+        warm.warm_up()
+    except Exception as exc:  # noqa: BLE001 - a cold worker still works, only its first task is slower
+        warm.log.warning("worker_warm_failed", error=str(exc)[:300])
 
 
 @celery_app.task(name="omoi.start_run")

@@ -114,7 +114,7 @@ def _fast(clone: Clone, head: str, todo: Sequence[Waiting], limits: policy.Limit
         changes = clone.staged_changes(head)
         if any(policy.LINK in (c.old_mode, c.new_mode) or c.path not in owner for c in changes):
             return None  # symlinks need the whole-tree checks; a path no task named: let each decide
-        scanner = policy.SecretScanner([*secrets, clone.token])
+        scanner = policy.scanner_for([*secrets, clone.token])
         added = [c.new_sha for c in changes if c.adds_content]
         blobs = clone._read_many(added)
         policy.inspect(changes, limits, scanner, sizes={sha: len(data) for sha, data in blobs.items()},

@@ -215,7 +215,7 @@ class Clone:
         links_before = links_after = None
         if any(policy.LINK in (c.old_mode, c.new_mode) for c in changes):
             links_before, links_after = self._links("ls-tree", "-r", "-z", base_sha), self._links("ls-files", "-s", "-z")
-        scanner = policy.SecretScanner([*secrets, self.token])
+        scanner = policy.scanner_for([*secrets, self.token])
         sizes = self._sizes(c.new_sha for c in changes if c.adds_content)
         policy.inspect(changes, limits, scanner, sizes=sizes, read=self.read_blob,
                        links_before=links_before, links_after=links_after)

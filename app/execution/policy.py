@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Sequence
 
-from app.execution.secret_scan import MIN_SECRET_CHARS, SECRET_KINDS, SECRET_PATTERNS, SecretScanner, TooLarge
+from app.execution.secret_scan import (MIN_SECRET_CHARS, SECRET_KINDS, SECRET_PATTERNS, SecretScanner, TooLarge,
+                                      scanner_for)
 from app.text.rendering import Reason, reason
 
 LINK, GITLINK = "120000", "160000"
