@@ -4,17 +4,26 @@ A 20-task graph of width 5 (4 levels; each task depends on two tasks of the leve
 through the real orchestrator and task runner: database claims and leases, a sandbox clone per task,
 the diff, the blocked-path and secret checks, verify commands, omoi's commits pushed together by
 the integrator (app/execution/integration.py), the check run, the tracking comment and the pull
-request, against the GitHub stand-in (real git over HTTP). Only two things are replaced, inside this process only:
-- the agent: a stand-in that sleeps a fixed time and writes one file (no model, no CLI);
-- the dispatcher: threads instead of Celery messages.
+request, against the GitHub stand-in (real git over HTTP) in a process of its own, as GitHub is.
+Only two things are replaced:
+- the agent: a stand-in that sleeps a fixed time in the sandbox and writes one file (no model, no CLI);
+  validation is off (its agent would be the same stand-in);
+- the dispatcher: threads instead of Celery messages, every task a thread of this process started at
+  once (after the warm-up a worker does at start). The GIL then makes width 10 slower than a pool of
+  processes would be. `--processes` feeds worker processes forked from the warmed-up parent through
+  one queue instead, one task at a time each, as Celery's prefork pool runs them (concurrency: width
+  + 2, so a task never waits for a worker still publishing); their SQLite writes then queue on the
+  database's file lock, which threads of one process mostly do not.
 
 Prints makespan / critical-path time (goal <= 1.15), omoi's overhead per task phase by phase, and the
-critical chain (the tasks that decided the makespan) with where its time went per level. All tasks
-run in this one process (threads share the GIL), so at width 10 it is slower than Celery workers.
+critical chain (the tasks that decided the makespan) with where its time went per level
+(benchmarks/_dag_timing.py; DAG_TIMELINE=1 also prints each chain task's timeline).
 
-    python benchmarks/dag_run.py [--agent-seconds 5] [--width 5] [--levels 4] [--no-jail] [--matrix]
+    python benchmarks/dag_run.py [--agent-seconds 5] [--width 5] [--levels 4] [--no-jail] [--processes]
+                                 [--postgres [ADMIN_URL]] [--matrix]
 
-`--matrix` runs the graph with 5 s and 10 s agents at width 5 and 10 and prints the four ratios.
+`--matrix` runs the graph with 5 s and 10 s agents at width 5 and 10 and prints the four ratios; a
+run that did not succeed prints as `failed`, never as a ratio.
 
 The agent stand-in sleeps inside the sandbox, so the jail's cost (app/sandbox/jail.py) is part of
 the overhead; `--no-jail` runs the same graph unconfined for comparison.
@@ -22,8 +31,7 @@ the overhead; `--no-jail` runs the same graph unconfined for comparison.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextvars
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -33,6 +41,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _dag_timing import DEPS, DISPATCHED, _timed, breakdown, collected, instrument, merge  # noqa: E402
 
 REPO, INSTALLATION, ISSUE = "bench/dag", 7, 1
 BRANCH = "omoi/issue-1-dag"
@@ -45,6 +56,10 @@ def main() -> int:
     ap.add_argument("--levels", type=int, default=4)
     ap.add_argument("--no-jail", action="store_true",
                     help="baseline without the local sandbox's jail (plain processes), to measure what it costs")
+    ap.add_argument("--postgres", metavar="ADMIN_URL", nargs="?", const="postgresql://postgres@127.0.0.1:5432/test",
+                    help="a fresh PostgreSQL database beside ADMIN_URL's (production's back end) instead of SQLite")
+    ap.add_argument("--processes", action="store_true",
+                    help="tasks in forked worker processes (Celery's prefork pool) instead of threads of this process")
     ap.add_argument("--matrix", action="store_true", help="run 5 s and 10 s agents at width 5 and 10, print a table")
     args = ap.parse_args()
     if args.matrix:
@@ -58,21 +73,19 @@ def main() -> int:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from tests.fakes.github import FakeGitHub
-
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption()).decode()
     public = key.public_key().public_bytes(serialization.Encoding.PEM,
                                            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    fake = FakeGitHub(app_id=4242, app_slug="omoi", public_key_pem=public, validate=True)
-    fake.start()
+    github, conn = start_github(public)
+    url, base_sha = conn.recv()
     tmp = Path(tempfile.mkdtemp(prefix="omoi-bench-dag-"))
     os.chdir(tmp)
     os.environ.update({
-        "OMOI_GITHUB_APP_ID": "4242", "OMOI_GITHUB_PRIVATE_KEY": private, "OMOI_GITHUB_API_URL": fake.url,
-        "OMOI_DATABASE_URL": f"sqlite:///{tmp}/omoi.db", "OMOI_DATA_DIR": str(tmp / "data"),
-        "OMOI_LOG_LEVEL": "WARNING", "OMOI_MAX_PARALLEL_TASKS_PER_SPEC": str(args.width),
+        "OMOI_GITHUB_APP_ID": "4242", "OMOI_GITHUB_PRIVATE_KEY": private, "OMOI_GITHUB_API_URL": url,
+        "OMOI_DATABASE_URL": fresh_postgres(args.postgres) if args.postgres else f"sqlite:///{tmp}/omoi.db", "OMOI_DATA_DIR": str(tmp / "data"),
+        "OMOI_LOG_LEVEL": os.environ.get("DAG_LOG", "WARNING"), "OMOI_MAX_PARALLEL_TASKS_PER_SPEC": str(args.width),
         "OMOI_MAX_PARALLEL_TASKS_PER_INSTALLATION": str(args.width), "OMOI_TASK_HEARTBEAT_SECONDS": "2",
         "OMOI_ANTHROPIC_API_KEY": "unused", "OMOI_TASK_VALIDATE": "false",
     })
@@ -81,23 +94,56 @@ def main() -> int:
     from app.observability.logs import configure_logging
 
     settings = get_settings()
-    configure_logging("WARNING", False, [])
+    configure_logging(os.environ.get("DAG_LOG", "WARNING"), False, [])
     upgrade(settings.database_url)
+    spec_id = seed(settings, base_sha, args.width, args.levels)
+    try:
+        run_one(settings, spec_id, args.agent_seconds, workers=args.width + 2 if args.processes else 0)
+    finally:
+        conn.send("stop")
+        github.join(timeout=10)
+    report(settings, spec_id, args.agent_seconds, args.levels)
+    return 0
 
+
+def fresh_postgres(admin_url: str) -> str:
+    """A new, empty database named for this process on the server of `admin_url` (dropped by hand or by
+    the next run of this benchmark: each name carries the process id)."""
+    import psycopg
+
+    name = f"omoi_bench_dag_{os.getpid()}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        for (old,) in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'omoi_bench_dag_%'").fetchall():
+            conn.execute(f'DROP DATABASE IF EXISTS "{old}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + "/" + name
+
+
+def start_github(public_pem: str):
+    """The GitHub stand-in in a process of its own (spawned: nothing of this one in it)."""
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=serve_github, args=(child, public_pem), daemon=True)
+    proc.start()
+    return proc, parent
+
+
+def serve_github(conn, public_pem: str) -> None:
+    sys.path.insert(0, str(ROOT))
+    from tests.fakes.github import FakeGitHub
+
+    fake = FakeGitHub(app_id=4242, app_slug="omoi", public_key_pem=public_pem, validate=True)
+    fake.start()
     fake.add_installation(INSTALLATION, "bench")
     fake.add_repo(REPO, installation_id=INSTALLATION, files={"README.md": "# dag\n"})
     fake.add_issue(REPO, ISSUE, title="dag", body="benchmark")
     fake.push_human_commit(REPO, BRANCH, {".omoi/specs/1/tasks.md": "# tasks\n"}, "omoi: approved tasks r1 for #1")
-
-    spec_id = seed(settings, fake, args.width, args.levels)
-    D = args.agent_seconds
-    run_one(settings, spec_id, D)
-    report(settings, spec_id, D, args.levels)
+    conn.send((fake.url, fake.branch_sha(REPO, "main")))
+    conn.recv()
     fake.stop()
-    return 0
 
 
-def seed(settings, fake, width: int, levels: int) -> int:
+def seed(settings, base_sha: str, width: int, levels: int) -> int:
     from app.db.models import Spec, SpecStage
     from app.db.session import session_scope
 
@@ -116,7 +162,7 @@ def seed(settings, fake, width: int, levels: int) -> int:
     } for t in tasks]}
     with session_scope(settings.database_url) as s:
         spec = Spec(repo_full_name=REPO, issue_number=ISSUE, installation_id=INSTALLATION, title="dag",
-                    state="approved", branch=BRANCH, base_sha=fake.branch_sha(REPO, "main"))
+                    state="approved", branch=BRANCH, base_sha=base_sha)
         s.add(spec)
         s.flush()
         s.add(SpecStage(spec_id=spec.id, stage="tasks", revision=1, status="approved", document=doc))
@@ -124,33 +170,67 @@ def seed(settings, fake, width: int, levels: int) -> int:
 
 
 class ThreadDispatcher:
-    def __init__(self) -> None:
-        self.threads: list[threading.Thread] = []
+    """Every task a thread of this process, started at once (the default)."""
 
     def run_task(self, spec_id: int, task_id: str, token: str) -> None:
         from app.execution import task_runner
 
         DISPATCHED[task_id] = time.monotonic()
-        t = threading.Thread(target=task_runner.run_task, args=(spec_id, task_id, token), daemon=True)
-        self.threads.append(t)
-        t.start()
+        threading.Thread(target=task_runner.run_task, args=(spec_id, task_id, token), daemon=True).start()
 
     def schedule(self, spec_id: int, delay: float) -> None:
-        from app.execution import orchestrator
         from app.config import get_settings
+        from app.execution import orchestrator
 
         threading.Timer(delay, orchestrator.advance, args=(get_settings(), spec_id)).start()
 
 
-def run_one(settings, spec_id: int, seconds: float) -> None:
+class QueueDispatcher:
+    """What Celery's broker does here: messages on one queue that every worker process reads."""
+
+    def __init__(self, queue) -> None:
+        self.queue = queue
+
+    def run_task(self, spec_id: int, task_id: str, token: str) -> None:
+        self.queue.put(("run", spec_id, task_id, token, time.monotonic()))
+
+    def schedule(self, spec_id: int, delay: float) -> None:
+        self.queue.put(("schedule", spec_id, time.monotonic() + delay))
+
+
+def worker(queue, results) -> None:
+    """A prefork child: one message at a time, until told to stop; then its spans go to the driver."""
+    from app.config import get_settings
+    from app.db.session import dispose_engines
+    from app.execution import orchestrator, task_runner
+
+    dispose_engines(close=False)  # as tasks/celery_app.py does in every prefork child
+    while True:
+        msg = queue.get()
+        try:
+            if msg[0] == "stop":
+                results.put(collected())
+                return
+            if msg[0] == "run":
+                _, spec_id, task_id, token, at = msg
+                DISPATCHED[task_id] = at
+                task_runner.run_task(spec_id, task_id, token)
+            elif msg[0] == "schedule":
+                _, spec_id, eta = msg
+                time.sleep(max(0.0, eta - time.monotonic()))
+                orchestrator.advance(get_settings(), spec_id)
+        except Exception as exc:  # noqa: BLE001 - a worker keeps serving, as Celery's do
+            print(f"worker {os.getpid()}: {msg[0]} failed: {exc!r}", file=sys.stderr)
+
+
+def run_one(settings, spec_id: int, seconds: float, workers: int) -> None:
     import functools
     import re
 
-    from app.execution import orchestrator, scheduler
-    from app.execution import task_runner, warm
     from app.agent.session import AgentResult
     from app.db.models import Spec
-    from app.db.session import session_scope
+    from app.db.session import dispose_engines, session_scope
+    from app.execution import orchestrator, scheduler, task_runner, warm
     from app.text.rendering import reason
 
     @functools.partial(_timed, "agent")
@@ -158,12 +238,23 @@ def run_one(settings, spec_id: int, seconds: float) -> None:
         # The stand-in works where the agent would: inside the sandbox (its jail, unless --no-jail).
         path = re.search(r"^- (out/\S+)$", prompt, re.M).group(1)
         res = await sandbox.exec(f"sleep {seconds} && mkdir -p out && echo {path} > {path}", timeout=seconds + 60)
-        return AgentResult(ok=res.ok, text="done", cost_usd=0.0, duration_s=seconds, error=None if res.ok else reason("agent/exception", error=res.stderr))
+        return AgentResult(ok=res.ok, text="done", cost_usd=0.0, duration_s=seconds,
+                           error=None if res.ok else reason("agent/exception", error=res.stderr))
 
     task_runner.agent_runner = sleeping_agent
-    warm.warm_up()  # as a worker does when it starts (tasks/execution.py)
+    warm.warm_up()  # as a worker does when it starts (tasks/execution.py), before its pool forks
     instrument()
-    scheduler.dispatcher = ThreadDispatcher()
+    pool = []
+    if workers:
+        ctx = multiprocessing.get_context("fork")
+        queue, results = ctx.Queue(), ctx.Queue()
+        dispose_engines(close=False)
+        scheduler.dispatcher = QueueDispatcher(queue)  # before the fork: the workers dispatch too
+        pool = [ctx.Process(target=worker, args=(queue, results), daemon=True) for _ in range(workers)]
+        for p in pool:
+            p.start()
+    else:
+        scheduler.dispatcher = ThreadDispatcher()
     orchestrator.start_run(spec_id)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
@@ -171,144 +262,12 @@ def run_one(settings, spec_id: int, seconds: float) -> None:
             if s.get(Spec, spec_id).run_state != "running":
                 break
         time.sleep(0.05)
-
-
-# Spans of omoi's phases, per task: (task, phase, start, end). The task is known from a context
-# variable set in the dispatcher's thread; asyncio.to_thread carries it into worker threads.
-SPANS: list[tuple[str | None, str, float, float]] = []
-DISPATCHED: dict[str, float] = {}
-DEPS: dict[str, list[str]] = {}
-FAST = {True: 0, False: 0}  # batches stacked the fast way / change by change
-CURRENT: contextvars.ContextVar[str | None] = contextvars.ContextVar("task", default=None)
-
-
-def _timed(name, fn):
-    import functools
-    import inspect
-
-    if inspect.iscoroutinefunction(fn):
-        @functools.wraps(fn)
-        async def wrapper(*a, **kw):
-            t = time.monotonic()
-            try:
-                return await fn(*a, **kw)
-            finally:
-                SPANS.append((CURRENT.get(), name, t, time.monotonic()))
-    else:
-        @functools.wraps(fn)
-        def wrapper(*a, **kw):
-            t = time.monotonic()
-            try:
-                return fn(*a, **kw)
-            finally:
-                SPANS.append((CURRENT.get(), name, t, time.monotonic()))
-    return wrapper
-
-
-# (phase, what it is); the phases of one task in order. Nested phases are indented in the report.
-PHASES = [
-    ("dispatch", "from the claim to the worker thread adopting it"),
-    ("context", "the task's context from the database"),
-    ("github reads", "the repository's config (.github/omoi.yml)"),
-    ("mirror", "the host's mirror of the repository: fetched, or found holding the dependencies"),
-    ("clone", "omoi's bare commit clone, from the mirror (beside the sandbox's)"),
-    ("earlier commit", "an earlier attempt's commit looked for"),
-    ("budget check", "the spend limits checked"),
-    ("sandbox", "the sandbox: host clone + jail set-up"),
-    ("guidance", "the repository's CLAUDE.md & co. from the mirror"),
-    ("setup", "the repository's setup commands"),
-    ("prompt", "the prompt rendered"),
-    ("agent", "the agent stand-in (its sleep is subtracted: jail start-up)"),
-    ("discoveries", "the agent's discoveries file read and removed"),
-    ("diff", "git diff in the sandbox"),
-    ("destroy", "the sandbox removed (in the background)"),
-    ("verify", "verify commands"),
-    ("commit", "apply, inspect, commit on the sandbox's base"),
-    ("patch paths", "the paths the patch touches"),
-    ("enqueue", "the change left for the integrator"),
-    ("land", "waiting for the branch and pushing (as integrator or not)"),
-    ("  integrate", "  as the integrator: read the waiting rows, push_together, write outcomes"),
-    ("  push", "  push_together: fetch, rebase the batch, one push"),
-    ("  git push", "  git push"),
-    ("   head from mirror", "   the head omoi pushed last, from the mirror"),
-    ("   fast-import", "   the batch's commits written"),
-    ("   mirror record", "   the pushed commits copied into the mirror"),
-    ("  fetch", "  git fetch"),
-    ("re-verify", "fresh sandbox + verify on the pushed commit"),
-    ("record", "finish_attempt"),
-    ("advance", "schedule + publish after the attempt"),
-    ("  schedule", "  claims"),
-    ("  publish", "  check run, comment, PR"),
-]
-
-
-def instrument() -> None:
-    """Time omoi's phases (same code, wrapped) to show where the overhead goes."""
-    from app.execution import batch_push
-    from app.execution import gitwork
-    from app.execution import integration
-    from app.execution import orchestrator
-    from app.execution import run_report
-    from app.execution import scheduler
-    from app.execution import task_runner
-    from app.sandbox.local import LocalSandbox, LocalSandboxProvider
-
-    integration.push_together = _timed("  push", integration.push_together)
-    integration.integrate = _timed("  integrate", integration.integrate)
-    gitwork.Clone.fetch_mirrored = _timed("   head from mirror", gitwork.Clone.fetch_mirrored)
-    gitwork.Clone.record_pushed = _timed("   mirror record", gitwork.Clone.record_pushed)
-    batch_push._fast_import = _timed("   fast-import", batch_push._fast_import)
-    gitwork.Clone.push = _timed("  git push", gitwork.Clone.push)
-    task_runner.integration.land = _timed("land", integration.land)
-    gitwork.Clone.fetch = _timed("  fetch", gitwork.Clone.fetch)
-    task_runner._verify = _timed("verify", task_runner._verify)
-    task_runner._verify_pushed = _timed("re-verify", task_runner._verify_pushed)
-    run_report.publish = _timed("  publish", run_report.publish)
-    scheduler.schedule = _timed("  schedule", scheduler.schedule)
-    orchestrator.advance = _timed("advance", orchestrator.advance)
-    orchestrator.finish_attempt = _timed("record", orchestrator.finish_attempt)
-    gitwork.Clone.clone = _timed("clone", gitwork.Clone.clone)
-    gitwork.Clone.refresh = _timed("mirror", gitwork.Clone.refresh)
-    gitwork.Clone.find_task_commit = _timed("earlier commit", gitwork.Clone.find_task_commit)
-    gitwork.Clone.patch_paths = _timed("patch paths", gitwork.Clone.patch_paths)
-    integration.enqueue = _timed("enqueue", integration.enqueue)
-    task_runner.budgets.status = _timed("budget check", task_runner.budgets.status)
-    if os.environ.get("DAG_TIMELINE"):  # every git process, by subcommand
-        git = gitwork.Clone.git
-
-        def timed_git(self, *args, **kw):
-            sub = next((a for a in args if not a.startswith("-")), "?")
-            return _timed(f"    git {sub}", git)(self, *args, **kw)
-        gitwork.Clone.git = timed_git
-    fast = batch_push._fast
-
-    def counted(*a, **kw):
-        out = fast(*a, **kw)
-        FAST[out is not None] += 1
-        return out
-    batch_push._fast = counted
-    task_runner._task_context = _timed("context", task_runner._task_context)
-    task_runner.repo_config.load_effective = _timed("github reads", task_runner.repo_config.load_effective)
-    task_runner._read_discoveries = _timed("discoveries", task_runner._read_discoveries)
-    LocalSandbox.destroy = _timed("destroy", LocalSandbox.destroy)
-    commit_patch = gitwork.Clone.commit_patch
-    timed_commit = _timed("commit", commit_patch)
-
-    def commit(self, *a, **kw):  # the first commit of a task; those made while integrating count as push
-        return (commit_patch if kw.get("three_way") is not None else timed_commit)(self, *a, **kw)
-    gitwork.Clone.commit_patch = commit
-    LocalSandboxProvider.create = _timed("sandbox", LocalSandboxProvider.create)
-    LocalSandbox.diff = _timed("diff", LocalSandbox.diff)
-    task_runner.render = _timed("prompt", task_runner.render)
-    task_runner._setup = _timed("setup", task_runner._setup)
-    task_runner.repo_guidance.read = _timed("guidance", task_runner.repo_guidance.read)
-    adopt = task_runner.adopt
-
-    def adopted(settings, spec_id, task_id, token):
-        CURRENT.set(task_id)
-        SPANS.append((task_id, "dispatch", DISPATCHED[task_id], time.monotonic()))
-        return adopt(settings, spec_id, task_id, token)
-    task_runner.adopt = adopted
+    for _ in pool:
+        queue.put(("stop",))
+    for _ in pool:
+        merge(*results.get(timeout=120))
+    for p in pool:
+        p.join(timeout=10)
 
 
 def report(settings, spec_id: int, seconds: float, levels: int) -> None:
@@ -322,7 +281,7 @@ def report(settings, spec_id: int, seconds: float, levels: int) -> None:
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, spec_id)
         tasks = s.scalars(select(SpecTask).where(SpecTask.spec_id == spec_id)).all()
-        makespan = (as_utc(spec.run_finished_at) - as_utc(spec.run_started_at)).total_seconds()
+        makespan = (as_utc(spec.run_finished_at or spec.run_started_at) - as_utc(spec.run_started_at)).total_seconds()
         state, error = spec.run_state, explain(spec.run_error, spec.run_error_params)
         per_task = [t.duration_s - seconds for t in tasks if t.status == "done"]
         attempts = sum(t.attempts for t in tasks)
@@ -330,72 +289,27 @@ def report(settings, spec_id: int, seconds: float, levels: int) -> None:
     print(f"run: {state}{' (' + error + ')' if error else ''}; {len(per_task)}/{len(tasks)} tasks done, "
           f"{attempts} attempts")
     print(f"agent stand-in: {seconds:g}s per task; critical path {levels} tasks = {critical:g}s")
+    if state != "succeeded" or attempts != len(tasks):  # a failed or retried run measures something else
+        print("makespan / critical path = failed (the run did not succeed at the first attempt of every task)")
+        return
     print(f"makespan: {makespan:.2f}s; makespan / critical path = {makespan / critical:.3f} (goal <= 1.15)")
-    if per_task:
-        per_task.sort()
-        print(f"omoi overhead per task (sandbox, diff, checks, verify, commit, push, rebase re-verify): "
-              f"mean {sum(per_task) / len(per_task):.2f}s, median {per_task[len(per_task) // 2]:.2f}s, "
-              f"max {per_task[-1]:.2f}s")
-        print(f"overhead on the critical path: {(makespan - critical) / levels:.2f}s per level")
+    per_task.sort()
+    print(f"omoi overhead per task (sandbox, diff, checks, verify, commit, push, rebase re-verify): "
+          f"mean {sum(per_task) / len(per_task):.2f}s, median {per_task[len(per_task) // 2]:.2f}s, "
+          f"max {per_task[-1]:.2f}s")
+    print(f"overhead on the critical path: {(makespan - critical) / levels:.2f}s per level")
+    own, children = cpu_seconds()
+    print(f"CPU per task: {(own + children) / len(tasks):.2f}s on {os.cpu_count()} cores: this process "
+          f"{own / len(tasks):.2f}s, its children {children / len(tasks):.2f}s (git, jails, workers, GitHub stand-in)")
     breakdown(seconds, len(tasks))
 
 
-def breakdown(seconds: float, n: int) -> None:
-    """Per task, where omoi's time goes: each phase's total over the run divided by the tasks."""
-    totals: dict[str, float] = {}
-    counts: dict[str, int] = {}
-    longest: dict[str, float] = {}
-    ends: dict[str, float] = {}
-    for task, name, t0, t1 in SPANS:
-        d = t1 - t0 - (seconds if name == "agent" else 0.0)
-        totals[name] = totals.get(name, 0.0) + d
-        counts[name] = counts.get(name, 0) + 1
-        longest[name] = max(longest.get(name, 0.0), d)
-        if task and name == "advance":
-            ends[task] = max(ends.get(task, 0.0), t1)
-    spans = sum(DISPATCHED[t] and (ends[t] - DISPATCHED[t]) for t in ends) - seconds * len(ends)
-    top = sum(v for k, v in totals.items() if not k.startswith(" "))
-    print(f"per-task overhead breakdown (seconds per task, over {n} tasks; nested phases indented):")
-    for name, what in PHASES:
-        if name in totals:
-            print(f"  {name:11s} {totals[name] / n:6.3f}  (n={counts[name]:3d}, max {longest[name]:.3f})  {what}")
-    critical_chain(seconds)
-    print(f"  batches stacked the fast way: {FAST[True]}, change by change: {FAST[False]}")
-    if ends:
-        print(f"  {'other':11s} {(spans - top) / n:6.3f}  task context, GitHub repo + config reads, threads")
-        print(f"  {'total':11s} {spans / n:6.3f}  dispatch to the end of the attempt's advance, minus the agent")
+def cpu_seconds() -> tuple[float, float]:
+    """User + system CPU of this process, and of every child it waited for (workers, git, jails, stand-in)."""
+    import resource
 
-
-def critical_chain(seconds: float) -> None:
-    """The chain of tasks that decided the makespan (each one's dependency that finished last), and
-    where its time went: each task's phases plus the wait from its last dependency's record to its
-    own dispatch (scheduler latency)."""
-    recorded = {t: t1 for t, name, _, t1 in SPANS if t and name == "record"}
-    if not recorded:
-        return
-    task, chain = max(recorded, key=recorded.get), []
-    while task:
-        chain.append(task)
-        deps = [d for d in DEPS.get(task, []) if d in recorded]
-        task = max(deps, key=recorded.get) if deps else None
-    chain.reverse()
-    phases: dict[str, float] = {}
-    for i, task in enumerate(chain):
-        if i:
-            phases["ready->dispatch"] = phases.get("ready->dispatch", 0.0) + DISPATCHED[task] - recorded[chain[i - 1]]
-        for t, name, t0, t1 in SPANS:
-            if t == task and not name.startswith(" ") and t0 <= recorded[task] and name != "advance":
-                phases[name] = phases.get(name, 0.0) + t1 - t0 - (seconds if name == "agent" else 0.0)
-    total = recorded[chain[-1]] - DISPATCHED[chain[0]] - seconds * len(chain)
-    if os.environ.get("DAG_TIMELINE"):  # each chain task's spans, from its dispatch (a debugging aid)
-        for task in chain:
-            t0 = DISPATCHED[task]
-            rows = sorted((a - t0, b - a, name, t) for t, name, a, b in SPANS if a >= t0 - 0.001 and a <= recorded[task]
-                          and (t == task or t is None or name.startswith(" ")))
-            print(f"  {task}: " + "; ".join(f"{name.strip()}[{t or '-'}]@{a:.2f}+{d:.2f}" for a, d, name, t in rows))
-    print(f"critical chain {' -> '.join(chain)}: {total:.2f}s of overhead, per level:")
-    print("   " + ", ".join(f"{k} {v / len(chain):.2f}" for k, v in phases.items())
-          + f", unaccounted {(total - sum(phases.values())) / len(chain):.2f}")
+    own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
 
 def matrix(args) -> int:
@@ -407,10 +321,11 @@ def matrix(args) -> int:
     for agent in (5.0, 10.0):
         for width in (5, 10):
             cmd = [sys.executable, __file__, "--agent-seconds", str(agent), "--width", str(width),
-                   "--levels", str(args.levels)] + (["--no-jail"] if args.no_jail else [])
+                   "--levels", str(args.levels)] + (["--no-jail"] if args.no_jail else []) \
+                + (["--processes"] if args.processes else []) + (["--postgres", args.postgres] if args.postgres else [])
             out = subprocess.run(cmd, capture_output=True, text=True).stdout
-            found = re.search(r"makespan / critical path = ([0-9.]+)", out)
-            ratio = found.group(1) if found else "?"
+            found = re.search(r"makespan / critical path = ([0-9.]+|failed)", out)
+            ratio = found.group(1) if found else "failed"
             print(out, flush=True)
             rows.append((agent, width, ratio))
     print("agent s | width | makespan / critical path (goal <= 1.15)")

@@ -8,11 +8,16 @@ whose attempt still holds its task, commits them in order on the branch head and
 the lock free becomes the next integrator, so no row waits for a process that died: a failed push
 leaves the rows waiting, and the next holder of the lock pushes them. Rows of attempts that lost
 their lease (cancelled, taken over, dead) are dropped, never pushed.
+
+A task whose agent has finished announces its change (`announce`: a `preparing` row) before its diff
+and verify commands run; an integrator that finds changes announced waits for them a moment
+(GATHER_SECONDS) so that the tasks finishing together go in one push, not one push each.
 """
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -35,6 +40,8 @@ LOCK_TTL = 120  # a holder that died keeps the lock at most this long
 POLL = 0.04  # each waiting task reads its row and the lock this often (no writes while it waits)
 MAX_FAILURES = 3  # integrations this attempt tried and saw fail before it gives up (the task is retried)
 HOLDS = ("running", "failed", "paused_budget", "paused")  # run states in which a running task may still land
+GATHER_SECONDS = 0.3  # an integrator waits at most this long for announced changes (a push costs more)
+GATHER_POLL = 0.02
 
 
 @dataclass
@@ -52,11 +59,33 @@ def lock_key(full_name: str, branch: str) -> str:
     return f"push:{full_name}:{branch}"
 
 
-def enqueue(settings: Settings, lease: Lease, *, base_sha: str, patch: str, message: str,
-            paths: Sequence[str]) -> int:
+def announce(settings: Settings, lease: Lease) -> int:
+    """The task's change is on its way (its diff and checks run now): integrators wait for it a moment."""
     with session_scope(settings.database_url) as s:
+        row = TaskIntegration(spec_id=lease.spec_id, task_id=lease.task_id, lease_owner=lease.owner,
+                              state="preparing", change={})
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+def withdraw(settings: Settings, row_id: int) -> None:
+    """The announced change will not come (its checks failed, the attempt ended)."""
+    with session_scope(settings.database_url) as s:
+        s.execute(delete(TaskIntegration).where(TaskIntegration.id == row_id, TaskIntegration.state == "preparing"))
+
+
+def enqueue(settings: Settings, lease: Lease, *, base_sha: str, patch: str, message: str,
+            paths: Sequence[str], announced: int | None = None) -> int:
+    """Leave the change for the integrator (in the row `announce` made, when there is one)."""
+    change = {"base": base_sha, "patch": patch, "message": message, "paths": sorted(set(paths))}
+    with session_scope(settings.database_url) as s:
+        if announced is not None and s.execute(update(TaskIntegration).where(
+                TaskIntegration.id == announced, TaskIntegration.state == "preparing").values(
+                state="waiting", change=change)).rowcount == 1:
+            return announced
         row = TaskIntegration(spec_id=lease.spec_id, task_id=lease.task_id, lease_owner=lease.owner, state="waiting",
-                              change={"base": base_sha, "patch": patch, "message": message, "paths": sorted(set(paths))})
+                              change=change)
         s.add(row)
         s.flush()
         return row.id
@@ -95,20 +124,26 @@ def integrate(settings: Settings, spec_id: int, clone: Clone, limits: policy.Lim
     """Holding the branch's push lock: push every waiting change of the run together. Returns how many
     rows were settled. Blocking; call it in a thread. A git failure (the network, a push rejected
     too often) raises and leaves the rows waiting for the next integrator."""
-    with session_scope(settings.database_url) as s:
-        rows = s.scalars(select(TaskIntegration).where(TaskIntegration.spec_id == spec_id,
-                                                       TaskIntegration.state == "waiting")
-                         .order_by(TaskIntegration.id)).all()
-        if not rows:
-            return 0
-        holders = {(t, o) for t, o in s.execute(select(SpecTask.task_id, SpecTask.lease_owner).where(
-            SpecTask.spec_id == spec_id, SpecTask.status == "running"))}
-        run_state = s.scalar(select(Spec.run_state).where(Spec.id == spec_id))
-        stale = [r.id for r in rows if run_state not in HOLDS or (r.task_id, r.lease_owner) not in holders]
-        if stale:  # their attempts lost the task: nothing of theirs is pushed
-            s.execute(delete(TaskIntegration).where(TaskIntegration.id.in_(stale)))
-        live = [(r.id, Waiting(f"{spec_id}/{r.task_id}", r.change["base"], r.change["patch"], r.change["message"],
-                               list(r.change["paths"]))) for r in rows if r.id not in stale]
+    gather_until = time.monotonic() + GATHER_SECONDS
+    while True:
+        with session_scope(settings.database_url) as s:
+            rows = s.scalars(select(TaskIntegration).where(TaskIntegration.spec_id == spec_id,
+                                                           TaskIntegration.state.in_(("waiting", "preparing")))
+                             .order_by(TaskIntegration.id)).all()
+            if not rows:
+                return 0
+            holders = {(t, o) for t, o in s.execute(select(SpecTask.task_id, SpecTask.lease_owner).where(
+                SpecTask.spec_id == spec_id, SpecTask.status == "running"))}
+            run_state = s.scalar(select(Spec.run_state).where(Spec.id == spec_id))
+            stale = [r.id for r in rows if run_state not in HOLDS or (r.task_id, r.lease_owner) not in holders]
+            if stale:  # their attempts lost the task: nothing of theirs is pushed
+                s.execute(delete(TaskIntegration).where(TaskIntegration.id.in_(stale)))
+            coming = any(r.state == "preparing" and r.id not in stale for r in rows)
+            live = [(r.id, Waiting(f"{spec_id}/{r.task_id}", r.change["base"], r.change["patch"], r.change["message"],
+                                   list(r.change["paths"]))) for r in rows if r.id not in stale and r.state == "waiting"]
+        if not coming or time.monotonic() >= gather_until:
+            break
+        time.sleep(GATHER_POLL)  # the changes announced are a diff and a verify away: one push for all
     if not live:
         return 0
     results = push_together(clone, [w for _, w in live], limits, secrets)

@@ -179,7 +179,10 @@ class Heartbeat(threading.Thread):
         self._stop.set()
         try:
             self.flush_trajectory()  # the session's last messages
-            self.poll_redirects()  # record the last delivered message
+            with self._lock:
+                handed = bool(self._handed)
+            if handed:
+                self.poll_redirects()  # record the last delivered message
         except Exception:  # noqa: BLE001
             pass
 

@@ -228,6 +228,8 @@ async def publish(gh, settings: Settings, spec_id: int) -> None:
     until the lock expires). A publisher looks for the mark after it released the lock and publishes
     again if it finds one; a caller that left a mark tries the lock once more after leaving it. Either
     way the newest state reaches GitHub."""
+    if _held_back(settings, spec_id):
+        return
     key, wanted, owner = f"publish:spec:{spec_id}", f"publish-wanted:spec:{spec_id}", owner_id()
     for _ in range(5):
         if not await _acquire(key, owner, PUBLISH_WAIT_SECONDS):
@@ -242,6 +244,21 @@ async def publish(gh, settings: Settings, spec_id: int) -> None:
             release(key, owner)
         if not clear(wanted):  # nobody asked for a newer state meanwhile
             return
+
+
+def _held_back(settings: Settings, spec_id: int) -> bool:
+    """A running run whose renderings were all sent less than PUBLISH_SPACING_SECONDS ago, with no stall
+    notice to show or clear: `_publish` would send nothing. Known from the spec's row alone, without
+    the lock or reading the whole run (every finished attempt publishes; most of them are held back)."""
+    with session_scope(settings.database_url) as s:
+        spec = s.get(Spec, spec_id)
+        if spec is None or spec.run_state != "running" or not (spec.pr_number and spec.tracking_comment_id
+                                                                 and spec.implement_check_run_id):
+            return False
+        sent, now = spec.published or {}, time.time()
+        if (spec.stall_reported_at is not None) != sent.get("stalled", False):
+            return False
+        return all(now - sent.get(f"{kind}_at", 0) < PUBLISH_SPACING_SECONDS for kind in ("comment", "pr", "check"))
 
 
 def publishes_wanted(settings: Settings) -> list[int]:

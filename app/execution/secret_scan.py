@@ -13,6 +13,7 @@ import bz2
 import lzma
 import re
 import zlib
+import threading
 from functools import lru_cache
 from typing import Iterable, Iterator
 
@@ -151,8 +152,14 @@ class SecretScanner:
 
 def scanner_for(secrets: Iterable[str]) -> SecretScanner:
     """The scanner for these secrets, built once: building one for the App's private key takes about
-    50 ms of CPU, and every task that lands needs it (the secrets change only with the hourly token)."""
-    return _cached(tuple(dict.fromkeys(s for s in secrets if s)))
+    50 ms of CPU, and every task that lands needs it (the secrets change only with the hourly token).
+    Tasks that land together wait for the one building it rather than each building their own."""
+    key = tuple(dict.fromkeys(s for s in secrets if s))
+    with _BUILDING:
+        return _cached(key)
+
+
+_BUILDING = threading.Lock()
 
 
 @lru_cache(maxsize=8)

@@ -29,6 +29,7 @@ from app.github.client import installation_client
 from app.observability.logs import get_logger, redact
 from app.planning.schemas import Requirements
 from app.sandbox import make_sandbox
+from app.sandbox.base import SandboxFileMissing
 from app.sandbox.local import SandboxUnavailable
 from app.text.rendering import Reason, reason, render, render_line
 
@@ -150,7 +151,7 @@ async def _attempt(settings: Settings, lease: Lease, beat: Heartbeat, notes: att
     provider = make_sandbox(settings)
     clone = Clone(url=repo["clone_url"], token=token, branch=ctx["branch"], author=bot_identity(settings.app_name, settings.github_app_id))
     bound = log.bind(spec_id=lease.spec_id, task=lease.task_id, attempt=lease.attempt)
-    destroying = None
+    destroying = announced = None
     try:
         # With the host's mirror fresh, the sandbox and omoi's clone are copied from it side by side.
         head = await asyncio.to_thread(clone.refresh, ctx["dependency_commits"])
@@ -195,6 +196,8 @@ async def _attempt(settings: Settings, lease: Lease, beat: Heartbeat, notes: att
             stop = checkpoint.stop_of(result, beat.checkpointed, cap, spend)
             if stop is not None:  # paused, or a dollar/minute cap: the work so far goes to the branch as WIP
                 return await checkpoint.keep(settings, lease, sandbox, clone, ctx, cfg, token, stop, cost, beat.lost)
+            if result.ok and not explore:  # an integrator about to push waits a moment for this change
+                announced = await asyncio.to_thread(integration.announce, settings, lease)
             found = (reported + ([] if explore else await _read_discoveries(sandbox)))[:discovery.MAX_FINDINGS]
             notes.account, notes.base, notes.secrets = result.text or "", sandbox.base_sha, [token]
             if not result.ok:
@@ -256,7 +259,8 @@ async def _attempt(settings: Settings, lease: Lease, beat: Heartbeat, notes: att
         except GitError:  # git could not read the patch: the integrator's apply will say why
             paths = set(ctx["files"])
         row = await asyncio.to_thread(integration.enqueue, settings, lease, base_sha=base, patch=patch,
-                                      message=message, paths=paths)
+                                      message=message, paths=paths, announced=announced)
+        announced = None
         # The tasks that finish together are pushed together, by whichever of them holds the branch lock.
         landed = await integration.land(settings, lease.spec_id, row, integration.lock_key(ctx["full_name"], ctx["branch"]),
                                         clone, limits, secrets, beat.lost)
@@ -277,12 +281,15 @@ async def _attempt(settings: Settings, lease: Lease, beat: Heartbeat, notes: att
         return Attempt(ok=True, commit_sha=landed.sha, evidence=evidence, cost_usd=cost,
                                     discoveries=found)
     finally:
+        if announced is not None:  # the change announced will not come: no integrator waits for it
+            await asyncio.to_thread(integration.withdraw, settings, announced)
         if destroying is not None:
             await destroying
         if notes.failed:  # the failed work is kept on a side ref, pushed from omoi's clone (never the sandbox)
             await asyncio.to_thread(attempt_feedback.preserve, clone, notes, lease, policy.Limits.for_repo(cfg),
                                     policy.secrets_from_settings(settings, extra=[token]))
-        clone.cleanup()
+        # Removed beside the attempt's record, not before it (a leftover is swept: supervision.orphan_commit_clones).
+        threading.Thread(target=clone.cleanup, name=f"cleanup-{key}", daemon=True).start()
 
 
 async def _setup(sandbox, setup) -> tuple[list[dict], Reason | None]:
@@ -324,11 +331,12 @@ async def _read_discoveries(sandbox) -> list:
     """The agent's `.omoi-discoveries.json`, removed from the work tree so it is never committed."""
     try:
         raw = await sandbox.download(discovery.RESULT_FILE)
-    except Exception:  # noqa: BLE001 - no file is the normal case
+    except SandboxFileMissing:  # the normal case: nothing to read, nothing to remove (no command run)
         return []
-    finally:
-        await sandbox.exec(["rm", "-f", discovery.RESULT_FILE], timeout=10)
-    return discovery.parse(raw)
+    except Exception:  # noqa: BLE001 - unreadable: still removed
+        raw = None
+    await sandbox.exec(["rm", "-f", discovery.RESULT_FILE], timeout=10)
+    return discovery.parse(raw) if raw is not None else []
 
 
 async def _diff_or_nothing(sandbox) -> str:

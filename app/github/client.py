@@ -10,9 +10,10 @@ Fewer calls (issue 15): every GET carries the ETag of the last answer to the sam
 per-process cache per installation, gidgethub's `cache`), so an unchanged resource costs a 304, which
 GitHub does not count against the rate limit; the repository and its `.github/omoi.yml` are answered
 from the database (app/github/cache.py) until an event says they changed. Content-creating writes
-(new comments, check runs, pull requests, reactions) of one process are spaced WRITE_SPACING_SECONDS
-apart, as GitHub asks integrators to; the spacing is per process (workers are separate processes; a
-burst across them is bounded by the worker concurrency), which keeps it free of shared state.
+(new comments, check runs, pull requests, reactions) are spaced WRITE_SPACING_SECONDS apart per
+installation, as GitHub asks integrators to, across every omoi process: one queue per installation in
+the database (app/github/write_slots.py). Should the database not answer, a write is spaced within its
+own process only, rather than not sent.
 """
 from __future__ import annotations
 
@@ -31,9 +32,10 @@ import aiohttp
 import gidgethub
 from gidgethub import sansio
 from gidgethub.aiohttp import GitHubAPI
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import Settings
-from app.github import cache
+from app.github import cache, write_slots
 from app.github.auth import TOKENS
 from app.observability.logs import get_logger
 from app.text.redaction import redactor_for
@@ -51,7 +53,8 @@ WRITE_SPACING_SECONDS = 1.0
 ETAG_ENTRIES = 512  # per installation and process
 # POSTs that create content a person sees (GitHub's secondary rate limits punish bursts of these).
 _CREATES = re.compile(r"/repos/[^/]+/[^/]+/(issues/\d+/comments|issues/(comments/)?\d+/reactions|check-runs|pulls)$")
-_last_create: dict[int | None, float] = {}
+_last_create: dict[int | None, float] = {}  # the per-process fallback (and app-level calls)
+_slots_down = False  # one warning per outage of the shared queue, not one per write
 
 
 class LRU(OrderedDict):
@@ -166,8 +169,22 @@ class OmoiGitHubAPI(GitHubAPI):
         return result
 
     async def _space(self, method: str, url: str) -> None:
+        global _slots_down
         if method != "POST" or not _CREATES.search(url.split("?", 1)[0]):
             return
+        if self.installation_id is not None:
+            try:
+                wait = await asyncio.to_thread(write_slots.reserve, self.settings.database_url,
+                                               self.installation_id, WRITE_SPACING_SECONDS)
+            except (SQLAlchemyError, OSError) as exc:
+                if not _slots_down:
+                    log.warning("github_write_slots_unavailable", error=exc.__class__.__name__)
+                _slots_down = True
+            else:
+                _slots_down = False
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                return
         wait = _last_create.get(self.installation_id, 0.0) + WRITE_SPACING_SECONDS - time.monotonic()
         _last_create[self.installation_id] = time.monotonic() + max(0.0, wait)
         if wait > 0:

@@ -31,6 +31,10 @@ class SandboxError(Exception):
     commands report their exit code in ExecResult)."""
 
 
+class SandboxFileMissing(SandboxError):
+    """`download` of a path that does not exist (a provider that cannot tell raises SandboxError)."""
+
+
 @dataclass
 class ExecResult:
     exit_code: int
@@ -186,6 +190,6 @@ def label_slug(label: str) -> str:
 
 
 __all__ = [
-    "Sandbox", "SandboxProvider", "ExecResult", "SetupStep", "SandboxError", "RepoSource", "split_repo_url",
+    "Sandbox", "SandboxProvider", "ExecResult", "SetupStep", "SandboxError", "SandboxFileMissing", "RepoSource", "split_repo_url",
     "looks_like_sha", "is_full_sha", "safe_relpath", "shell_command", "DEFAULT_MAX_OUTPUT_BYTES",
 ]

@@ -29,6 +29,7 @@ from app.sandbox.base import (
     ExecResult,
     SetupStep,
     SandboxError,
+    SandboxFileMissing,
     git_diff_args,
     label_slug,
     safe_relpath,
@@ -246,7 +247,7 @@ class LocalSandbox:
         try:
             fd = os.open(os.path.realpath(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError as exc:
-            raise SandboxError(f"no such file in sandbox: {rel}") from exc
+            raise SandboxFileMissing(f"no such file in sandbox: {rel}") from exc
         except IsADirectoryError as exc:
             raise SandboxError(f"not a file: {rel}") from exc
         with os.fdopen(fd, "rb") as fh:

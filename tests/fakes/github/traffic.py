@@ -6,7 +6,8 @@ an App costs at the wire (``summarize``)."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from multidict import CIMultiDict
@@ -22,6 +23,7 @@ class Call:
     json: Any
     headers: CIMultiDict[str]  # case-insensitive, like the server saw them
     status: int
+    at: float = field(default_factory=time.monotonic, compare=False)  # when it was recorded (spacing tests)
 
     @property
     def kind(self) -> str:
