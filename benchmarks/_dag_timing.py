@@ -20,26 +20,43 @@ FAST = {True: 0, False: 0}  # batches stacked the fast way / change by change
 CURRENT: contextvars.ContextVar[str | None] = contextvars.ContextVar("task", default=None)
 
 
+CPU: dict[str, float] = {}  # DAG_CPU=1 at width 1: the CPU (process and children) of each phase
+
+
+def _cpu() -> float:
+    import resource
+
+    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
 def _timed(name, fn):
     import functools
     import inspect
 
+    cpu = bool(os.environ.get("DAG_CPU"))  # only meaningful when one task runs at a time
+
+    def done(t: float, c: float) -> None:
+        SPANS.append((CURRENT.get(), name, t, time.monotonic()))
+        if cpu:
+            CPU[name] = CPU.get(name, 0.0) + _cpu() - c
+
     if inspect.iscoroutinefunction(fn):
         @functools.wraps(fn)
         async def wrapper(*a, **kw):
-            t = time.monotonic()
+            t, c = time.monotonic(), (_cpu() if cpu else 0.0)
             try:
                 return await fn(*a, **kw)
             finally:
-                SPANS.append((CURRENT.get(), name, t, time.monotonic()))
+                done(t, c)
     else:
         @functools.wraps(fn)
         def wrapper(*a, **kw):
-            t = time.monotonic()
+            t, c = time.monotonic(), (_cpu() if cpu else 0.0)
             try:
                 return fn(*a, **kw)
             finally:
-                SPANS.append((CURRENT.get(), name, t, time.monotonic()))
+                done(t, c)
     return wrapper
 
 
@@ -175,7 +192,8 @@ def breakdown(seconds: float, n: int) -> None:
     print(f"per-task overhead breakdown (seconds per task, over {n} tasks; nested phases indented):")
     for name, what in PHASES:
         if name in totals:
-            print(f"  {name:11s} {totals[name] / n:6.3f}  (n={counts[name]:3d}, max {longest[name]:.3f})  {what}")
+            cpu = f"  cpu {CPU[name] / n:.3f}" if name in CPU else ""
+            print(f"  {name:11s} {totals[name] / n:6.3f}  (n={counts[name]:3d}, max {longest[name]:.3f}){cpu}  {what}")
     critical_chain(seconds)
     print(f"  batches stacked the fast way: {FAST[True]}, change by change: {FAST[False]}")
     if ends:

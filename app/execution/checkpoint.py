@@ -137,7 +137,7 @@ async def _keep(settings: Settings, lease: Lease, sandbox, clone, ctx: dict, cfg
                                   message=message, paths=paths)
     landed = await integration.land(settings, lease.spec_id, row, integration.lock_key(ctx["full_name"], ctx["branch"]),
                                     clone, policy.Limits.for_repo(cfg),
-                                    policy.secrets_from_settings(settings, extra=[token]), lost)
+                                    policy.secrets_from_settings(settings, extra=[token]), lost, lease.owner)
     if landed is None or landed.refused or landed.failed or not landed.sha:
         log.warning("checkpoint_not_pushed", spec_id=lease.spec_id, task=lease.task_id,
                     why=(landed.refused or landed.failed).to_json() if landed and (landed.refused or landed.failed) else None)

@@ -80,8 +80,11 @@ def enqueue(settings: Settings, lease: Lease, *, base_sha: str, patch: str, mess
     """Leave the change for the integrator (in the row `announce` made, when there is one)."""
     change = {"base": base_sha, "patch": patch, "message": message, "paths": sorted(set(paths))}
     with session_scope(settings.database_url) as s:
+        # The row is this attempt's only while it holds its lease (SQLite may give a deleted row's id again).
         if announced is not None and s.execute(update(TaskIntegration).where(
-                TaskIntegration.id == announced, TaskIntegration.state == "preparing").values(
+                TaskIntegration.id == announced, TaskIntegration.state == "preparing",
+                TaskIntegration.spec_id == lease.spec_id, TaskIntegration.task_id == lease.task_id,
+                TaskIntegration.lease_owner == lease.owner).values(
                 state="waiting", change=change)).rowcount == 1:
             return announced
         row = TaskIntegration(spec_id=lease.spec_id, task_id=lease.task_id, lease_owner=lease.owner, state="waiting",
@@ -91,11 +94,12 @@ def enqueue(settings: Settings, lease: Lease, *, base_sha: str, patch: str, mess
         return row.id
 
 
-def _take(settings: Settings, row_id: int) -> Landed | None | bool:
-    """The row's outcome (deleting the row), False while it waits, None when it was dropped."""
+def _take(settings: Settings, row_id: int, lease_owner: str | None = None) -> Landed | None | bool:
+    """The row's outcome (deleting the row), False while it waits, None when it was dropped (a row of
+    that id with another attempt's lease is another row: SQLite may give a deleted row's id again)."""
     with session_scope(settings.database_url) as s:
         row = s.get(TaskIntegration, row_id)
-        if row is None:
+        if row is None or (lease_owner is not None and row.lease_owner != lease_owner):
             return None
         if row.state == "waiting":
             return False
@@ -114,9 +118,10 @@ def _held(key: str) -> bool:
     return expires is not None and as_utc(expires) > utc_now()
 
 
-def _drop(settings: Settings, row_id: int) -> None:
+def _drop(settings: Settings, row_id: int, lease_owner: str | None = None) -> None:
+    mine = [TaskIntegration.lease_owner == lease_owner] if lease_owner is not None else []
     with session_scope(settings.database_url) as s:
-        s.execute(delete(TaskIntegration).where(TaskIntegration.id == row_id, TaskIntegration.state == "waiting"))
+        s.execute(delete(TaskIntegration).where(TaskIntegration.id == row_id, TaskIntegration.state == "waiting", *mine))
 
 
 def integrate(settings: Settings, spec_id: int, clone: Clone, limits: policy.Limits | None,
@@ -160,17 +165,19 @@ def integrate(settings: Settings, spec_id: int, clone: Clone, limits: policy.Lim
 
 
 async def land(settings: Settings, spec_id: int, row_id: int, key: str, clone: Clone,
-               limits: policy.Limits | None, secrets: Sequence[str], lost: threading.Event) -> Landed | None:
-    """Wait until the change `enqueue` left in row `row_id` is settled, integrating whenever the
-    branch's push lock is free. None: the attempt lost its task before its change was pushed."""
+               limits: policy.Limits | None, secrets: Sequence[str], lost: threading.Event,
+               lease_owner: str | None = None) -> Landed | None:
+    """Wait until the change `enqueue` left in row `row_id` (for the attempt holding `lease_owner`) is
+    settled, integrating whenever the branch's push lock is free. None: the attempt lost its task
+    before its change was pushed."""
     owner, failures = owner_id(), 0
     while True:
-        taken = await asyncio.to_thread(_take, settings, row_id)
+        taken = await asyncio.to_thread(_take, settings, row_id, lease_owner)
         if taken is None or isinstance(taken, Landed):
             return taken
         if lost.is_set():
-            await asyncio.to_thread(_drop, settings, row_id)
-            return await asyncio.to_thread(_take, settings, row_id) or None  # it may have landed meanwhile
+            await asyncio.to_thread(_drop, settings, row_id, lease_owner)
+            return await asyncio.to_thread(_take, settings, row_id, lease_owner) or None  # it may have landed meanwhile
         if not await asyncio.to_thread(_held, key) and await asyncio.to_thread(try_acquire, key, owner, LOCK_TTL):
             try:
                 await asyncio.to_thread(integrate, settings, spec_id, clone, limits, secrets)
@@ -178,7 +185,7 @@ async def land(settings: Settings, spec_id: int, row_id: int, key: str, clone: C
                 failures += 1
                 log.warning("integration_failed", spec_id=spec_id, error=str(exc)[:300], failures=failures)
                 if failures >= MAX_FAILURES:
-                    await asyncio.to_thread(_drop, settings, row_id)
+                    await asyncio.to_thread(_drop, settings, row_id, lease_owner)
                     raise
                 await asyncio.sleep(failures)
             finally:

@@ -263,7 +263,7 @@ async def _attempt(settings: Settings, lease: Lease, beat: Heartbeat, notes: att
         announced = None
         # The tasks that finish together are pushed together, by whichever of them holds the branch lock.
         landed = await integration.land(settings, lease.spec_id, row, integration.lock_key(ctx["full_name"], ctx["branch"]),
-                                        clone, limits, secrets, beat.lost)
+                                        clone, limits, secrets, beat.lost, lease.owner)
         if landed is None:
             return Attempt(ok=False, lost=True, reason=reason("task/lease_lost"), cost_usd=cost)
         if landed.refused:

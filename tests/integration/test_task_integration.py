@@ -220,3 +220,183 @@ def test_a_dependant_starting_after_a_push_from_this_host_needs_no_fetch(run_for
     fake_github.push_human_commit(REPO, BRANCH, {"other.txt": "x\n"}, "a person pushes")
     assert run.clone().out("rev-parse", "HEAD") == run.head()  # without that knowledge: fetched
     assert sum(c.kind == "git" for c in fake_github.calls) > git_requests
+
+
+class _Gathering:
+    """Stands in for the `time` integration.py sees: records each pause the integrator makes while it
+    waits for announced changes (integrate's only sleep) and says when the first one began."""
+
+    def __init__(self) -> None:
+        import time
+
+        self.monotonic, self._sleep = time.monotonic, time.sleep
+        self.began = threading.Event()
+        self._lock = threading.Lock()
+        self._pauses = 0
+
+    @property
+    def pauses(self) -> int:
+        with self._lock:
+            return self._pauses
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self._pauses += 1
+        self.began.set()
+        self._sleep(seconds)
+
+
+@pytest.fixture
+def gathering(monkeypatch):
+    """The integrator's pauses, counted; its window made long (a slow machine must not split a push that
+    the test means to be one: the tests below count pauses and pushes, never seconds)."""
+    watch = _Gathering()
+    monkeypatch.setattr(integration, "time", watch)
+    monkeypatch.setattr(integration, "GATHER_SECONDS", 30.0)
+    return watch
+
+
+def _enqueue(run: Run, task: str, path: str, base: str, announced: int | None) -> int:
+    """`Run.enqueue` for an announced change (safe off the test's thread: no clone is touched)."""
+    return integration.enqueue(run.settings, run.leases[task], base_sha=base, patch=new_file(path, f"{task}\n"),
+                               message=f"{task}: change\n\nOmoi-Task: {run.spec_id}/{task}\n", paths=[path],
+                               announced=announced)
+
+
+def _in_thread(work):
+    """Run `work` on another thread (as another task's worker would); .result() re-raises its failure."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(1)
+    future = pool.submit(work)
+    pool.shutdown(wait=False)
+    return future
+
+
+def test_an_announced_change_is_waited_for_and_goes_in_the_integrators_push(run_for, fake_github, gathering):
+    import time
+
+    run = run_for(["T1", "T2"])
+    base = run.head()
+    clones = {"T1": run.clone(), "T2": run.clone()}
+    pushes_before = len(fake_github.pushes)
+    announced = {t: integration.announce(run.settings, run.leases[t]) for t in ("T1", "T2")}
+    row1 = _enqueue(run, "T1", "out/one.txt", base, announced["T1"])
+    assert row1 == announced["T1"] and _rows(run) == [("T1", "waiting"), ("T2", "preparing")]
+
+    def t2_finishes():  # T2's diff and checks end while T1 integrates
+        assert gathering.began.wait(60), "the integrator never waited for T2's announced change"
+        time.sleep(0.1)
+        row2 = _enqueue(run, "T2", "out/two.txt", base, announced["T2"])
+        return row2, _land(run, "T2", row2, clones["T2"])
+
+    t2 = _in_thread(t2_finishes)
+    first = _land(run, "T1", row1, clones["T1"])  # T1 finds the lock free: it is the integrator
+    row2, second = t2.result(timeout=120)
+
+    assert row2 == announced["T2"]  # the announced row became T2's waiting change
+    commits = run.task_commits()
+    assert sorted(commits) == ["T1", "T2"]
+    assert commits["T1"]["parents"] == [base] and commits["T2"]["parents"] == [commits["T1"]["sha"]]
+    # ONE push moved the branch from the old head to T2's commit, T1's beneath it
+    assert fake_github.pushes[pushes_before:] == [(REPO, f"refs/heads/{BRANCH}", base, commits["T2"]["sha"])]
+    assert run.head() == commits["T2"]["sha"]
+    assert (first.sha, second.sha) == (commits["T1"]["sha"], commits["T2"]["sha"])
+    assert fake_github.file_at(REPO, BRANCH, "out/two.txt") == "T2\n"
+    assert _rows(run) == [] and fake_github.violations == []
+
+
+def test_a_withdrawn_announcement_does_not_hold_the_integrator(run_for, fake_github, gathering):
+    run = run_for(["T1", "T2"])
+    base = run.head()
+    pushes_before = len(fake_github.pushes)
+    row1 = _enqueue(run, "T1", "out/one.txt", base, integration.announce(run.settings, run.leases["T1"]))
+    announced2 = integration.announce(run.settings, run.leases["T2"])
+
+    def t2_fails_its_checks():
+        assert gathering.began.wait(60), "the integrator never waited for T2's announced change"
+        integration.withdraw(run.settings, announced2)
+        return gathering.pauses
+
+    t2 = _in_thread(t2_fails_its_checks)
+    first = _land(run, "T1", row1, run.clone())
+    pauses_at_withdrawal = t2.result(timeout=120)
+
+    # Once withdrawn the announcement held nobody: at most the pause that began on a read made before
+    # the withdrawal committed (the window is 30 s of 0.02 s pauses).
+    assert gathering.pauses - pauses_at_withdrawal <= 1
+    commits = run.task_commits()
+    assert sorted(commits) == ["T1"] and first.sha == commits["T1"]["sha"] == run.head()
+    assert fake_github.pushes[pushes_before:] == [(REPO, f"refs/heads/{BRANCH}", base, first.sha)]
+    assert _rows(run) == []  # the preparing row is gone (and T1's settled row was taken)
+
+
+@pytest.mark.parametrize("lost", ["taken_over", "no_longer_running"])
+def test_a_stale_announcement_is_deleted_and_never_holds_the_integrator(run_for, fake_github, gathering, lost):
+    from app.db.models import SpecTask
+    from app.db.session import session_scope
+    from app.execution.leases import update
+
+    run = run_for(["T1", "T2"])
+    base = run.head()
+    pushes_before = len(fake_github.pushes)
+    stale = integration.announce(run.settings, run.leases["T2"])
+    row1 = _enqueue(run, "T1", "out/one.txt", base, integration.announce(run.settings, run.leases["T1"]))
+    with session_scope(run.settings.database_url) as s:  # T2's attempt lost its task after announcing
+        change = {"lease_owner": "guardian"} if lost == "taken_over" else {"status": "pending", "lease_owner": None}
+        s.execute(update(SpecTask).where(SpecTask.id == run.leases["T2"].row_id).values(**change))
+    assert _rows(run) == [("T2", "preparing"), ("T1", "waiting")]
+
+    first = _land(run, "T1", row1, run.clone())
+
+    assert gathering.pauses == 0  # the stale announcement was never waited for
+    assert _rows(run) == []  # and it was deleted
+    assert sorted(run.task_commits()) == ["T1"] and first.sha == run.head()
+    assert fake_github.pushes[pushes_before:] == [(REPO, f"refs/heads/{BRANCH}", base, first.sha)]
+    # The lost attempt's late change finds no announcement to fill: its row is dropped, never pushed.
+    late = _enqueue(run, "T2", "out/two.txt", base, stale)
+    assert _land(run, "T2", late, run.clone()) is None
+    assert len(fake_github.pushes) == pushes_before + 1 and fake_github.file_at(REPO, BRANCH, "out/two.txt") is None
+    assert _rows(run) == []
+
+
+def test_an_announced_change_that_does_not_come_is_waited_for_only_a_moment(run_for, fake_github):
+    run = run_for(["T1", "T2"])  # the real GATHER_SECONDS: T1 goes alone once it has passed
+    base = run.head()
+    pushes_before = len(fake_github.pushes)
+    announced2 = integration.announce(run.settings, run.leases["T2"])
+    row1 = _enqueue(run, "T1", "out/one.txt", base, None)
+
+    first = _land(run, "T1", row1, run.clone())
+
+    assert first.sha == run.head() and sorted(run.task_commits()) == ["T1"]
+    assert _rows(run) == [("T2", "preparing")]  # T2's attempt still holds its task: its announcement stays
+    second = _land(run, "T2", _enqueue(run, "T2", "out/two.txt", base, announced2), run.clone())
+    commits = run.task_commits()
+    assert second.sha == commits["T2"]["sha"] == run.head() and commits["T2"]["parents"] == [first.sha]
+    assert len(fake_github.pushes) == pushes_before + 2 and _rows(run) == []
+
+
+def test_a_lost_attempts_late_change_never_fills_another_attempts_announcement(run_for, fake_github):
+    """On SQLite (omoi's default database) a deleted row's id is given again (task_integrations has no
+    AUTOINCREMENT): the late change of an attempt whose announcement was deleted as stale must not fill
+    the announcement another attempt made since (`enqueue` matches the lease, not the id alone)."""
+    from app.db.models import SpecTask
+    from app.db.session import session_scope
+    from app.execution.leases import update
+
+    run = run_for(["T1", "T2", "T3"])
+    base = run.head()
+    stale = integration.announce(run.settings, run.leases["T2"])
+    with session_scope(run.settings.database_url) as s:  # the guardian takes T2 over while its checks run
+        s.execute(update(SpecTask).where(SpecTask.id == run.leases["T2"].row_id).values(lease_owner="guardian"))
+    assert _land(run, "T1", _enqueue(run, "T1", "out/one.txt", base, None), run.clone()).sha  # drops T2's row
+    fresh = integration.announce(run.settings, run.leases["T3"])  # T3's agent finishes: a new announcement
+
+    late = _enqueue(run, "T2", "out/two.txt", base, stale)  # the lost attempt's checks end: too late
+    t3 = _enqueue(run, "T3", "out/three.txt", base, fresh)
+    landed = _land(run, "T3", t3, run.clone())
+
+    assert fake_github.file_at(REPO, BRANCH, "out/two.txt") is None  # nothing of the lost attempt is pushed
+    assert fake_github.file_at(REPO, BRANCH, "out/three.txt") == "T3\n" and landed.sha == run.head()
+    assert _land(run, "T2", late, run.clone()) is None
