@@ -4,8 +4,8 @@ The database is the source of truth; every step here is a short transaction.
 
 - `start_run` (Celery, after `/omoi approve` of the tasks, `/omoi implement`, `/omoi retry`):
   `prepare_run` turns the approved tasks document into `spec_tasks` rows and marks the run running
-  (or merges a newer approved revision into a run that already started), the branch and draft pull
-  request are made sure of, then `advance`.
+  (or merges a newer approved revision into a run that already started), the branch is made sure
+  of, then `advance` (whose publish opens the draft pull request once the first tasks are claimed).
 - `advance` (Celery `omoi.schedule`, and after every attempt): claim what may start now
   (app/execution/scheduler.py), then show the new state on GitHub (app/execution/run_report.py: check
   run, tracking comment, pull request) and post proposed spec revisions (app/execution/discovery.py).
@@ -56,7 +56,9 @@ def start_run(spec_id: int) -> str:
 
     async def setup() -> None:
         async with installation_client(settings, installation) as gh:
-            await run_report.ensure_branch_and_pr(gh, settings, spec_id)
+            # The tasks need the branch; the draft pull request is opened by the publish right after they
+            # were claimed (`advance`), so no task waits for it (a content-creating POST may wait its turn).
+            await run_report.ensure_branch_and_pr(gh, settings, spec_id, pr=False)
 
     asyncio.run(setup())
     advance(settings, spec_id)

@@ -144,9 +144,10 @@ def _supervision_view(s, settings: Settings, spec: Spec) -> dict:
 # --- set-up ---------------------------------------------------------------------------------
 
 
-async def ensure_branch_and_pr(gh, settings: Settings, spec_id: int) -> tuple[str, dict]:
+async def ensure_branch_and_pr(gh, settings: Settings, spec_id: int, *, pr: bool = True) -> tuple[str, dict]:
     """The spec's branch exists (from the default branch head if it was never created); a draft pull
-    request is open for it if there is anything to compare. Returns (branch, repository JSON)."""
+    request is open for it if there is anything to compare (unless not `pr`: the first publish of a
+    running run opens it). Returns (branch, repository JSON)."""
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, spec_id)
         if not spec.branch:
@@ -158,7 +159,8 @@ async def ensure_branch_and_pr(gh, settings: Settings, spec_id: int) -> tuple[st
         ref = await gh.getitem("/repos/{owner}/{repo}/git/ref/{ref}",
                                url_vars={**repo_vars(full_name), "ref": f"heads/{default}"})
         await ensure_branch(gh, full_name, branch, ref["object"]["sha"])
-    await _ensure_pr(gh, settings, spec_id, full_name, branch, default)
+    if pr:
+        await _ensure_pr(gh, settings, spec_id, full_name, branch, default)
     return branch, repo
 
 
