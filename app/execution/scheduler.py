@@ -5,12 +5,14 @@ limits allow: per spec (`max_parallel_tasks_per_spec`, or the repo's `concurrenc
 installation, and never two tasks whose file write-sets overlap. A claim is one
 `UPDATE ... WHERE status='pending'` (rowcount 1 wins) that leaves a lease token; the token travels
 with the Celery message and the worker adopts it (app/execution/leases.py). Scheduling is serialised
-per installation with a database lock. When every task is done the run has succeeded; when pending
-tasks can never start it has failed; a reached spend limit pauses it (`paused_budget`).
+per installation with a database lock; a caller that finds it held leaves a mark for its spec and
+returns at once (tasks finishing together do not queue on the lock, polling it with writes), and the
+holder schedules every marked spec again once it released the lock. When every task is done the run
+has succeeded; when pending tasks can never start it has failed; a reached spend limit pauses it
+(`paused_budget`).
 """
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -19,8 +21,8 @@ from typing import Protocol
 from sqlalchemy import func, or_, select
 
 from app.config import Settings
-from app.db.locks import owner_id, release, try_acquire
-from app.db.models import Spec, SpecTask
+from app.db.locks import clear, owner_id, release, try_acquire
+from app.db.models import IssueLock, Spec, SpecTask
 from app.db.session import session_scope
 from app.execution import budgets as spend
 from app.execution.leases import update
@@ -30,6 +32,8 @@ from app.text.rendering import reason, stored
 from app.timeutil import as_utc, utc_now
 
 log = get_logger("omoi.orchestrator")
+LOCK_SECONDS = 30
+MARK_SECONDS = 120  # a mark left for a holder that died is dropped; the health sweep schedules every run anyway
 
 
 class Dispatcher(Protocol):
@@ -85,17 +89,48 @@ def schedule(settings: Settings, spec_id: int, per_spec: int, budgets=None) -> S
         if spec is None:
             return Scheduled()
         installation = spec.installation_id
-    key = f"schedule:installation:{installation}"
-    owner = owner_id()
-    deadline = time.monotonic() + 10
-    while not try_acquire(key, owner, 30):
-        if time.monotonic() > deadline:
-            return Scheduled(retry_in=1.0, state="running")
-        time.sleep(0.02)
-    try:
-        return _schedule_locked(settings, spec_id, installation, max(1, per_spec), budgets)
-    finally:
-        release(key, owner)
+    key, mark, owner = f"schedule:installation:{installation}", _mark(installation, spec_id), owner_id()
+    out, claimed = Scheduled(state="deferred"), []
+    for _ in range(5):
+        if not try_acquire(key, owner, LOCK_SECONDS):
+            try_acquire(mark, owner, MARK_SECONDS)  # the holder schedules this spec again after it released
+            if not try_acquire(key, owner, LOCK_SECONDS):  # (unless it released before the mark was there)
+                log.info("schedule_deferred_busy", spec_id=spec_id)
+                break
+        clear(mark)
+        try:
+            out = _schedule_locked(settings, spec_id, installation, max(1, per_spec), budgets)
+        finally:
+            release(key, owner)
+        claimed += out.claimed
+        if not _marked_again(installation, spec_id):
+            break
+    else:  # marked again in every round: the next round is a message, so no mark is left without a scheduler
+        if clear(mark):
+            dispatcher.schedule(spec_id, 0.0)
+    out.claimed = claimed  # every task this call claimed and dispatched, whatever the round
+    return out
+
+
+def _mark(installation: int | None, spec_id: int) -> str:
+    return f"schedule-wanted:installation:{installation}:spec:{spec_id}"
+
+
+def _marked_again(installation: int | None, spec_id: int) -> bool:
+    """After releasing the lock: the specs whose schedulers found it held. Each mark is taken by whoever
+    deletes it; another spec is scheduled through the dispatcher (with its own repository's settings).
+    True when this spec was marked: the caller schedules it again in place."""
+    prefix = _mark(installation, 0)[:-1]
+    with session_scope() as s:
+        keys = s.scalars(select(IssueLock.key).where(IssueLock.key.like(prefix + "%"))).all()
+    again = False
+    for key in keys:
+        other = int(key.rsplit(":", 1)[1])
+        if other == spec_id:
+            again = True
+        elif clear(key):
+            dispatcher.schedule(other, 0.0)
+    return again
 
 
 def _schedule_locked(settings: Settings, spec_id: int, installation: int | None, per_spec: int,
