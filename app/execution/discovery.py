@@ -26,7 +26,7 @@ import re
 from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.config import Settings
 from app.db.models import Discovery, Spec, SpecTask
@@ -41,6 +41,7 @@ log = get_logger("omoi.discovery")
 RESULT_FILE = ".omoi-discoveries.json"
 MAX_FINDINGS = 10
 TEXTS = "execution/discovery_texts.j2"  # every sentence below, chosen by `part`
+POSTING = 0  # comment_id while one advance posts the proposal (GitHub comment ids are positive)
 
 
 class Finding(BaseModel):
@@ -179,12 +180,25 @@ async def post_proposals(gh, settings: Settings, spec_id: int) -> int:
                         "status": d.status})
                 for d in s.scalars(select(Discovery).where(Discovery.spec_id == spec_id, Discovery.status == "proposed",
                                                            Discovery.comment_id.is_(None)))]
+    posted_count = 0
     for discovery_id, view in todo:
-        posted = await comments.upsert(gh, settings, full_name, number, proposal_marker(discovery_id),
-                                       render("execution/discovery_proposal.md.j2", d=view, spec_id=spec_id))
+        # Claimed first (finished tasks advance together, each posting what it finds unposted): one comment.
+        with session_scope(settings.database_url) as s:
+            if s.execute(update(Discovery).where(Discovery.id == discovery_id, Discovery.comment_id.is_(None))
+                         .values(comment_id=POSTING)).rowcount != 1:
+                continue
+        try:
+            posted = await comments.upsert(gh, settings, full_name, number, proposal_marker(discovery_id),
+                                           render("execution/discovery_proposal.md.j2", d=view, spec_id=spec_id))
+        except BaseException:
+            with session_scope(settings.database_url) as s:  # not posted: the next advance tries again
+                s.execute(update(Discovery).where(Discovery.id == discovery_id, Discovery.comment_id == POSTING)
+                          .values(comment_id=None))
+            raise
         with session_scope(settings.database_url) as s:
             s.get(Discovery, discovery_id).comment_id = posted.comment_id
-    return len(todo)
+        posted_count += 1
+    return posted_count
 
 
 def approve_proposal(settings: Settings, spec_id: int, user: str, discovery_id: int | None = None) -> dict | None:
@@ -224,8 +238,8 @@ async def show_decision(gh, settings: Settings, spec_id: int, discovery_id: int,
     """Edit the proposal's comment to say who approved or declined it (and why)."""
     with session_scope(settings.database_url) as s:
         spec, d = s.get(Spec, spec_id), s.get(Discovery, discovery_id)
-        if d.comment_id is None:
-            return  # never posted (the run ended first): the reply is enough
+        if not d.comment_id:
+            return  # never posted (the run ended first), or being posted: the reply is enough
         full_name, number, comment_id = spec.repo_full_name, spec.issue_number, d.comment_id
         view = {"id": d.id, "task": d.task_id, "kind": d.kind, "title": d.title, "description": d.description,
                 "evidence": d.evidence, "phase": d.suggested_phase, "status": d.status}

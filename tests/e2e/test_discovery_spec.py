@@ -78,8 +78,12 @@ def test_decline_then_approve_a_scope_change_revises_requirements_design_and_tas
         assert "<feedback>" in text and "Greetings in French" in text, tool
     assert "WHEN asked in French" in asked(fake_anthropic, "emit_design_draft")[-1]  # the revised requirements
     # each revised stage shows what changed since the approved revision
-    by_stage = {c["body"].split("stage=", 1)[1].split(" ", 1)[0]: c["body"]
-                for c in omoi_comments(world, "<!-- omoi:spec ")}
+    def stage_comments() -> dict:
+        return {c["body"].split("stage=", 1)[1].split(" ", 1)[0]: c["body"] for c in omoi_comments(world, "<!-- omoi:spec ")}
+
+    # the comment follows the stage's row (written, then shown on GitHub)
+    by_stage = wait_for(lambda: (lambda b: b if "waiting for approval" in b.get("tasks", "") else None)(stage_comments()),
+                        message="the tasks comment shows the new revision waiting")
     assert "Changes since r1" in by_stage["requirements"] and "French" in by_stage["requirements"]
     assert "approved" in by_stage["requirements"].split("\n", 2)[1]
     assert "Changes since r1" in by_stage["design"] and "fr.py" in by_stage["design"]

@@ -65,7 +65,9 @@ def test_check_run_links_to_a_page_that_follows_the_run(approved_run, fake_githu
             expect(page.locator("#run-state")).to_have_text("succeeded", timeout=30_000)
             assert page.locator("#live").count() == 0
             page.screenshot(path=str(ARTIFACTS / "run-e2e-done.png"), full_page=True)
-            assert len(fetches) >= 3 and len(loads) == 1  # the page updated itself in place while the run went on
+            # the page updated itself in place while the run went on (a fetch every 3 s; the run takes
+            # longer than two of them, however fast omoi gets: T1 alone works for 6 s)
+            assert len(fetches) >= 2 and len(loads) == 1
             asked = len(fetches)
             page.wait_for_timeout(4_000)  # more than the update period: a finished run's page stays still
             assert len(fetches) == asked and errors == []
