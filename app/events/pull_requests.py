@@ -12,11 +12,16 @@ from app.events.context import EventContext
 router = Router()
 
 
+def _omoi_spec(event: sansio.Event, ctx: EventContext) -> tuple[dict, int | None]:
+    """The pull request, and the spec whose run opened it (None: not one of omoi's)."""
+    pr = event.data["pull_request"]
+    return pr, lifecycle.spec_of_pull_request(ctx.settings, event.data["repository"]["full_name"], pr)
+
+
 @router.register("pull_request", action="closed")
 async def on_closed(event: sansio.Event, ctx: EventContext) -> None:
     data = event.data
-    pr, full_name = data["pull_request"], data["repository"]["full_name"]
-    spec_id = lifecycle.spec_of_pull_request(ctx.settings, full_name, pr)
+    pr, spec_id = _omoi_spec(event, ctx)
     if spec_id is None:
         return
     gh = await ctx.gh()
@@ -31,8 +36,7 @@ async def on_closed(event: sansio.Event, ctx: EventContext) -> None:
 @router.register("pull_request", action="reopened")
 async def on_reopened(event: sansio.Event, ctx: EventContext) -> None:
     data = event.data
-    pr, full_name = data["pull_request"], data["repository"]["full_name"]
-    spec_id = lifecycle.spec_of_pull_request(ctx.settings, full_name, pr)
+    _, spec_id = _omoi_spec(event, ctx)
     if spec_id is None:
         return
     await lifecycle.pull_request_reopened(await ctx.gh(), ctx.settings, spec_id, data["sender"].get("login", ""),

@@ -33,6 +33,14 @@ def _task(s, spec_id: int, task_id: str) -> SpecTask | None:
                                             SpecTask.task_id == (task_id or "").upper())).first()
 
 
+def _run_task(s, spec_id: int, task_id: str) -> tuple[str | None, SpecTask | None]:
+    """The task's row in the spec's run, or why there is none: (no-run | unknown-task, None)."""
+    if s.get(Spec, spec_id).run_state is None:
+        return "no-run", None
+    row = _task(s, spec_id, task_id)
+    return (None, row) if row is not None else ("unknown-task", None)
+
+
 def pause_run(settings: Settings, spec_id: int, user: str) -> str:
     """paused | the run's state when it is not running (no-run, paused, paused_budget, ...)."""
     with session_scope(settings.database_url) as s:
@@ -61,12 +69,9 @@ def resume_run(settings: Settings, spec_id: int, user: str) -> str:
 def stop_task(settings: Settings, spec_id: int, task_id: str, user: str) -> tuple[str, str]:
     """(stopped | unknown-task | not-stoppable | no-run, the task's id)."""
     with session_scope(settings.database_url) as s:
-        spec = s.get(Spec, spec_id)
-        if spec.run_state is None:
-            return "no-run", task_id
-        row = _task(s, spec_id, task_id)
-        if row is None:
-            return "unknown-task", task_id
+        refused, row = _run_task(s, spec_id, task_id)
+        if refused:
+            return refused, task_id
         if row.status not in ("pending", "running"):
             return "not-stoppable", row.task_id
         why = reason("task/stopped_by_person", user=user)
@@ -105,12 +110,9 @@ def tell_task(settings: Settings, spec_id: int, task_id: str, user: str, text: s
     """(told | not-running | unknown-task | no-run, the task's id)."""
     message = sanitize_untrusted(text, MESSAGE_CHARS).strip()
     with session_scope(settings.database_url) as s:
-        spec = s.get(Spec, spec_id)
-        if spec.run_state is None:
-            return "no-run", task_id
-        row = _task(s, spec_id, task_id)
-        if row is None:
-            return "unknown-task", task_id
+        refused, row = _run_task(s, spec_id, task_id)
+        if refused:
+            return refused, task_id
         if row.status != "running" or row.lease_owner is None:
             return "not-running", row.task_id
         adopted = "@" in row.lease_owner  # a claim not adopted yet: its attempt number is one more
