@@ -220,6 +220,7 @@ PUBLISH_WAIT_SECONDS = 3  # a worker slot never waits long: the holder publishes
 PUBLISH_LOCK_SECONDS = 30
 # While a run goes on, each of its renderings is edited at most this often (see _publish).
 PUBLISH_SPACING_SECONDS = 10
+RENDERINGS = ("comment", "pr", "check")  # what a publish edits, each with its `<kind>_at` in `specs.published`
 
 
 async def publish(gh, settings: Settings, spec_id: int) -> None:
@@ -248,19 +249,28 @@ async def publish(gh, settings: Settings, spec_id: int) -> None:
             return
 
 
+def _holding(state: str | None, stalled: bool, sent: dict) -> bool:
+    """While the run goes on, each rendering is edited at most every PUBLISH_SPACING_SECONDS: the changes
+    in between collapse into the next publish (a health tick). A stall notice (or its clearing) and the
+    run's end are never held back."""
+    return state == "running" and stalled == sent.get("stalled", False)
+
+
+def _due(sent: dict, kind: str, hold: bool, now: float) -> bool:
+    return not hold or now - sent.get(f"{kind}_at", 0) >= PUBLISH_SPACING_SECONDS
+
+
 def _held_back(settings: Settings, spec_id: int) -> bool:
-    """A running run whose renderings were all sent less than PUBLISH_SPACING_SECONDS ago, with no stall
-    notice to show or clear: `_publish` would send nothing. Known from the spec's row alone, without
-    the lock or reading the whole run (every finished attempt publishes; most of them are held back)."""
+    """Every rendering exists and none is due (`_holding`, `_due`): `_publish` would send nothing. Known
+    from the spec's row alone, without the lock or reading the whole run (every finished attempt
+    publishes; most of them are held back)."""
     with session_scope(settings.database_url) as s:
         spec = s.get(Spec, spec_id)
-        if spec is None or spec.run_state != "running" or not (spec.pr_number and spec.tracking_comment_id
-                                                                 and spec.implement_check_run_id):
+        if spec is None or not (spec.pr_number and spec.tracking_comment_id and spec.implement_check_run_id):
             return False
         sent, now = spec.published or {}, time.time()
-        if (spec.stall_reported_at is not None) != sent.get("stalled", False):
-            return False
-        return all(now - sent.get(f"{kind}_at", 0) < PUBLISH_SPACING_SECONDS for kind in ("comment", "pr", "check"))
+        hold = _holding(spec.run_state, spec.run_state == "running" and spec.stall_reported_at is not None, sent)
+        return hold and not any(_due(sent, kind, hold, now) for kind in RENDERINGS)
 
 
 def publishes_wanted(settings: Settings) -> list[int]:
@@ -309,15 +319,13 @@ async def _publish(gh, settings: Settings, spec_id: int) -> None:
         if await _ensure_pr(gh, settings, spec_id, full_name, branch, repo.get("default_branch") or "main"):
             view = run_view(settings, spec_id)
     state, check_id, sent = view["run_state"], view["check_id"], dict(view["published"] or {})
-    # While the run goes on, each rendering is edited at most every PUBLISH_SPACING_SECONDS: the changes
-    # in between collapse into the next publish (a health tick). What does not exist yet is created at
-    # once; a stall notice (or its clearing) and the run's end are never held back.
-    now, hold = time.time(), state == "running" and bool(view["stalled"]) == sent.get("stalled", False)
+    # What does not exist yet is created at once; the rest waits its turn (`_due`).
+    now, hold = time.time(), _holding(state, bool(view["stalled"]), sent)
 
     def due(kind: str) -> bool:
-        return not hold or now - sent.get(f"{kind}_at", 0) >= PUBLISH_SPACING_SECONDS
+        return _due(sent, kind, hold, now)
 
-    if view["comment_id"] and check_id and not any(due(k) for k in ("comment", "pr", "check")):
+    if view["comment_id"] and check_id and not any(due(k) for k in RENDERINGS):
         return
     sent["stalled"] = bool(view["stalled"])
     # The check run lives on the branch head omoi pushed last (its records; the ref only without one).
