@@ -59,14 +59,18 @@ def lock_key(full_name: str, branch: str) -> str:
     return f"push:{full_name}:{branch}"
 
 
+def _insert(s, lease: Lease, state: str, change: dict) -> int:
+    row = TaskIntegration(spec_id=lease.spec_id, task_id=lease.task_id, lease_owner=lease.owner, state=state,
+                          change=change)
+    s.add(row)
+    s.flush()
+    return row.id
+
+
 def announce(settings: Settings, lease: Lease) -> int:
     """The task's change is on its way (its diff and checks run now): integrators wait for it a moment."""
     with session_scope(settings.database_url) as s:
-        row = TaskIntegration(spec_id=lease.spec_id, task_id=lease.task_id, lease_owner=lease.owner,
-                              state="preparing", change={})
-        s.add(row)
-        s.flush()
-        return row.id
+        return _insert(s, lease, "preparing", {})
 
 
 def withdraw(settings: Settings, row_id: int) -> None:
@@ -87,11 +91,7 @@ def enqueue(settings: Settings, lease: Lease, *, base_sha: str, patch: str, mess
                 TaskIntegration.lease_owner == lease.owner).values(
                 state="waiting", change=change)).rowcount == 1:
             return announced
-        row = TaskIntegration(spec_id=lease.spec_id, task_id=lease.task_id, lease_owner=lease.owner, state="waiting",
-                              change=change)
-        s.add(row)
-        s.flush()
-        return row.id
+        return _insert(s, lease, "waiting", change)
 
 
 def _take(settings: Settings, row_id: int, lease_owner: str | None = None) -> Landed | None | bool:

@@ -112,17 +112,20 @@ def schedule(settings: Settings, spec_id: int, per_spec: int, budgets=None) -> S
     return out
 
 
+def _marks(installation: int | None) -> str:
+    return f"schedule-wanted:installation:{installation}:spec:"
+
+
 def _mark(installation: int | None, spec_id: int) -> str:
-    return f"schedule-wanted:installation:{installation}:spec:{spec_id}"
+    return f"{_marks(installation)}{spec_id}"
 
 
 def _marked_again(installation: int | None, spec_id: int) -> bool:
     """After releasing the lock: the specs whose schedulers found it held. Each mark is taken by whoever
     deletes it; another spec is scheduled through the dispatcher (with its own repository's settings).
     True when this spec was marked: the caller schedules it again in place."""
-    prefix = _mark(installation, 0)[:-1]
     with session_scope() as s:
-        keys = s.scalars(select(IssueLock.key).where(IssueLock.key.like(prefix + "%"))).all()
+        keys = s.scalars(select(IssueLock.key).where(IssueLock.key.like(_marks(installation) + "%"))).all()
     again = False
     for key in keys:
         other = int(key.rsplit(":", 1)[1])
