@@ -46,13 +46,7 @@ WIP_TRAILER = "Omoi-WIP"  # templates/execution/wip_commit.txt.j2
 def wip_commit(clone, task_key: str) -> str | None:
     """The newest work-in-progress commit of `task_key` on the clone's HEAD (blocking: call it in a thread).
     When the next attempt changes nothing more, that commit holds the task's whole change."""
-    out = clone.out("log", "HEAD", "-F", f"--grep={WIP_TRAILER}: {task_key}",
-                    f"--format=%H %(trailers:key={WIP_TRAILER},valueonly,separator=%x2C)")
-    for line in out.splitlines():
-        sha, _, values = line.partition(" ")
-        if task_key in [v.strip() for v in values.split(",")]:
-            return sha
-    return None
+    return clone.find_trailer(WIP_TRAILER, task_key, "HEAD")
 
 
 async def until_checkpoint(session, beat):

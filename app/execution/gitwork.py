@@ -187,11 +187,15 @@ class Clone:
 
     def find_task_commit(self, task_key: str, ref: str) -> str | None:
         """The commit on `ref` whose `Omoi-Task` trailer is `task_key` (a killed worker may have pushed)."""
-        out = self.out("log", ref, "-F", f"--grep={TRAILER}: {task_key}",
-                       f"--format=%H %(trailers:key={TRAILER},valueonly,separator=%x2C)")
+        return self.find_trailer(TRAILER, task_key, ref)
+
+    def find_trailer(self, trailer: str, value: str, ref: str) -> str | None:
+        """The newest commit on `ref` with `value` among the values of its `trailer`."""
+        out = self.out("log", ref, "-F", f"--grep={trailer}: {value}",
+                       f"--format=%H %(trailers:key={trailer},valueonly,separator=%x2C)")
         for line in out.splitlines():
             sha, _, values = line.partition(" ")
-            if task_key in [v.strip() for v in values.split(",")]:
+            if value in [v.strip() for v in values.split(",")]:
                 return sha
         return None
 
