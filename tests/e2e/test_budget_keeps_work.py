@@ -30,22 +30,31 @@ def overwrite_step(path: str, content: str) -> dict:
     return {"tool": "Bash", "command": f"echo {data} | base64 -d > /workspace/{path}"}
 
 
-def test_spec_budget_reached_mid_task_keeps_the_diff_and_budget_resumes(approved_run, fake_github, fake_anthropic):
-    fake = fake_github
-    procs = approved_run(files={".github/omoi.yml": "budgets: {spec_usd: 0.1}\n"})
-    # the first session writes part of hello.py, then keeps working: it runs past what the spec has left
-    script = Sessions(fake_anthropic, {
-        "T1": [[write_step("hello.py", PARTIAL)] + [wait_step(0.2)] * 12,
-               [overwrite_step("hello.py", CODE["hello.py"])]],
-    })
+# T1's first session writes part of hello.py, then keeps working (past a dollar cap)
+SPENDING = [write_step("hello.py", PARTIAL)] + [wait_step(0.2)] * 12
+
+
+def run_into_the_cap(procs, fake, fake_anthropic, first_session: list) -> tuple[Sessions, int, list[dict]]:
+    """One task, T1: its first session (`first_session`) runs into a cap, the next one writes the whole
+    hello.py. Returns once the run paused and T1 is pending again: the script, the spec id and the
+    work-in-progress commits on the branch."""
+    script = Sessions(fake_anthropic, {"T1": [first_session, [overwrite_step("hello.py", CODE["hello.py"])]]})
     spec_id = approve_plan(procs, [HELLO])
     comment(procs, "/omoi implement")
     wait_run(procs, "paused_budget", timeout=90)
     wait_for(lambda: tasks_in_db(procs)["T1"].status == "pending", timeout=30, message="T1 back to pending")
+    wip = [c for c in fake.commits(REPO, BRANCH) if re.search(r"^Omoi-WIP: ", c["message"], re.M)]
+    return script, spec_id, wip
+
+
+def test_spec_budget_reached_mid_task_keeps_the_diff_and_budget_resumes(approved_run, fake_github, fake_anthropic):
+    fake = fake_github
+    procs = approved_run(files={".github/omoi.yml": "budgets: {spec_usd: 0.1}\n"})
+    # it runs past what the spec has left
+    script, spec_id, wip = run_into_the_cap(procs, fake, fake_anthropic, SPENDING)
 
     # the session was capped by what the spec had left, stopped mid-task, and its change was kept
     assert not any(t == "T1" and n == 0 and done >= 13 for t, n, done, _ in script.seen), "the session was not capped"
-    wip = [c for c in fake.commits(REPO, BRANCH) if re.search(r"^Omoi-WIP: ", c["message"], re.M)]
     assert len(wip) == 1 and wip[0]["files"] == ["hello.py"] and "spec reached its budget" in wip[0]["message"]
     assert fake.file_at(REPO, BRANCH, "hello.py") == PARTIAL
     assert task_commits(procs) == {}
@@ -81,15 +90,7 @@ def test_task_budget_reached_pauses_instead_of_failing_and_budget_lets_the_task_
                                                                                     fake_anthropic):
     fake = fake_github
     procs = approved_run(files={".github/omoi.yml": "budgets: {task_usd: 0.08}\n"})
-    script = Sessions(fake_anthropic, {
-        "T1": [[write_step("hello.py", PARTIAL)] + [wait_step(0.2)] * 12,
-               [overwrite_step("hello.py", CODE["hello.py"])]],
-    })
-    spec_id = approve_plan(procs, [HELLO])
-    comment(procs, "/omoi implement")
-    wait_run(procs, "paused_budget", timeout=90)
-    wait_for(lambda: tasks_in_db(procs)["T1"].status == "pending", timeout=30, message="T1 back to pending")
-    wip = [c for c in fake.commits(REPO, BRANCH) if re.search(r"^Omoi-WIP: ", c["message"], re.M)]
+    script, spec_id, wip = run_into_the_cap(procs, fake, fake_anthropic, SPENDING)
     assert len(wip) == 1 and "task reached its budget" in wip[0]["message"]
     assert fake.file_at(REPO, BRANCH, "hello.py") == PARTIAL
     with session_scope(procs.database_url) as s:
@@ -111,14 +112,7 @@ def test_task_budget_reached_pauses_instead_of_failing_and_budget_lets_the_task_
 def test_time_limit_reached_mid_task_keeps_the_diff(approved_run, fake_github, fake_anthropic):
     fake = fake_github
     procs = approved_run(extra_env={"OMOI_AGENT_TIMEOUT_SECONDS": "6"})  # the session's time limit
-    script = Sessions(fake_anthropic, {
-        "T1": [[write_step("hello.py", PARTIAL), wait_step(30)], [overwrite_step("hello.py", CODE["hello.py"])]],
-    })
-    spec_id = approve_plan(procs, [HELLO])
-    comment(procs, "/omoi implement")
-    wait_run(procs, "paused_budget", timeout=90)
-    wait_for(lambda: tasks_in_db(procs)["T1"].status == "pending", timeout=30, message="T1 back to pending")
-    wip = [c for c in fake.commits(REPO, BRANCH) if re.search(r"^Omoi-WIP: ", c["message"], re.M)]
+    script, spec_id, wip = run_into_the_cap(procs, fake, fake_anthropic, [write_step("hello.py", PARTIAL), wait_step(30)])
     assert len(wip) == 1 and "task reached its time limit" in wip[0]["message"]
     assert fake.file_at(REPO, BRANCH, "hello.py") == PARTIAL
     assert "per-task time limit (0.1 min)" in tracking(procs)

@@ -12,6 +12,7 @@ import pytest
 from app import jobs
 from app.broker import make_celery
 from app.config import Settings
+from tests.support.broker import read_queue
 from tests.support.services import REDIS_URL, redis_available, require_service
 
 
@@ -30,24 +31,11 @@ def celery(request, tmp_path):
     app.close()
 
 
-def _read_all(app) -> list:
-    """Every message on the queue, oldest first, decoded as a worker's consumer decodes it."""
-    out = []
-    with app.connection_for_read() as conn:
-        queue = conn.SimpleQueue(app.conf.task_default_queue, no_ack=True)
-        while True:
-            try:
-                message = queue.get(timeout=0.5)
-            except queue.Empty:
-                return out
-            out.append((message.headers, message.properties, message.decode()))
-
-
 def test_later_batches_are_copies_of_the_message_celery_built(celery):
     jobs.process_deliveries(celery, [101])  # Celery builds this one
     jobs.process_deliveries(celery, [102, 103, 104])  # copies, one LPUSH
     jobs.process_deliveries(celery, [105])
-    messages = _read_all(celery)
+    messages = read_queue(celery)
     pks = [body[0][0] for _, _, body in messages]
     if celery.conf.broker_url.startswith("redis"):
         assert pks == [101, 102, 103, 104, 105]  # in order
@@ -83,4 +71,4 @@ def test_only_a_plain_message_is_a_template(celery):
         assert channel.push_task_copies("omoi.process_delivery", queue, [[1]]) is False
         celery.send_task("omoi.process_delivery", args=[2], countdown=30, producer=producer)
         assert channel.push_task_copies("omoi.process_delivery", queue, [[3]]) is False
-    assert [(headers["eta"] is not None, body[0]) for headers, _, body in _read_all(celery)] == [(True, [2])]
+    assert [(headers["eta"] is not None, body[0]) for headers, _, body in read_queue(celery)] == [(True, [2])]

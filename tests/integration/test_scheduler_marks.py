@@ -16,6 +16,7 @@ from app.db.locks import release, try_acquire
 from app.db.models import IssueLock, Spec, SpecTask
 from app.db.session import get_engine, session_scope
 from app.execution import scheduler
+from tests.support.broker import read_queue
 
 OTHER = "other-host:1:1:x"  # a scheduler in another process, on another host: alive as far as we can tell
 
@@ -41,16 +42,8 @@ def _messages(settings) -> list[tuple[str, list]]:
     from app.broker import make_celery
 
     app = make_celery(settings)
-    out = []
     try:
-        with app.connection_for_read() as conn:
-            queue = conn.SimpleQueue(app.conf.task_default_queue, no_ack=True)
-            while True:
-                try:
-                    message = queue.get(timeout=0.5)
-                except queue.Empty:
-                    return out
-                out.append((message.headers["task"], list(message.decode()[0])))
+        return [(headers["task"], list(body[0])) for headers, _, body in read_queue(app)]
     finally:
         app.close()
 
