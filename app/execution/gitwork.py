@@ -30,6 +30,7 @@ from app.github import cache as github_cache
 from app.text.redaction import redact_outbound
 from app.execution.policy import Refused  # noqa: F401 - callers catch it from here too
 from app.sandbox.clone import DEFAULT_PATH, HARDENING, HARDENING_ARGS, Mirror  # noqa: F401 - HARDENING: re-exported
+from app.sandbox import disposal
 from app.sandbox.base import SandboxError
 from app.text.rendering import Reason, reason
 from app.observability.logs import get_logger
@@ -337,7 +338,7 @@ class Clone:
         raise GitError(f"git push failed ({proc.returncode}): {text}")
 
     def cleanup(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        disposal.dispose(self.path)  # renamed aside now, removed at low priority
 
 
 @dataclass

@@ -288,8 +288,7 @@ async def _attempt(settings: Settings, lease: Lease, beat: Heartbeat, notes: att
         if notes.failed:  # the failed work is kept on a side ref, pushed from omoi's clone (never the sandbox)
             await asyncio.to_thread(attempt_feedback.preserve, clone, notes, lease, policy.Limits.for_repo(cfg),
                                     policy.secrets_from_settings(settings, extra=[token]))
-        # Removed beside the attempt's record, not before it (a leftover is swept: supervision.orphan_commit_clones).
-        threading.Thread(target=clone.cleanup, name=f"cleanup-{key}", daemon=True).start()
+        clone.cleanup()  # renamed aside, removed at low priority (a leftover is swept: supervision.housekeeping)
 
 
 async def _setup(sandbox, setup) -> tuple[list[dict], Reason | None]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from app.observability.logs import get_logger
-from app.sandbox import egress_proxy
+from app.sandbox import disposal, egress_proxy
 from app.sandbox import jail as jail_mod
 from app.sandbox.clone import base_env, host_clone  # noqa: F401 - host_clone is part of this module's interface
 from app.sandbox.process import kill_group, run_process
@@ -287,7 +287,7 @@ class LocalSandbox:
             kill_group(pid)
         if self.jail is not None:
             jail_mod.kill(uid=self.jail.uid)  # whatever is left of the jail's own uid
-        await asyncio.to_thread(shutil.rmtree, self.root, True)
+        disposal.dispose(self.root)  # renamed aside now, removed at low priority
         log.info("sandbox_destroyed", sandbox_id=self.id, provider="local")
 
 

@@ -17,6 +17,7 @@ from app.execution import supervision as monitoring
 from app.config import Settings
 from app.db.models import Intervention, Spec, SpecTask
 from app.db.session import session_scope
+from app.sandbox import disposal
 from app.text.rendering import explain
 from tests.support.agents import Sessions, wait_step, write_step
 from tests.support.conversation import comment, implement_check, task_commits, tracking
@@ -289,8 +290,13 @@ def test_orphan_sandboxes_are_removed_and_live_ones_kept(omoi_env, tmp_path):
     stray_file.write_text("")
     os.utime(stray_file, (0, 0))
 
+    # a sandbox destroyed by a worker that died before its low-priority removal ran (app/sandbox/disposal.py)
+    trashed = base / disposal.TRASH / f"omoi-sb-spec-{spec_id}-T6-yzab5678-0123456789ab"
+    (trashed / "work").mkdir(parents=True)
+
     removed = monitoring.orphan_sandboxes(settings, base_dir=base)
     assert sorted(removed) == sorted([str(old), str(old_verify)])
+    assert list((base / disposal.TRASH).iterdir()) == []
     assert not old.exists() and not old_verify.exists()
     for kept in (young, fresh, busy, busy_verify, unrelated):
         assert (kept / "work" / "x.py").read_text() == "x = 1\n"
@@ -352,6 +358,10 @@ def test_commit_clones_left_by_a_dead_worker_are_removed(omoi_env, tmp_path):
     lifetime = 2 * (60 + 30 + 300)
     for path, age in ((old, lifetime + 60), (young, lifetime - 60), (other, lifetime + 600)):
         os.utime(path, (time.time() - age, time.time() - age))
+    # a clone cleaned up by a worker that died before its low-priority removal ran (app/sandbox/disposal.py)
+    trashed = parent / disposal.TRASH / "omoi-commit-gone-0123456789ab"
+    (trashed / "repo.git").mkdir(parents=True)
     assert monitoring.orphan_commit_clones(settings, parent) == [str(old)]
     assert not old.exists() and young.exists() and other.exists()
+    assert list((parent / disposal.TRASH).iterdir()) == []
 

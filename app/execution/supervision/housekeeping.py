@@ -21,6 +21,7 @@ from app.db.models import Spec, SpecTask
 from app.db.session import session_scope
 from app.execution.gitwork import private_parent
 from app.observability.logs import get_logger
+from app.sandbox import disposal
 from app.sandbox.base import label_slug
 from app.sandbox.daytona import DaytonaSandboxProvider
 from app.sandbox.local import sandbox_base_dir
@@ -80,6 +81,7 @@ def orphan_sandboxes(settings: Settings | None = None, base_dir: str | Path | No
         return []
     base = Path(base_dir) if base_dir else sandbox_base_dir(settings)
     max_age = attempt_lifetime(settings)
+    disposal.sweep(base)  # sandboxes destroyed by a process that died before removing them
     old = []
     for path in base.glob("omoi-sb-*"):
         try:
@@ -107,6 +109,7 @@ def orphan_commit_clones(settings: Settings | None = None, parent: Path | None =
     settings = settings or get_settings()
     max_age = 2 * attempt_lifetime(settings)
     removed = []
+    disposal.sweep(parent or private_parent())  # clones cleaned up by a process that died before removing them
     for path in (parent or private_parent()).glob("omoi-commit-*"):
         try:
             if path.is_dir() and not path.is_symlink() and time.time() - path.stat().st_mtime > max_age:
