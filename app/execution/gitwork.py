@@ -148,12 +148,12 @@ class Clone:
             if mirror is None:
                 raise GitError("no mirror")
             with mirror.reading():  # --shared: the mirror's objects are read in place (omoi's own clone only)
-                self.git("clone", "-q", "--bare", "--shared", "--no-tags", "--single-branch", "-b", self.branch, "--",
+                self.git("clone", "-q", "--bare", "--template=", "--shared", "--no-tags", "--single-branch", "-b", self.branch, "--",
                          str(mirror.path), str(self.git_dir))
             self.git("remote", "set-url", "origin", self.url)
         except (SandboxError, OSError, GitError):  # straight from the repository
             shutil.rmtree(self.git_dir, ignore_errors=True)
-            self.git("clone", "-q", "--bare", "--no-tags", "--single-branch", "-b", self.branch, "--", self.url,
+            self.git("clone", "-q", "--bare", "--template=", "--no-tags", "--single-branch", "-b", self.branch, "--", self.url,
                      str(self.git_dir), auth=True)
         return self.out("rev-parse", "HEAD")
 

@@ -93,7 +93,8 @@ def host_clone(source: RepoSource, ref: str, dest: Path, home: Path) -> str:
         url = str(Path(url).resolve())
     mirror = None if source.is_local else Mirror.existing(url)
     # The identity is written by the clone itself (one git command fewer than `git config` twice).
-    clone = ["clone", "-q", "--no-checkout", "--no-hardlinks", "--config", f"user.name={GIT_IDENTITY[0]}",
+    # --template=: none of git's sample hooks and files (never used; 18 fewer files to create and delete)
+    clone = ["clone", "-q", "--no-checkout", "--no-hardlinks", "--template=", "--config", f"user.name={GIT_IDENTITY[0]}",
              "--config", f"user.email={GIT_IDENTITY[1]}", "--"]
     work = str(dest)
     sha = None
@@ -210,7 +211,7 @@ class Mirror:
             if not (self.path / "HEAD").is_file():
                 self._sweep()
                 shutil.rmtree(self.path, ignore_errors=True)
-                _git([*HARDENING_ARGS, "init", "-q", "--bare", str(self.path)], cwd=None, env=self._env(),
+                _git([*HARDENING_ARGS, "init", "-q", "--bare", "--template=", str(self.path)], cwd=None, env=self._env(),
                      secrets=[token or ""])
             _git([*HARDENING_ARGS, "fetch", "-q", "--prune", "--no-tags", "--", self.url, "+refs/heads/*:refs/heads/*",
                   "+refs/tags/*:refs/tags/*"], cwd=str(self.path), env=self._env(header), secrets=[token or ""])
