@@ -42,9 +42,14 @@ def _create_engine(url: str) -> Engine:
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        pool = {}
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+            pool = {"pool_size": 20, "max_overflow": 20}
+        # Connections to a file are cheap to keep and dearer to reopen (the pragmas below, the WAL's
+        # shared memory): a worker's task threads, heartbeats and integrators keep theirs, instead of
+        # overflowing the default pool of 5 and reconnecting for every other session.
+        engine = create_engine(url, connect_args={"timeout": 30}, **pool)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001

@@ -29,7 +29,7 @@ from app.execution import policy
 from app.github import cache as github_cache
 from app.text.redaction import redact_outbound
 from app.execution.policy import Refused  # noqa: F401 - callers catch it from here too
-from app.sandbox.clone import DEFAULT_PATH, HARDENING, HARDENING_ARGS, Mirror  # noqa: F401 - HARDENING: re-exported
+from app.sandbox.clone import DEFAULT_PATH, HARDENING, HARDENING_ARGS, Mirror, set_origin_url  # noqa: F401 - HARDENING: re-exported
 from app.sandbox import disposal
 from app.sandbox.base import SandboxError
 from app.text.rendering import Reason, reason
@@ -140,21 +140,25 @@ class Clone:
             log.warning("mirror_unavailable", error=self._clean(str(exc).encode()))
             return None
 
-    def clone(self, want: Sequence[str] = (), *, refreshed: bool = False) -> str:
+    def clone(self, want: Sequence[str] = (), *, refreshed: bool = False) -> str | None:
         """Clone the branch (bare: nothing is checked out) from this host's mirror (`refresh`, unless
-        `refreshed`), or from the repository without one; returns its head sha."""
+        `refreshed`), or from the repository without one; returns its head sha (None when `refreshed`:
+        the caller has the head from `refresh`)."""
         mirror = Mirror.existing(self.url) if refreshed or self.refresh(want) else None
         try:
             if mirror is None:
                 raise GitError("no mirror")
             with mirror.reading():  # --shared: the mirror's objects are read in place (omoi's own clone only)
-                self.git("clone", "-q", "--bare", "--template=", "--shared", "--no-tags", "--single-branch", "-b", self.branch, "--",
-                         str(mirror.path), str(self.git_dir))
-            self.git("remote", "set-url", "origin", self.url)
+                self.git("clone", "-q", "--bare", "--template=", "--shared", "--no-tags", "--single-branch",
+                         "-b", self.branch, "--", str(mirror.path), str(self.git_dir))
+            if not set_origin_url(self.git_dir / "config", self.url):
+                self.git("remote", "set-url", "origin", self.url)
+            if refreshed:
+                return None
         except (SandboxError, OSError, GitError):  # straight from the repository
             shutil.rmtree(self.git_dir, ignore_errors=True)
-            self.git("clone", "-q", "--bare", "--template=", "--no-tags", "--single-branch", "-b", self.branch, "--", self.url,
-                     str(self.git_dir), auth=True)
+            self.git("clone", "-q", "--bare", "--template=", "--no-tags", "--single-branch", "-b", self.branch, "--",
+                     self.url, str(self.git_dir), auth=True)
         return self.out("rev-parse", "HEAD")
 
     def fetch(self) -> str:

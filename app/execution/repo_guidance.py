@@ -33,9 +33,14 @@ def read(settings: Settings, url: str, default_branch: str | None, token: str | 
         return []
     try:
         mirror = Mirror.existing(url)
-        if mirror is None or mirror.head(default_branch) is None:
-            mirror = Mirror(url)
-            mirror.update(token)
+        if mirror is not None:
+            try:
+                with mirror.reading():
+                    return _files(settings, mirror, f"refs/heads/{default_branch}", token)
+            except ValueError:  # the mirror lacks the default branch: fetched below
+                pass
+        mirror = Mirror(url)
+        mirror.update(token)
         with mirror.reading():
             return _files(settings, mirror, f"refs/heads/{default_branch}", token)
     except (SandboxError, OSError, subprocess.SubprocessError, ValueError) as exc:

@@ -15,6 +15,7 @@ import base64
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -36,7 +37,7 @@ HARDENING: tuple[str, ...] = (
     "core.sshCommand=false", "core.askPass=/bin/false", "core.attributesFile=/dev/null",
     "core.useReplaceRefs=false", "protocol.allow=never", "protocol.https.allow=always",
     "protocol.http.allow=always", "protocol.file.allow=always", "commit.gpgSign=false",
-    "log.showSignature=false", "gc.auto=0", "maintenance.auto=false",
+    "log.showSignature=false", "gc.auto=0", "maintenance.auto=false", "receive.autoGc=false",
 )
 HARDENING_ARGS = [arg for item in HARDENING for arg in ("-c", item)]
 MIRROR_KEEP_SECONDS = 3 * 3600  # a mirror no task used for this long is deleted (one clone rebuilds it)
@@ -100,15 +101,30 @@ def host_clone(source: RepoSource, ref: str, dest: Path, home: Path) -> str:
     sha = None
     # --no-hardlinks: a sandboxed process must not be able to rewrite the source repo's objects. From the
     # mirror, --no-local: a fresh pack of what its refs reach, as from GitHub (no file of the mirror's).
-    if mirror is not None and mirror.has(ref):
-        with mirror.reading():
-            _git([*clone[:-1], "--no-local", "--", str(mirror.path), str(dest)], cwd=None, env=env, secrets=secrets)
-        sha = ref  # a full commit sha the mirror holds (`has`)
-    else:
-        _git([*clone, url, str(dest)], cwd=None, env=auth, secrets=secrets)
+    if mirror is not None and Mirror._full_sha(ref):
+        try:
+            with mirror.reading():
+                _git([*clone[:-1], "--no-local", "--", str(mirror.path), work], cwd=None, env=env, secrets=secrets)
+            _git(["checkout", "-q", "--detach", ref], cwd=work, env=env, secrets=secrets)  # fails if the mirror lacks it
+            sha = ref
+        except SandboxError:  # not in the mirror (or no mirror clone): from the repository itself
+            _empty(dest)
+    if sha is None:
+        sha = _clone_from(source, url, ref, clone, work, env, auth, secrets)
+    if not set_origin_url(dest / ".git" / "config", source.url):
+        _git(["remote", "set-url", "origin", source.url], cwd=work, env=env, secrets=secrets)
+    assert_no_credentials(dest, source)
+    return sha
+
+
+def _clone_from(source: RepoSource, url: str, ref: str, clone: list[str], work: str, env: dict, auth: dict,
+                secrets: list[str]) -> str:
+    """`host_clone` from the repository itself (no mirror holds `ref`): clone, find `ref`, check it out."""
+    _git([*clone, url, work], cwd=None, env=auth, secrets=secrets)
     candidates = (ref, f"refs/remotes/origin/{ref}", f"refs/tags/{ref}") if Mirror._full_sha(ref) else (
         f"refs/remotes/origin/{ref}", f"refs/tags/{ref}", ref)
-    for candidate in candidates if sha is None else ():
+    sha = None
+    for candidate in candidates:
         try:
             sha = _git(["rev-parse", "--verify", "-q", f"{candidate}^{{commit}}"], cwd=work, env=env, secrets=secrets)
             break
@@ -118,9 +134,44 @@ def host_clone(source: RepoSource, ref: str, dest: Path, home: Path) -> str:
         _git(["fetch", "-q", "origin", "--", ref], cwd=work, env=auth, secrets=secrets)
         sha = _git(["rev-parse", "--verify", "FETCH_HEAD^{commit}"], cwd=work, env=env, secrets=secrets)
     _git(["checkout", "-q", "--detach", sha], cwd=work, env=env, secrets=secrets)
-    _git(["remote", "set-url", "origin", source.url], cwd=work, env=env, secrets=secrets)
-    assert_no_credentials(dest, source)
     return sha
+
+
+def _empty(path: Path) -> None:
+    """Remove what is in `path`, keeping the directory (made by the caller, with its mode)."""
+    for child in path.iterdir() if path.is_dir() else ():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+# A URL git writes into its config as it is (nothing to quote or escape): the Python edit below is
+# only for those; anything else goes through `git remote set-url`.
+_PLAIN_URL = re.compile(r"[A-Za-z0-9._~:/?&=%@+,!$*()\[\]-]+")
+
+
+def set_origin_url(config: Path, url: str) -> bool:
+    """Point `origin` at `url` in a clone's config just written by `git clone` (before any untrusted code
+    ran), without a git process: True if done, False when the caller must use `git remote set-url`."""
+    if not _PLAIN_URL.fullmatch(url):
+        return False
+    try:
+        lines = config.read_text().split("\n")
+    except (OSError, UnicodeDecodeError):
+        return False
+    section, found = None, []
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            section = stripped
+        elif section == '[remote "origin"]' and stripped.split("=", 1)[0].strip().lower() == "url":
+            found.append(i)
+    if len(found) != 1:
+        return False
+    lines[found[0]] = f"\turl = {url}"
+    config.write_text("\n".join(lines))
+    return True
 
 
 def assert_no_credentials(workdir: Path, source: RepoSource) -> None:
