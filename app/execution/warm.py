@@ -2,11 +2,14 @@
 
 The first task of a fresh worker process used to import the Claude Agent SDK (about 0.6 s) and
 compile the templates it renders while the agent waited, and every task starting with it paid the
-same, fighting for the GIL. Celery's `worker_init` (tasks/execution.py) calls `warm_up` in the
+same, fighting for the GIL; the first tasks to land each built the secret scan's tables for the App's
+private key (about 40 ms of CPU, app/execution/secret_scan.py). Celery's `worker_init` (tasks/execution.py) calls `warm_up` in the
 parent, so prefork children inherit it all; benchmarks/dag_run.py calls it as a worker would.
 """
 from __future__ import annotations
 
+from app.config import get_settings
+from app.execution import policy
 from app.observability.logs import get_logger
 from app.text.rendering import environment
 
@@ -15,7 +18,8 @@ TEMPLATE_FOLDERS = ("execution", "checks", "reasons")  # what a task and its run
 
 
 def warm_up() -> int:
-    """Import the agent SDK and compile the execution templates; returns how many templates."""
+    """Import the agent SDK, compile the execution templates and prepare the secret scan for the
+    configured secrets; returns how many templates."""
     import claude_agent_sdk  # noqa: F401 - loaded here so no task pays for it
 
     from app.execution import run_report, task_runner  # noqa: F401 - their template filters registered
@@ -24,5 +28,7 @@ def warm_up() -> int:
     names = [n for n in env.list_templates() if n.split("/", 1)[0] in TEMPLATE_FOLDERS]
     for name in names:
         env.get_template(name)
+    # each configured secret's tables; a scanner adds only the installation token's (a millisecond)
+    policy.scanner_for(policy.secrets_from_settings(get_settings()))
     log.info("worker_warmed", templates=len(names))
     return len(names)

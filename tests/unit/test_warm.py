@@ -14,17 +14,37 @@ def _fresh_python(code: str) -> str:
                           check=True).stdout.strip()
 
 
-def test_warm_up_loads_the_agent_sdk_and_compiles_the_task_templates():
+def test_warm_up_loads_the_agent_sdk_and_compiles_the_task_templates(tmp_path):
+    key = tmp_path / "app.pem"
+    key.write_text(_private_key())
     out = _fresh_python(
-        "import sys\n"
-        "from app.execution import warm\n"
+        "import os, sys\n"
+        f"os.environ['OMOI_GITHUB_PRIVATE_KEY_PATH'] = {str(key)!r}\n"
+        "from app.config import get_settings\n"
+        "from app.execution import policy, warm\n"
         "from app.text.rendering import environment\n"
         "assert 'claude_agent_sdk' not in sys.modules\n"
         "n = warm.warm_up()\n"
         "cached = [name for (_, name) in environment().cache.keys()] if environment().cache is not None else []\n"
-        "print(n, 'claude_agent_sdk' in sys.modules, 'execution/task_prompt.md.j2' in cached)\n")
-    count, loaded, compiled = out.splitlines()[-1].split()  # the last line: before it, the log
+        "from app.execution.secret_scan import _prepared\n"
+        "before = _prepared.cache_info().misses\n"  # a task's scanner: the configured secrets and its token
+        "scanner = policy.scanner_for(policy.secrets_from_settings(get_settings(), extra=['ghs_' + 'Ab9' * 12]))\n"
+        "print(n, 'claude_agent_sdk' in sys.modules, 'execution/task_prompt.md.j2' in cached,\n"
+        "      _prepared.cache_info().misses - before, len(scanner._grams) > 1000)\n")
+    count, loaded, compiled, prepared, holds_key = out.splitlines()[-1].split()  # the last line: before it, the log
     assert int(count) > 50 and loaded == "True" and compiled == "True"
+    # the private key's tables (about 40 ms of CPU) were built by the warm-up: a task's scanner prepares
+    # only its installation token
+    assert holds_key == "True" and prepared == "1"
+
+
+def _private_key() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                             serialization.NoEncryption()).decode()
 
 
 def test_the_worker_warms_up_in_its_parent_before_the_pool_forks():
