@@ -6,8 +6,9 @@ provider, which uploads the tree instead of handing Daytona a token.
 `Mirror`: a bare copy of a repository's branches on this host, private to omoi, that omoi's commit
 clones (app/execution/gitwork.py) and the sandboxes' host clones copy from instead of downloading
 the repository again; it is fetched when a task starts (once for all the tasks that start together).
-A sandbox gets a fresh pack of what the mirror's refs reach (`--no-local`, no alternates), never a
-file of the mirror or a link into it, and its `origin` is GitHub, not the mirror.
+A sandbox gets a copy of a pack of what the mirror's refs reach (app/sandbox/seed.py: made once per
+state of the mirror, no alternates), never a file of the mirror or a link into it, and its `origin`
+is GitHub, not the mirror.
 """
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import base64
 import fcntl
 import hashlib
 import os
-import re
 import shutil
 import stat
 import subprocess
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from app.sandbox.base import RepoSource, SandboxError
+from app.sandbox.seed import PLAIN_URL, seed
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 GIT_IDENTITY = ("omoi", "omoi@localhost")
@@ -102,12 +103,10 @@ def host_clone(source: RepoSource, ref: str, dest: Path, home: Path) -> str:
     # --no-hardlinks: a sandboxed process must not be able to rewrite the source repo's objects. From the
     # mirror, --no-local: a fresh pack of what its refs reach, as from GitHub (no file of the mirror's).
     if mirror is not None and Mirror._full_sha(ref):
-        try:
-            with mirror.reading():
-                _git([*clone[:-1], "--no-local", "--", str(mirror.path), work], cwd=None, env=env, secrets=secrets)
-            _git(["checkout", "-q", "--detach", ref], cwd=work, env=env, secrets=secrets)  # fails if the mirror lacks it
+        try:  # the pack of the mirror's state, made once for every sandbox that starts from it
+            seed(mirror, ref, dest, url=source.url, identity=GIT_IDENTITY, git_args=[], env=env)
             sha = ref
-        except SandboxError:  # not in the mirror (or no mirror clone): from the repository itself
+        except SandboxError:  # not in the mirror (or no pack of it): from the repository itself
             _empty(dest)
     if sha is None:
         sha = _clone_from(source, url, ref, clone, work, env, auth, secrets)
@@ -146,15 +145,12 @@ def _empty(path: Path) -> None:
             child.unlink(missing_ok=True)
 
 
-# A URL git writes into its config as it is (nothing to quote or escape): the Python edit below is
-# only for those; anything else goes through `git remote set-url`.
-_PLAIN_URL = re.compile(r"[A-Za-z0-9._~:/?&=%@+,!$*()\[\]-]+")
 
 
 def set_origin_url(config: Path, url: str) -> bool:
     """Point `origin` at `url` in a clone's config just written by `git clone` (before any untrusted code
     ran), without a git process: True if done, False when the caller must use `git remote set-url`."""
-    if not _PLAIN_URL.fullmatch(url):
+    if not PLAIN_URL.fullmatch(url):  # nothing to quote or escape; anything else: `git remote set-url`
         return False
     try:
         lines = config.read_text().split("\n")
@@ -240,6 +236,10 @@ class Mirror:
         """Held while copying from the mirror: no fetch prunes a ref under the copy."""
         return self._locked(fcntl.LOCK_SH)
 
+    def writing(self):
+        """Held while changing the mirror (or what is cached beside it): no copy is being made."""
+        return self._locked(fcntl.LOCK_EX)
+
     def update(self, token: str | None, branch: str | None = None, want: Sequence[str] = ()) -> None:
         """Fetch every branch and tag from the repository, unless `branch` in the mirror already holds
         every commit in `want` (omoi pushed them from this host: `record`), or a fetch that started after
@@ -315,6 +315,7 @@ class Mirror:
                 used = max(stamp.stat().st_mtime, stamp.with_suffix(".lock").stat().st_mtime)
                 if now - used > MIRROR_KEEP_SECONDS:
                     shutil.rmtree(stamp.with_suffix(".git"), ignore_errors=True)
+                    shutil.rmtree(stamp.with_suffix(".packs"), ignore_errors=True)  # app/sandbox/seed.py
                     stamp.unlink(missing_ok=True)
             except OSError:
                 continue

@@ -29,20 +29,38 @@ async def _origin_and_head(sb) -> list[str]:
     return res.stdout.split()
 
 
-async def test_a_sandbox_copied_from_the_mirror_asks_nothing_of_the_repository(auth_git_server, source_repo, tmp_path):
+async def test_sandboxes_copied_from_the_mirror_ask_nothing_of_the_repository(auth_git_server, source_repo, tmp_path):
     plain, with_token = _urls(auth_git_server)
-    Mirror(plain).update(TOKEN)
+    served = tmp_path / "served" / "repo.git"
+    git(served, "tag", "-a", "v2", "-m", "release two", source_repo.main)  # an annotated tag too
+    git(served, "update-server-info")
+    mirror = Mirror(plain)
+    mirror.update(TOKEN)
     asked = len(auth_git_server.seen)
-    sb = await LocalSandboxProvider(base_dir=tmp_path / "sandboxes").create(
-        repo_url=with_token, ref=source_repo.main, label="spec-1/T1")
+    provider = LocalSandboxProvider(base_dir=tmp_path / "sandboxes")
+    first = await provider.create(repo_url=with_token, ref=source_repo.main, label="spec-1/T1")
+    second = await provider.create(repo_url=with_token, ref=source_repo.feature, label="spec-1/T2")
     try:
-        assert len(auth_git_server.seen) == asked  # not one request: the mirror had the commit
-        assert sb.base_sha == source_repo.main
-        assert await _origin_and_head(sb) == [plain, source_repo.main]
-        assert (Path(sb.workdir) / "src" / "app.py").read_text() == "print('v2')\n"
-        assert files_containing(Path(sb.workdir), TOKEN) == []
+        assert len(auth_git_server.seen) == asked  # not one request: the mirror had the commits
+        assert (first.base_sha, second.base_sha) == (source_repo.main, source_repo.feature)
+        assert await _origin_and_head(first) == [plain, source_repo.main]
+        assert await _origin_and_head(second) == [plain, source_repo.feature]
+        assert (Path(first.workdir) / "src" / "app.py").read_text() == "print('v2')\n"
+        assert not (Path(first.workdir) / "feature.txt").exists() and (Path(second.workdir) / "feature.txt").exists()
+        for sb in (first, second):
+            assert files_containing(Path(sb.workdir), TOKEN) == []
+            assert files_containing(Path(sb.workdir), str(mirror.path)) == []  # nothing points at the mirror
+            res = await sb.exec("git fsck --no-progress --strict && git for-each-ref --format='%(refname)' "
+                                "&& git cat-file -p v2 && git status --porcelain", timeout=30)
+            assert res.ok, res.stderr
+            assert "refs/remotes/origin/feature" in res.stdout and "refs/remotes/origin/main" in res.stdout
+            assert "refs/tags/v1" in res.stdout and "release two" in res.stdout
+        # one pack for the mirror's state, made once and copied into both
+        states = list(mirror.path.with_suffix(".packs").iterdir())
+        assert len(states) == 1 and len(list(states[0].glob("pack-*.pack"))) == 1
     finally:
-        await sb.destroy()
+        await first.destroy()
+        await second.destroy()
 
 
 async def test_a_commit_the_mirror_lacks_comes_from_the_repository(auth_git_server, source_repo, tmp_path):
@@ -67,6 +85,23 @@ async def test_a_commit_the_mirror_lacks_comes_from_the_repository(auth_git_serv
         assert files_containing(Path(sb.workdir), TOKEN) == []
     finally:
         await sb.destroy()
+    # the mirror catches up: sandboxes come from a pack of its new state; old states are pruned
+    mirror = Mirror(plain)
+    for n in range(3):
+        mirror.update(TOKEN)
+        asked = len(auth_git_server.seen)
+        sb = await LocalSandboxProvider(base_dir=tmp_path / "sandboxes").create(
+            repo_url=with_token, ref=later, label=f"spec-1/T{n + 3}")
+        try:
+            assert len(auth_git_server.seen) == asked and sb.base_sha == later
+        finally:
+            await sb.destroy()
+        (source_repo.path / f"more{n}.txt").write_text("more\n")  # a new state for the next round
+        git(source_repo.path, "add", "-A")
+        git(source_repo.path, "commit", "-qm", f"more {n}")
+        git(source_repo.path, "push", "-q", str(served), "main")
+        git(served, "update-server-info")
+    assert len(list(mirror.path.with_suffix(".packs").iterdir())) == 2
 
 
 async def test_an_origin_git_must_quote_is_set_by_git(tmp_path):
