@@ -27,15 +27,20 @@ def test_warm_up_loads_the_agent_sdk_and_compiles_the_task_templates(tmp_path):
         "n = warm.warm_up()\n"
         "cached = [name for (_, name) in environment().cache.keys()] if environment().cache is not None else []\n"
         "from app.execution.secret_scan import _prepared\n"
-        "before = _prepared.cache_info().misses\n"  # a task's scanner: the configured secrets and its token
+        "from app.text.redaction import redactor, redactor_for\n"
+        "before, compiled_before = _prepared.cache_info().misses, redactor.cache_info().misses\n"
         "scanner = policy.scanner_for(policy.secrets_from_settings(get_settings(), extra=['ghs_' + 'Ab9' * 12]))\n"
+        "outbound = redactor_for(get_settings(), extra=['ghs_' + 'Ab9' * 12])\n"  # what a task's first write uses
         "print(n, 'claude_agent_sdk' in sys.modules, 'execution/task_prompt.md.j2' in cached,\n"
-        "      _prepared.cache_info().misses - before, len(scanner._grams) > 1000)\n")
-    count, loaded, compiled, prepared, holds_key = out.splitlines()[-1].split()  # the last line: before it, the log
+        "      _prepared.cache_info().misses - before, len(scanner._grams) > 1000,\n"
+        "      redactor.cache_info().misses - compiled_before, outbound.text(get_settings().private_key_pem()))\n")
+    count, loaded, compiled, prepared, holds_key, redactors, redacted = out.splitlines()[-1].split()  # before it: the log
     assert int(count) > 50 and loaded == "True" and compiled == "True"
     # the private key's tables (about 40 ms of CPU) were built by the warm-up: a task's scanner prepares
     # only its installation token
     assert holds_key == "True" and prepared == "1"
+    # the redactor for the configured secrets was compiled by the warm-up too, and it hides the key
+    assert redactors == "0" and redacted == "[REDACTED]"
 
 
 def _private_key() -> str:
