@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -89,6 +90,7 @@ def main() -> int:
         "OMOI_LOG_LEVEL": os.environ.get("DAG_LOG", "WARNING"), "OMOI_MAX_PARALLEL_TASKS_PER_SPEC": str(args.width),
         "OMOI_MAX_PARALLEL_TASKS_PER_INSTALLATION": str(args.width), "OMOI_TASK_HEARTBEAT_SECONDS": "2",
         "OMOI_ANTHROPIC_API_KEY": "unused", "OMOI_TASK_VALIDATE": "false",
+        "OMOI_MIRROR_DIR": str(tmp / "mirrors"),  # this run's own, removed with it
     })
     from app.config import get_settings
     from app.db.migrate import upgrade
@@ -104,7 +106,11 @@ def main() -> int:
         conn.send("stop")
         github_cpu = conn.recv() if conn.poll(30) else 0.0
         github.join(timeout=10)
-    report(settings, spec_id, args.agent_seconds, args.levels, github_cpu)
+    try:
+        report(settings, spec_id, args.agent_seconds, args.levels, github_cpu)
+    finally:
+        os.chdir(ROOT)
+        shutil.rmtree(tmp, ignore_errors=True)  # the database, the mirror: nothing of a run stays behind
     return 0
 
 

@@ -63,6 +63,7 @@ class FakeGitHub(RequestHandling, GitSmartHttp, ManifestFlow, HookDeliveryLog):
 
     def stop(self) -> None:
         self._server.stop()
+        shutil.rmtree(self.state.git_root, ignore_errors=True)  # its repositories go with it
 
     def __enter__(self) -> "FakeGitHub":
         return self.start()
