@@ -12,6 +12,9 @@ their lease (cancelled, taken over, dead) are dropped, never pushed.
 A task whose agent has finished announces its change (`announce`: a `preparing` row) before its diff
 and verify commands run; an integrator that finds changes announced waits for them a moment
 (GATHER_SECONDS) so that the tasks finishing together go in one push, not one push each.
+
+A task that landed clean (no rebase touched its files) has its commit recorded by the integrator, and
+the integrator schedules the run: its dependants start while its own worker is still settling.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import asyncio
 import threading
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from sqlalchemy import delete, select
 
@@ -127,8 +130,12 @@ def _drop(settings: Settings, row_id: int, lease_owner: str | None = None) -> No
 def integrate(settings: Settings, spec_id: int, clone: Clone, limits: policy.Limits | None,
               secrets: Sequence[str]) -> int:
     """Holding the branch's push lock: push every waiting change of the run together. Returns how many
-    rows were settled. Blocking; call it in a thread. A git failure (the network, a push rejected
-    too often) raises and leaves the rows waiting for the next integrator."""
+    tasks landed clean (see below). Blocking; call it in a thread. A git failure (the network, a push
+    rejected too often) raises and leaves the rows waiting for the next integrator.
+
+    A change pushed without a rebase touching its task's files (and not found already pushed) passed
+    its checks as it is on the branch: its task's commit is recorded at once, so the scheduler may
+    start the task's dependants before the task's own worker has finished recording it."""
     gather_until = time.monotonic() + GATHER_SECONDS
     while True:
         with session_scope(settings.database_url) as s:
@@ -145,31 +152,38 @@ def integrate(settings: Settings, spec_id: int, clone: Clone, limits: policy.Lim
                 s.execute(delete(TaskIntegration).where(TaskIntegration.id.in_(stale)))
             coming = any(r.state == "preparing" and r.id not in stale for r in rows)
             live = [(r.id, Waiting(f"{spec_id}/{r.task_id}", r.change["base"], r.change["patch"], r.change["message"],
-                                   list(r.change["paths"]))) for r in rows if r.id not in stale and r.state == "waiting"]
+                                   list(r.change["paths"])), r.task_id, r.lease_owner)
+                    for r in rows if r.id not in stale and r.state == "waiting"]
         if not coming or time.monotonic() >= gather_until:
             break
         time.sleep(GATHER_POLL)  # the changes announced are a diff and a verify away: one push for all
     if not live:
         return 0
-    results = push_together(clone, [w for _, w in live], limits, secrets)
+    results = push_together(clone, [w for _, w, _, _ in live], limits, secrets)
+    clean = 0
     with session_scope(settings.database_url) as s:
-        for (row_id, w), res in zip(live, results):
+        for (row_id, w, task_id, lease_owner), res in zip(live, results):
             why = res.refused or (res.failed.map_text(lambda t: t[:760]) if res.failed else None)
             state = "refused" if res.refused else "failed" if res.failed else "pushed"
             s.execute(update(TaskIntegration).where(TaskIntegration.id == row_id).values(state=state, result={
                 "sha": res.sha, "rebased": res.rebased, "touched": res.touched, "existing": res.existing,
                 "reason": why.to_json() if why else None}))
-    log.info("tasks_integrated", spec_id=spec_id, tasks=[w.key for _, w in live],
+            if state == "pushed" and res.sha and not res.touched and not res.existing:
+                clean += s.execute(update(SpecTask).where(
+                    SpecTask.spec_id == spec_id, SpecTask.task_id == task_id, SpecTask.lease_owner == lease_owner,
+                    SpecTask.status == "running").values(commit_sha=res.sha)).rowcount
+    log.info("tasks_integrated", spec_id=spec_id, tasks=[w.key for _, w, _, _ in live],
              pushed=sum(1 for r in results if r.sha and not r.existing))
-    return len(live)
+    return clean
 
 
 async def land(settings: Settings, spec_id: int, row_id: int, key: str, clone: Clone,
                limits: policy.Limits | None, secrets: Sequence[str], lost: threading.Event,
-               lease_owner: str | None = None) -> Landed | None:
+               lease_owner: str | None = None, landed_clean: Callable[[], None] | None = None) -> Landed | None:
     """Wait until the change `enqueue` left in row `row_id` (for the attempt holding `lease_owner`) is
     settled, integrating whenever the branch's push lock is free. None: the attempt lost its task
-    before its change was pushed."""
+    before its change was pushed. As the integrator, `landed_clean` is called (the lock released)
+    when tasks landed clean: their dependants may be scheduled."""
     owner, failures = owner_id(), 0
     while True:
         taken = await asyncio.to_thread(_take, settings, row_id, lease_owner)
@@ -179,8 +193,9 @@ async def land(settings: Settings, spec_id: int, row_id: int, key: str, clone: C
             await asyncio.to_thread(_drop, settings, row_id, lease_owner)
             return await asyncio.to_thread(_take, settings, row_id, lease_owner) or None  # it may have landed meanwhile
         if not await asyncio.to_thread(_held, key) and await asyncio.to_thread(try_acquire, key, owner, LOCK_TTL):
+            clean = 0
             try:
-                await asyncio.to_thread(integrate, settings, spec_id, clone, limits, secrets)
+                clean = await asyncio.to_thread(integrate, settings, spec_id, clone, limits, secrets)
             except Exception as exc:  # noqa: BLE001 - the rows still wait; a later integrator retries
                 failures += 1
                 log.warning("integration_failed", spec_id=spec_id, error=str(exc)[:300], failures=failures)
@@ -190,5 +205,7 @@ async def land(settings: Settings, spec_id: int, row_id: int, key: str, clone: C
                 await asyncio.sleep(failures)
             finally:
                 await asyncio.to_thread(release, key, owner)
+            if clean and landed_clean is not None:
+                await asyncio.to_thread(landed_clean)
             continue
         await asyncio.sleep(POLL)

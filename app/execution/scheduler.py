@@ -157,9 +157,13 @@ def _schedule_locked(settings: Settings, spec_id: int, installation: int | None,
             .where(Spec.installation_id == installation, SpecTask.status == "running")) or 0
         room = min(per_spec - len(running),
                    settings.max_parallel_tasks_per_installation - busy_in_installation)
-        done = {t.task_id for t in tasks if t.status == "done"}
-        busy_files = {f for t in running for f in t.files}
-        exclusive = any(not t.files for t in running)  # a task without a declared write set runs alone
+        # A running task whose commit is recorded landed clean (app/execution/integration.py): its
+        # change is on the branch as it was checked, so its dependants and its files are free.
+        landed = {t.task_id for t in running if t.commit_sha}
+        done = {t.task_id for t in tasks if t.status == "done"} | landed
+        working = [t for t in running if t.task_id not in landed]
+        busy_files = {f for t in working for f in t.files}
+        exclusive = any(not t.files for t in working)  # a task without a declared write set runs alone
         heights = _heights(tasks)
         pending = [t for t in tasks if t.status == "pending" and set(t.depends_on) <= done]
         waits = [(as_utc(t.not_before) - now).total_seconds() for t in pending
@@ -180,14 +184,14 @@ def _schedule_locked(settings: Settings, spec_id: int, installation: int | None,
             if room <= 0 or exclusive:
                 break
             files = set(t.files)
-            if (not files and (running or out.claimed)) or files & busy_files:
+            if (not files and (working or out.claimed)) or files & busy_files:
                 continue
             token = uuid.uuid4().hex
             won = s.execute(update(SpecTask).where(
                 SpecTask.id == t.id, SpecTask.status == "pending",
                 or_(SpecTask.lease_expires_at.is_(None), SpecTask.lease_expires_at < now),
             ).values(status="running", lease_owner=token, lease_expires_at=now + queued_lease, heartbeat_at=None,
-                     not_before=None)).rowcount
+                     not_before=None, commit_sha=None)).rowcount  # commit_sha: set again when this attempt lands
             if won == 1:
                 out.claimed.append((t.task_id, token))
                 busy_files |= files

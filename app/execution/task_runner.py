@@ -21,7 +21,7 @@ from app.config import Settings, get_settings
 from app.db.models import Spec, SpecStage, SpecTask
 from app.db.session import session_scope
 from app.execution import (attempt_feedback, budgets, checkpoint, diagnosis, discovery, integration, orchestrator,
-                           policy, repo_guidance, validation)
+                           policy, repo_guidance, scheduler, validation)
 from app.execution.gitwork import Clone, GitError
 from app.execution.leases import Attempt, Heartbeat, Lease, adopt
 from app.github import bot_identity, repo_config, url_with_token
@@ -263,7 +263,9 @@ async def _attempt(settings: Settings, lease: Lease, beat: Heartbeat, notes: att
         announced = None
         # The tasks that finish together are pushed together, by whichever of them holds the branch lock.
         landed = await integration.land(settings, lease.spec_id, row, integration.lock_key(ctx["full_name"], ctx["branch"]),
-                                        clone, limits, secrets, beat.lost, lease.owner)
+                                        clone, limits, secrets, beat.lost, lease.owner,
+                                        landed_clean=lambda: scheduler.schedule(settings, lease.spec_id, cfg.per_spec,
+                                                                                cfg.budgets))
         if landed is None:
             return Attempt(ok=False, lost=True, reason=reason("task/lease_lost"), cost_usd=cost)
         if landed.refused:

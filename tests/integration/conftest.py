@@ -1,5 +1,6 @@
-"""Fixtures of the integration tests: git repositories for the sandboxes and the agent, and a
-git server that insists on a token (thin wrappers over tests/support/gitrepos.py)."""
+"""Fixtures of the integration tests: git repositories for the sandboxes and the agent, a git
+server that insists on a token (thin wrappers over tests/support/gitrepos.py), and running specs on
+the GitHub stand-in whose task changes land (tests/support/gitwork.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from tests.support.gitrepos import AuthGitServer, make_source_repo, one_commit_repo
+from tests.support.gitwork import BATCH_BRANCH, BATCH_INSTALLATION, BATCH_README, BATCH_REPO, Run
 
 
 @pytest.fixture
@@ -28,3 +30,33 @@ def auth_git_server(source_repo, tmp_path):
     server = AuthGitServer(source_repo.path, tmp_path / "served")
     yield server
     server.close()
+
+
+@pytest.fixture
+def run_for(github_env, fake_github):
+    """Factory: run_for([task ids]) -> Run, a running spec on BATCH_REPO whose tasks hold leases."""
+    import asyncio
+
+    from app.config import get_settings
+    from app.github.client import installation_client
+
+    fake_github.add_installation(BATCH_INSTALLATION, "octo")
+    fake_github.add_repo(BATCH_REPO, installation_id=BATCH_INSTALLATION, files={"README.md": BATCH_README})
+    fake_github.push_human_commit(BATCH_REPO, BATCH_BRANCH, {"spec.md": "spec\n"}, "start")
+    settings = get_settings()
+
+    async def token() -> str:
+        async with installation_client(settings, BATCH_INSTALLATION) as gh:
+            return gh.oauth_token
+
+    made = []
+
+    def make(tasks: list[str]) -> Run:
+        run = Run(fake_github, settings, asyncio.run(token()), repo=BATCH_REPO, installation=BATCH_INSTALLATION,
+                  branch=BATCH_BRANCH, tasks=tasks)
+        made.append(run)
+        return run
+
+    yield make
+    for run in made:
+        run.cleanup()

@@ -11,44 +11,9 @@ import pytest
 
 from app.execution import integration
 from tests.support.env import APP_ID
-from tests.support.gitwork import Run, edit_file, new_file
+from tests.support.gitwork import BATCH_BRANCH, BATCH_README, BATCH_REPO, Run, edit_file, land_change as _land, new_file
 
-REPO, INSTALLATION, BRANCH = "octo/batch", 77, "omoi/issue-1-batch"
-README = "# batch\n\n" + "".join(f"line {i}\n" for i in range(1, 13)).replace("line 2\n", "two\n").replace(
-    "line 11\n", "six\n")  # two edits far enough apart for a clean 3-way merge
-
-
-@pytest.fixture
-def run_for(github_env, fake_github):
-    from app.config import get_settings
-    from app.github.client import installation_client
-
-    fake_github.add_installation(INSTALLATION, "octo")
-    fake_github.add_repo(REPO, installation_id=INSTALLATION, files={"README.md": README})
-    fake_github.push_human_commit(REPO, BRANCH, {"spec.md": "spec\n"}, "start")
-    settings = get_settings()
-
-    async def token() -> str:
-        async with installation_client(settings, INSTALLATION) as gh:
-            return gh.oauth_token
-
-    made = []
-
-    def make(tasks: list[str]) -> Run:
-        run = Run(fake_github, settings, asyncio.run(token()), repo=REPO, installation=INSTALLATION, branch=BRANCH,
-                  tasks=tasks)
-        made.append(run)
-        return run
-
-    yield make
-    for run in made:
-        run.cleanup()
-
-
-def _land(run: Run, task: str, row: int, clone=None) -> integration.Landed | None:
-    clone = clone or run.clone()
-    return asyncio.run(integration.land(run.settings, run.spec_id, row, integration.lock_key(REPO, BRANCH), clone,
-                                        None, [], threading.Event()))
+REPO, BRANCH, README = BATCH_REPO, BATCH_BRANCH, BATCH_README
 
 
 def _rows(run: Run) -> list[tuple[str, str]]:

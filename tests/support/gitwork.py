@@ -1,6 +1,7 @@
 """omoi's commit clone against a hostile origin (the gitwork unit tests): a bare `origin` with a
 scratch clone in which people (or the agent) make changes and patches as a sandbox makes them, edits
-that write files or plant symlinks, and omoi committing and pushing a patch (or refusing it)."""
+that write files or plant symlinks, and omoi committing and pushing a patch (or refusing it); and a
+running spec on the GitHub stand-in whose tasks land together (`Run`, `land_change`)."""
 from __future__ import annotations
 
 import os
@@ -17,6 +18,10 @@ from tests.support.env import BOT_AUTHOR
 from tests.support.gitrepos import git, git_out
 
 BRANCH = "main"
+# the spec the integration tests land changes on (tests/integration/conftest.py `run_for`)
+BATCH_REPO, BATCH_INSTALLATION, BATCH_BRANCH = "octo/batch", 77, "omoi/issue-1-batch"
+BATCH_README = "# batch\n\n" + "".join(f"line {i}\n" for i in range(1, 13)).replace("line 2\n", "two\n").replace(
+    "line 11\n", "six\n")  # two edits far enough apart for a clean 3-way merge
 TOKEN = "ghs_" + "T0k3n" * 7 + "x"   # the clone's installation token (always scanned for)
 AUTHOR = BOT_AUTHOR
 FILES = {
@@ -159,6 +164,18 @@ class Run:
     def cleanup(self) -> None:
         for c in self.clones:
             c.cleanup()
+
+
+def land_change(run: Run, task: str, row: int, clone: Clone | None = None, **kw):
+    """`integration.land` for `task`'s waiting change (row `row`), as its worker calls it."""
+    import asyncio
+    import threading
+
+    from app.execution import integration
+
+    clone = clone or run.clone()
+    return asyncio.run(integration.land(run.settings, run.spec_id, row, integration.lock_key(run.repo, run.branch),
+                                        clone, None, [], threading.Event(), **kw))
 
 
 def new_file(path: str, text: str) -> str:
