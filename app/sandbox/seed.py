@@ -52,9 +52,11 @@ def seed(mirror, sha: str, dest: Path, *, url: str, identity: tuple[str, str], g
             name = b"refs/remotes/origin/" + name[len(b"refs/heads/"):]
         lines.append(target + b" " + name + b"\n")
     (git_dir / "packed-refs").write_bytes(b"".join(lines))
+    sections = (('remote "origin"', (("url", url), ("fetch", "+refs/heads/*:refs/remotes/origin/*"))),
+                ("user", (("name", identity[0]), ("email", identity[1]))))
     with open(git_dir / "config", "a") as config:
-        config.write(f'[remote "origin"]\n\turl = {url}\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n'
-                     f"[user]\n\tname = {identity[0]}\n\temail = {identity[1]}\n")
+        for section, values in sections:
+            config.write(f"[{section}]\n" + "".join(f"\t{key} = {value}\n" for key, value in values))
     # fails when the mirror's refs do not reach `sha`
     _run([*git_args, "checkout", "-q", "--detach", sha], cwd=str(dest), env=env)
 

@@ -41,9 +41,8 @@ async def test_a_destroyed_sandbox_is_gone_at_once_and_removed_without_following
     root = sb.root
     await sb.destroy()
     assert not root.exists()  # nothing finds it under its old name any more
-    assert _emptied(root.parent / disposal.TRASH) == []
+    assert _emptied(root.parent / disposal.TRASH, prefix=root.name) == []  # (the jails' base dir is shared)
     assert (outside / "keep.txt").read_text() == "the host's file"
-    assert sorted(p.name for p in root.parent.iterdir()) == [disposal.TRASH]
 
 
 def test_a_cleaned_up_clone_is_gone_at_once_and_removed_soon(tmp_path):
