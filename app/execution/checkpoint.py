@@ -128,7 +128,7 @@ async def _keep(settings: Settings, lease: Lease, sandbox, clone, ctx: dict, cfg
     except GitError:
         paths = set(ctx["files"])
     row = await asyncio.to_thread(integration.enqueue, settings, lease, base_sha=sandbox.base_sha, patch=patch,
-                                  message=message, paths=paths)
+                                  message=message, paths=paths, wip=True)
     landed = await integration.land(settings, lease.spec_id, row, integration.lock_key(ctx["full_name"], ctx["branch"]),
                                     clone, policy.Limits.for_repo(cfg),
                                     policy.secrets_from_settings(settings, extra=[token]), lost, lease.owner)

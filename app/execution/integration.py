@@ -22,7 +22,7 @@ import asyncio
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 from sqlalchemy import delete, select
 
@@ -58,6 +58,15 @@ class Landed:
     failed: Reason | None = None
 
 
+class _Live(NamedTuple):
+    """A waiting row the integrator pushes."""
+    id: int
+    waiting: Waiting
+    task_id: str
+    lease_owner: str | None
+    wip: bool
+
+
 def lock_key(full_name: str, branch: str) -> str:
     return f"push:{full_name}:{branch}"
 
@@ -83,9 +92,11 @@ def withdraw(settings: Settings, row_id: int) -> None:
 
 
 def enqueue(settings: Settings, lease: Lease, *, base_sha: str, patch: str, message: str,
-            paths: Sequence[str], announced: int | None = None) -> int:
-    """Leave the change for the integrator (in the row `announce` made, when there is one)."""
-    change = {"base": base_sha, "patch": patch, "message": message, "paths": sorted(set(paths))}
+            paths: Sequence[str], announced: int | None = None, wip: bool = False) -> int:
+    """Leave the change for the integrator (in the row `announce` made, when there is one). A `wip`
+    change (work kept at a checkpoint, app/execution/checkpoint.py) is pushed like any other but
+    never hands its task's dependants over: the task is not done."""
+    change = {"base": base_sha, "patch": patch, "message": message, "paths": sorted(set(paths)), "wip": wip}
     with session_scope(settings.database_url) as s:
         # The row is this attempt's only while it holds its lease (SQLite may give a deleted row's id again).
         if announced is not None and s.execute(update(TaskIntegration).where(
@@ -133,9 +144,9 @@ def integrate(settings: Settings, spec_id: int, clone: Clone, limits: policy.Lim
     tasks landed clean (see below). Blocking; call it in a thread. A git failure (the network, a push
     rejected too often) raises and leaves the rows waiting for the next integrator.
 
-    A change pushed without a rebase touching its task's files (and not found already pushed) passed
-    its checks as it is on the branch: its task's commit is recorded at once, so the scheduler may
-    start the task's dependants before the task's own worker has finished recording it."""
+    A change pushed without a rebase touching its task's files (and not found already pushed, and not
+    work in progress) passed its checks as it is on the branch: its task's commit is recorded at once,
+    so the scheduler may start the task's dependants before the task's own worker has recorded it."""
     gather_until = time.monotonic() + GATHER_SECONDS
     while True:
         with session_scope(settings.database_url) as s:
@@ -151,28 +162,30 @@ def integrate(settings: Settings, spec_id: int, clone: Clone, limits: policy.Lim
             if stale:  # their attempts lost the task: nothing of theirs is pushed
                 s.execute(delete(TaskIntegration).where(TaskIntegration.id.in_(stale)))
             coming = any(r.state == "preparing" and r.id not in stale for r in rows)
-            live = [(r.id, Waiting(f"{spec_id}/{r.task_id}", r.change["base"], r.change["patch"], r.change["message"],
-                                   list(r.change["paths"])), r.task_id, r.lease_owner)
+            live = [_Live(r.id, Waiting(f"{spec_id}/{r.task_id}", r.change["base"], r.change["patch"],
+                                        r.change["message"], list(r.change["paths"])),
+                          r.task_id, r.lease_owner, bool(r.change.get("wip")))
                     for r in rows if r.id not in stale and r.state == "waiting"]
         if not coming or time.monotonic() >= gather_until:
             break
         time.sleep(GATHER_POLL)  # the changes announced are a diff and a verify away: one push for all
     if not live:
         return 0
-    results = push_together(clone, [w for _, w, _, _ in live], limits, secrets)
+    results = push_together(clone, [row.waiting for row in live], limits, secrets)
     clean = 0
     with session_scope(settings.database_url) as s:
-        for (row_id, w, task_id, lease_owner), res in zip(live, results):
+        for row, res in zip(live, results):
             why = res.refused or (res.failed.map_text(lambda t: t[:760]) if res.failed else None)
             state = "refused" if res.refused else "failed" if res.failed else "pushed"
-            s.execute(update(TaskIntegration).where(TaskIntegration.id == row_id).values(state=state, result={
+            s.execute(update(TaskIntegration).where(TaskIntegration.id == row.id).values(state=state, result={
                 "sha": res.sha, "rebased": res.rebased, "touched": res.touched, "existing": res.existing,
                 "reason": why.to_json() if why else None}))
-            if state == "pushed" and res.sha and not res.touched and not res.existing:
+            if state == "pushed" and res.sha and not res.touched and not res.existing and not row.wip:
                 clean += s.execute(update(SpecTask).where(
-                    SpecTask.spec_id == spec_id, SpecTask.task_id == task_id, SpecTask.lease_owner == lease_owner,
-                    SpecTask.status == "running").values(commit_sha=res.sha)).rowcount
-    log.info("tasks_integrated", spec_id=spec_id, tasks=[w.key for _, w, _, _ in live],
+                    SpecTask.spec_id == spec_id, SpecTask.task_id == row.task_id,
+                    SpecTask.lease_owner == row.lease_owner, SpecTask.status == "running",
+                ).values(commit_sha=res.sha)).rowcount
+    log.info("tasks_integrated", spec_id=spec_id, tasks=[row.waiting.key for row in live],
              pushed=sum(1 for r in results if r.sha and not r.existing))
     return clean
 

@@ -1,7 +1,8 @@
 """A task whose change landed clean hands over to its dependants at once (app/execution/integration.py,
 app/execution/scheduler.py): the integrator records the task's commit and schedules the run, so a
 dependant is claimed while the task's own worker is still settling. A change the rebase touched
-(its checks run again) hands over nothing; a new attempt forgets an earlier attempt's commit."""
+(its checks run again) or work kept at a checkpoint hands over nothing; a new attempt forgets an
+earlier attempt's commit."""
 from __future__ import annotations
 
 from sqlalchemy import update
@@ -57,6 +58,19 @@ def test_a_landing_the_rebase_touched_hands_nothing_over(run_for, fake_github):
 
     assert landed.sha and landed.touched  # T1's checks run again on the pushed commit
     assert _tasks(run) == {"T1": ("running", None), "T2": ("pending", None)}
+    assert calls == []
+
+
+def test_work_kept_at_a_checkpoint_lands_but_hands_nothing_over(run_for, fake_github):
+    run = run_for(["T1"])
+    _add_pending(run, "T2", ["T1"], ["out/two.txt"])
+    row = run.enqueue("T1", new_file("out/one.txt", "half\n"), files=("out/one.txt",), wip=True)
+    calls: list = []
+
+    landed = land_change(run, "T1", row, landed_clean=_scheduling(run, calls))
+
+    assert landed.sha == run.task_commits()["T1"]["sha"] and not landed.touched  # pushed, as WIP
+    assert _tasks(run) == {"T1": ("running", None), "T2": ("pending", None)}  # T1 is not done
     assert calls == []
 
 

@@ -144,13 +144,15 @@ class Run:
     def head(self) -> str:
         return self.fake.branch_sha(self.repo, self.branch)
 
-    def enqueue(self, task: str, patch: str, base: str | None = None, files: tuple[str, ...] = ()) -> int:
+    def enqueue(self, task: str, patch: str, base: str | None = None, files: tuple[str, ...] = (),
+                wip: bool = False) -> int:
         from app.execution import integration
 
         clone = self.clones[0] if self.clones else self.clone()
         paths = set(files) | clone.patch_paths(patch)
         return integration.enqueue(self.settings, self.leases[task], base_sha=base or self.head(), patch=patch,
-                                   message=f"{task}: change\n\nOmoi-Task: {self.spec_id}/{task}\n", paths=paths)
+                                   message=f"{task}: change\n\nOmoi-Task: {self.spec_id}/{task}\n", paths=paths,
+                                   wip=wip)
 
     def task_commits(self) -> dict[str, dict]:
         """Task id -> the branch's commit carrying its trailer, from the stand-in's git."""
