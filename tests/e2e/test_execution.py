@@ -65,8 +65,11 @@ def test_approved_tasks_become_commits_check_run_and_pull_request(running, fake_
     db = tasks_in_db(procs)
     assert {t.status for t in db.values()} == {"done"}
     assert all(t.evidence and t.evidence[-1]["exit_code"] == 0 for t in db.values())
-    # T3 ran after T1 and T2 (its dependencies) finished
-    assert db["T3"].started_at >= max(db["T1"].finished_at, db["T2"].finished_at)
+    # T3 ran from T1's and T2's commits (its dependencies; it may start as soon as both landed, before their
+    # workers recorded them): its own verify, run in its sandbox before its push, imports both
+    first_checks = [e for e in db["T3"].evidence if not e.get("rerun")]
+    assert first_checks and "python3 main.py" in first_checks[0]["command"] and first_checks[0]["exit_code"] == 0
+    assert db["T3"].started_at >= max(db["T1"].started_at, db["T2"].started_at)
 
     check = implement_check(procs)
     assert check["conclusion"] == "success" and "All 3 tasks done" in check["output"]["title"]
