@@ -20,10 +20,12 @@ critical chain (the tasks that decided the makespan) with where its time went pe
 (benchmarks/_dag_timing.py; DAG_TIMELINE=1 also prints each chain task's timeline).
 
     python benchmarks/dag_run.py [--agent-seconds 5] [--width 5] [--levels 4] [--no-jail] [--processes]
-                                 [--postgres [ADMIN_URL]] [--matrix]
+                                 [--postgres [ADMIN_URL]] [--matrix [--repeat N]]
 
 `--matrix` runs the graph with 5 s and 10 s agents at width 5 and 10 and prints the four ratios; a
-run that did not succeed prints as `failed`, never as a ratio.
+run that did not succeed prints as `failed`, never as a ratio. The ratio at width 10 moves by a few
+hundredths from run to run on a shared 2-core machine: `--repeat N` runs every cell N times, in
+rounds, and prints the median and the range.
 
 The agent stand-in sleeps inside the sandbox, so the jail's cost (app/sandbox/jail.py) is part of
 the overhead; `--no-jail` runs the same graph unconfined for comparison.
@@ -63,6 +65,7 @@ def main() -> int:
     ap.add_argument("--processes", action="store_true",
                     help="tasks in forked worker processes (Celery's prefork pool) instead of threads of this process")
     ap.add_argument("--matrix", action="store_true", help="run 5 s and 10 s agents at width 5 and 10, print a table")
+    ap.add_argument("--repeat", type=int, default=1, help="with --matrix: every cell this many times (median, range)")
     args = ap.parse_args()
     if args.matrix:
         return matrix(args)
@@ -325,24 +328,33 @@ def cpu_seconds() -> tuple[float, float]:
 
 
 def matrix(args) -> int:
-    """The ratio at 5 s and 10 s agents, at width 5 and 10 (each in a fresh process)."""
+    """The ratio at 5 s and 10 s agents, at width 5 and 10 (each in a fresh process); with `--repeat N`
+    every cell N times, in rounds (a noisy neighbour hurts every cell alike), as a median and range."""
     import re
+    import statistics
     import subprocess
 
-    rows = []
-    for agent in (5.0, 10.0):
-        for width in (5, 10):
+    cells = [(agent, width) for agent in (5.0, 10.0) for width in (5, 10)]
+    ratios: dict[tuple[float, int], list[str]] = {cell: [] for cell in cells}
+    for _ in range(max(1, args.repeat)):
+        for agent, width in cells:
             cmd = [sys.executable, __file__, "--agent-seconds", str(agent), "--width", str(width),
                    "--levels", str(args.levels)] + (["--no-jail"] if args.no_jail else []) \
                 + (["--processes"] if args.processes else []) + (["--postgres", args.postgres] if args.postgres else [])
             out = subprocess.run(cmd, capture_output=True, text=True).stdout
             found = re.search(r"makespan / critical path = ([0-9.]+|failed)", out)
-            ratio = found.group(1) if found else "failed"
             print(out, flush=True)
-            rows.append((agent, width, ratio))
-    print("agent s | width | makespan / critical path (goal <= 1.15)")
-    for agent, width, ratio in rows:
-        print(f"{agent:7g} | {width:5d} | {ratio}")
+            ratios[(agent, width)].append(found.group(1) if found else "failed")
+    print("agent s | width | makespan / critical path (goal <= 1.15)" + ("; median [range]" if args.repeat > 1 else ""))
+    for (agent, width), found in ratios.items():
+        if "failed" in found:  # a run that did not succeed is never averaged away
+            shown = f"failed ({found.count('failed')} of {len(found)} runs)"
+        elif len(found) == 1:
+            shown = found[0]
+        else:
+            values = sorted(float(r) for r in found)
+            shown = f"{statistics.median(values):.3f} [{values[0]:.3f}-{values[-1]:.3f}]"
+        print(f"{agent:7g} | {width:5d} | {shown}")
     return 0
 
 
