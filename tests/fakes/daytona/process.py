@@ -148,7 +148,8 @@ class ProcessToolbox:
             if session.deleted or sb.deleted:
                 raise _HttpError(400, "session cancelled")
             if not session.shell_alive and self._refresh_exit(sb, cmd) is None:
-                raise _HttpError(400, "session shell ended without a command result")
+                # the shell was on its way out (an `exit` just before): the command never ran
+                raise _HttpError(410, "session is no longer accepting commands", "SESSION_ENDED")
             await asyncio.sleep(LOG_POLL_S)
         raw = self._read_inside(sb, f"{cmd.dir}/output.log") or b""
         out, err = demux(raw)
