@@ -101,17 +101,17 @@ def host_clone(source: RepoSource, ref: str, dest: Path, home: Path) -> str:
     work = str(dest)
     sha = None
     # --no-hardlinks: a sandboxed process must not be able to rewrite the source repo's objects. From the
-    # mirror, --no-local: a fresh pack of what its refs reach, as from GitHub (no file of the mirror's).
+    # mirror: a copy of a pack of what its refs reach, as from GitHub (no file of the mirror's).
     if mirror is not None and Mirror._full_sha(ref):
         try:  # the pack of the mirror's state, made once for every sandbox that starts from it
-            seed(mirror, ref, dest, url=source.url, identity=GIT_IDENTITY, git_args=[], env=env)
+            seed(mirror, ref, dest, url=source.url, identity=GIT_IDENTITY, env=env)  # origin: the repository
             sha = ref
         except SandboxError:  # not in the mirror (or no pack of it): from the repository itself
             _empty(dest)
     if sha is None:
         sha = _clone_from(source, url, ref, clone, work, env, auth, secrets)
-    if not set_origin_url(dest / ".git" / "config", source.url):
-        _git(["remote", "set-url", "origin", source.url], cwd=work, env=env, secrets=secrets)
+        if not set_origin_url(dest / ".git" / "config", source.url):
+            _git(["remote", "set-url", "origin", source.url], cwd=work, env=env, secrets=secrets)
     assert_no_credentials(dest, source)
     return sha
 
@@ -143,8 +143,6 @@ def _empty(path: Path) -> None:
             shutil.rmtree(child, ignore_errors=True)
         else:
             child.unlink(missing_ok=True)
-
-
 
 
 def set_origin_url(config: Path, url: str) -> bool:

@@ -27,13 +27,12 @@ PLAIN_URL = re.compile(r"[A-Za-z0-9._~:/?&=%@+,!$*()\[\]-]+")
 _REF = re.compile(rb"[0-9a-f]{40} refs/(?:heads|tags)/[^\x00-\x20\x7f~^:?*\[\\]+")
 
 
-def seed(mirror, sha: str, dest: Path, *, url: str, identity: tuple[str, str], git_args: list[str],
-         env: dict) -> None:
+def seed(mirror, sha: str, dest: Path, *, url: str, identity: tuple[str, str], env: dict) -> None:
     """Make `dest` (empty) a repository of what `mirror`'s refs reach, `origin` at `url`, checked out
     at `sha` (detached). Raises SandboxError when it cannot (the caller clones instead)."""
     if not PLAIN_URL.fullmatch(url):
         raise SandboxError("origin URL needs quoting")
-    _run([*git_args, "init", "-q", "--template=", str(dest)], cwd=None, env=env)
+    _run(["init", "-q", "--template=", str(dest)], cwd=None, env=env)
     git_dir = dest / ".git"
     with mirror.reading():
         refs = _refs(mirror)
@@ -58,7 +57,7 @@ def seed(mirror, sha: str, dest: Path, *, url: str, identity: tuple[str, str], g
         for section, values in sections:
             config.write(f"[{section}]\n" + "".join(f"\t{key} = {value}\n" for key, value in values))
     # fails when the mirror's refs do not reach `sha`
-    _run([*git_args, "checkout", "-q", "--detach", sha], cwd=str(dest), env=env)
+    _run(["checkout", "-q", "--detach", sha], cwd=str(dest), env=env)
 
 
 def _refs(mirror) -> bytes:
