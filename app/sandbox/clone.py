@@ -298,13 +298,6 @@ class Mirror:
                                   capture_output=True)
         return proc.stdout.decode().strip() if proc.returncode == 0 else None
 
-    def has(self, ref: str) -> bool:
-        """Whether `ref` (a full commit sha) is in the mirror."""
-        if not self._full_sha(ref):
-            return False
-        return subprocess.run(["git", *HARDENING_ARGS, "cat-file", "-e", f"{ref}^{{commit}}"], cwd=str(self.path),
-                              env=self._env(), capture_output=True).returncode == 0
-
     def _sweep(self) -> None:
         """Delete the mirrors no task used for `MIRROR_KEEP_SECONDS` (holding this mirror's lock)."""
         now = time.time()
