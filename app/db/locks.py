@@ -20,11 +20,12 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Iterator
 
-from sqlalchemy import delete, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app.db.models import IssueLock
-from app.db.session import session_scope
+from app.db.session import connection
 from app.timeutil import utc_now
 
 
@@ -57,42 +58,48 @@ def _holder_is_dead(owner: str) -> bool:
     return False
 
 
+def _insert(dialect: str):
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING (SQLite and PostgreSQL alike): a taken key returns no
+    row, not an exception and a rolled-back transaction (psycopg reports no rowcount for an insert)."""
+    return (sqlite_insert if dialect == "sqlite" else pg_insert)(IssueLock).on_conflict_do_nothing(
+        index_elements=["key"]).returning(IssueLock.key)
+
+
+_INSERT = {name: _insert(name) for name in ("sqlite", "postgresql")}
+_TAKE_EXPIRED = (update(IssueLock).where(IssueLock.key == bindparam("k"), IssueLock.expires_at < bindparam("now"))
+                 .values(owner=bindparam("o"), expires_at=bindparam("until")))
+_TAKE_FROM = (update(IssueLock).where(IssueLock.key == bindparam("k"), IssueLock.owner == bindparam("dead"))
+              .values(owner=bindparam("o"), expires_at=bindparam("until")))
+_HOLDER = select(IssueLock.owner).where(IssueLock.key == bindparam("k"))
+_RELEASE = delete(IssueLock).where(IssueLock.key == bindparam("k"), IssueLock.owner == bindparam("o"))
+_CLEAR = delete(IssueLock).where(IssueLock.key == bindparam("k"))
+
+
 def try_acquire(key: str, owner: str, ttl_seconds: int) -> bool:
     now = utc_now()
-    try:
-        with session_scope() as s:
-            s.add(IssueLock(key=key, owner=owner, expires_at=now + timedelta(seconds=ttl_seconds)))
-        return True
-    except IntegrityError:
-        pass
-    with session_scope() as s:  # take over an expired lock, atomically
-        taken = s.execute(
-            update(IssueLock)
-            .where(IssueLock.key == key, IssueLock.expires_at < now)
-            .values(owner=owner, expires_at=now + timedelta(seconds=ttl_seconds))
-        ).rowcount
-        if taken == 1:
+    until = now + timedelta(seconds=ttl_seconds)
+    with connection() as conn:
+        if conn.execute(_INSERT[conn.dialect.name], {"key": key, "owner": owner, "expires_at": until}).first():
             return True
-        holder = s.get(IssueLock, key)
-        if holder is None or not _holder_is_dead(holder.owner):
+        # take over an expired lock, atomically
+        if conn.execute(_TAKE_EXPIRED, {"k": key, "now": now, "o": owner, "until": until}).rowcount == 1:
+            return True
+        holder = conn.execute(_HOLDER, {"k": key}).scalar()
+        if holder is None or not _holder_is_dead(holder):
             return False
-        taken = s.execute(  # take over a dead holder's lock, atomically: only if that holder still has it
-            update(IssueLock)
-            .where(IssueLock.key == key, IssueLock.owner == holder.owner)
-            .values(owner=owner, expires_at=now + timedelta(seconds=ttl_seconds))
-        ).rowcount
-    return taken == 1
+        # take over a dead holder's lock, atomically: only if that holder still has it
+        return conn.execute(_TAKE_FROM, {"k": key, "dead": holder, "o": owner, "until": until}).rowcount == 1
 
 
 def release(key: str, owner: str) -> None:
-    with session_scope() as s:
-        s.execute(delete(IssueLock).where(IssueLock.key == key, IssueLock.owner == owner))
+    with connection() as conn:
+        conn.execute(_RELEASE, {"k": key, "o": owner})
 
 
 def clear(key: str) -> bool:
     """Delete `key` whoever holds it (a mark, not a lock: app/execution/run_report.py); True if it was there."""
-    with session_scope() as s:
-        return s.execute(delete(IssueLock).where(IssueLock.key == key)).rowcount > 0
+    with connection() as conn:
+        return conn.execute(_CLEAR, {"k": key}).rowcount > 0
 
 
 class Busy(Exception):

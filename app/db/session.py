@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import get_settings
@@ -86,6 +86,15 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def connection(url: str | None = None) -> Iterator[Connection]:
+    """A Core connection in a transaction (committed on success), without an ORM session: for the
+    small statements that run often (polls, locks, the lease), where a session's bookkeeping costs
+    more than the statement."""
+    with get_engine(url or get_settings().database_url).begin() as conn:
+        yield conn
 
 
 def ping(url: str) -> None:

@@ -24,12 +24,12 @@ import time
 from dataclasses import dataclass
 from typing import Callable, NamedTuple, Sequence
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 
 from app.config import Settings
 from app.db.locks import owner_id, release, try_acquire
 from app.db.models import IssueLock, Spec, SpecTask, TaskIntegration
-from app.db.session import session_scope
+from app.db.session import connection, session_scope
 from app.execution import policy
 from app.execution.batch_push import Waiting, push_together
 from app.execution.gitwork import Clone
@@ -108,6 +108,22 @@ def enqueue(settings: Settings, lease: Lease, *, base_sha: str, patch: str, mess
         return _insert(s, lease, "waiting", change)
 
 
+# One read per wait: the row's state and whether the push lock is held (built once: it runs every POLL).
+_POLL = select(TaskIntegration.state, TaskIntegration.lease_owner,
+               select(IssueLock.expires_at).where(IssueLock.key == bindparam("key")).scalar_subquery()
+               ).where(TaskIntegration.id == bindparam("id"))
+
+
+def _poll(settings: Settings, row_id: int, key: str, lease_owner: str | None) -> tuple[str | None, bool]:
+    """The row's state (None: it was dropped, or is another attempt's) and whether someone holds `key`;
+    a read, without writes or an ORM session: every waiting task runs it every POLL."""
+    with connection(settings.database_url) as conn:
+        row = conn.execute(_POLL, {"id": row_id, "key": key}).first()
+    if row is None or (lease_owner is not None and row[1] != lease_owner):
+        return None, False
+    return row[0], row[2] is not None and as_utc(row[2]) > utc_now()
+
+
 def _take(settings: Settings, row_id: int, lease_owner: str | None = None) -> Landed | None | bool:
     """The row's outcome (deleting the row), False while it waits, None when it was dropped (a row of
     that id with another attempt's lease is another row: SQLite may give a deleted row's id again)."""
@@ -123,13 +139,6 @@ def _take(settings: Settings, row_id: int, lease_owner: str | None = None) -> La
                         refused=why if row.state == "refused" else None, failed=why if row.state == "failed" else None)
         s.delete(row)
         return landed
-
-
-def _held(key: str) -> bool:
-    """Someone holds the lock `key` (a read: waiters poll it without writing)."""
-    with session_scope() as s:
-        expires = s.scalar(select(IssueLock.expires_at).where(IssueLock.key == key))
-    return expires is not None and as_utc(expires) > utc_now()
 
 
 def _drop(settings: Settings, row_id: int, lease_owner: str | None = None) -> None:
@@ -199,13 +208,15 @@ async def land(settings: Settings, spec_id: int, row_id: int, key: str, clone: C
     when tasks landed clean: their dependants may be scheduled."""
     owner, failures = owner_id(), 0
     while True:
-        taken = await asyncio.to_thread(_take, settings, row_id, lease_owner)
-        if taken is None or isinstance(taken, Landed):
-            return taken
+        state, held = await asyncio.to_thread(_poll, settings, row_id, key, lease_owner)
+        if state is None:
+            return None
+        if state != "waiting":
+            return await asyncio.to_thread(_take, settings, row_id, lease_owner) or None
         if lost.is_set():
             await asyncio.to_thread(_drop, settings, row_id, lease_owner)
             return await asyncio.to_thread(_take, settings, row_id, lease_owner) or None  # it may have landed meanwhile
-        if not await asyncio.to_thread(_held, key) and await asyncio.to_thread(try_acquire, key, owner, LOCK_TTL):
+        if not held and await asyncio.to_thread(try_acquire, key, owner, LOCK_TTL):
             clean = 0
             try:
                 clean = await asyncio.to_thread(integrate, settings, spec_id, clone, limits, secrets)

@@ -85,12 +85,16 @@ def adopt(settings: Settings, spec_id: int, task_id: str, token: str) -> Lease |
 def heartbeat(settings: Settings, lease: Lease, checkpoint: threading.Event | None = None) -> bool:
     """Extend the lease; False when it is lost (cancelled, taken over, or the run stopped). A paused run
     sets `checkpoint`: the session ends after its current tool call and its work is kept."""
-    now = utc_now()
     with session_scope(settings.database_url) as s:
-        kept = s.execute(update(SpecTask).where(
-            SpecTask.id == lease.row_id, SpecTask.lease_owner == lease.owner, SpecTask.status == "running",
-        ).values(heartbeat_at=now, lease_expires_at=now + timedelta(seconds=settings.task_lease_seconds))).rowcount
-        state = s.scalar(select(Spec.run_state).where(Spec.id == lease.spec_id))
+        return _renew(s, settings, lease, checkpoint)
+
+
+def _renew(s, settings: Settings, lease: Lease, checkpoint: threading.Event | None) -> bool:
+    now = utc_now()
+    kept = s.execute(update(SpecTask).where(
+        SpecTask.id == lease.row_id, SpecTask.lease_owner == lease.owner, SpecTask.status == "running",
+    ).values(heartbeat_at=now, lease_expires_at=now + timedelta(seconds=settings.task_lease_seconds))).rowcount
+    state = s.scalar(select(Spec.run_state).where(Spec.id == lease.spec_id))
     if checkpoint is not None and state in ("paused", "paused_budget"):
         checkpoint.set()
     # A failed run lets running tasks finish; a paused one checkpoints them (app/execution/checkpoint.py).
@@ -117,18 +121,21 @@ class Heartbeat(threading.Thread):
         self._known: set[int] = set()
         self._lock = threading.Lock()
 
-    def poll_redirects(self) -> None:
+    def poll_redirects(self, s=None) -> None:
+        """Mark the messages handed to the session delivered and fetch new ones (in the session `s`
+        when given: the heartbeat's own transaction)."""
+        if s is None:
+            with session_scope(self.settings.database_url) as s:
+                return self.poll_redirects(s)
         with self._lock:
             handed, self._handed = self._handed, []
-        with session_scope(self.settings.database_url) as s:
-            if handed:
-                s.execute(update(Intervention).where(Intervention.id.in_(handed))
-                          .values(delivered_at=utc_now()))
-            rows = s.execute(select(Intervention.id, Intervention.guidance, Intervention.source,
-                                    Intervention.reason_params).where(
-                Intervention.spec_id == self.lease.spec_id, Intervention.task_id == self.lease.task_id,
-                Intervention.attempt == self.lease.attempt, Intervention.action == "redirect",
-                Intervention.delivered_at.is_(None))).all()
+        if handed:
+            s.execute(update(Intervention).where(Intervention.id.in_(handed)).values(delivered_at=utc_now()))
+        rows = s.execute(select(Intervention.id, Intervention.guidance, Intervention.source,
+                                Intervention.reason_params).where(
+            Intervention.spec_id == self.lease.spec_id, Intervention.task_id == self.lease.task_id,
+            Intervention.attempt == self.lease.attempt, Intervention.action == "redirect",
+            Intervention.delivered_at.is_(None))).all()
         with self._lock:
             for rid, text, source, params in rows:
                 if rid not in self._known:
@@ -168,8 +175,10 @@ class Heartbeat(threading.Thread):
         while not self._stop.wait(self.settings.task_heartbeat_seconds):
             try:
                 self.flush_trajectory()
-                self.poll_redirects()
-                if not heartbeat(self.settings, self.lease, self.checkpoint):
+                with session_scope(self.settings.database_url) as s:  # one transaction per beat
+                    self.poll_redirects(s)
+                    kept = _renew(s, self.settings, self.lease, self.checkpoint)
+                if not kept:
                     self.lost.set()
                     return
             except Exception as exc:  # noqa: BLE001 - a database hiccup; the lease has slack

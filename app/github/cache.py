@@ -20,12 +20,12 @@ from datetime import timedelta
 from typing import Callable
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, or_
+from sqlalchemy import bindparam, delete, or_, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from app.config import get_settings
 from app.db.models import GitHubCache
-from app.db.session import session_scope
+from app.db.session import connection, session_scope
 from app.observability.logs import get_logger
 from app.timeutil import as_utc, utc_now
 
@@ -35,13 +35,16 @@ RESOURCE_SECONDS = 3600  # metadata and config: a missed webhook is forgotten wi
 _RESOURCES = re.compile(r"/repos/[^/?]+/[^/?]+(/contents/\.github/omoi\.yml)?")
 
 
+_GET = select(GitHubCache.value, GitHubCache.expires_at).where(GitHubCache.key == bindparam("key"))
+
+
 def get(database_url: str, key: str):
     try:
-        with session_scope(database_url) as s:
-            row = s.get(GitHubCache, key)
-            if row is None or (row.expires_at is not None and as_utc(row.expires_at) <= utc_now()):
-                return None
-            return row.value
+        with connection(database_url) as conn:  # a read before most GitHub calls: no ORM session
+            row = conn.execute(_GET, {"key": key}).first()
+        if row is None or (row[1] is not None and as_utc(row[1]) <= utc_now()):
+            return None
+        return row[0]
     except SQLAlchemyError as exc:
         log.warning("github_cache_unavailable", error=exc.__class__.__name__)
         return None
