@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from app.config import Settings
 from app.db.models import LLMCall, Spec, SpecTask
@@ -34,18 +34,27 @@ def month_start(now: datetime | None = None) -> datetime:
     return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
+def _sum(model, *where):
+    return select(func.coalesce(func.sum(model.cost_usd), 0)).where(*where).scalar_subquery()
+
+
+def _month(model, when, *where):
+    return (select(func.coalesce(func.sum(model.cost_usd), 0)).join(Spec, Spec.id == model.spec_id)
+            .where(*where, when >= bindparam("since")).scalar_subquery())
+
+
+# Every sum `status` needs in one statement, built once: it runs before every task attempt and claim.
+_SPENT = select(
+    _sum(SpecTask, SpecTask.spec_id == bindparam("spec")), _sum(LLMCall, LLMCall.spec_id == bindparam("spec")),
+    _month(SpecTask, SpecTask.started_at, Spec.repo_full_name == bindparam("repo")),
+    _month(LLMCall, LLMCall.created_at, Spec.repo_full_name == bindparam("repo")),
+    _month(SpecTask, SpecTask.started_at, Spec.installation_id == bindparam("installation")),
+    _month(LLMCall, LLMCall.created_at, Spec.installation_id == bindparam("installation")))
+
+
 def spec_spent(s, spec_id: int) -> Decimal:
     tasks = s.scalar(select(func.coalesce(func.sum(SpecTask.cost_usd), 0)).where(SpecTask.spec_id == spec_id))
     calls = s.scalar(select(func.coalesce(func.sum(LLMCall.cost_usd), 0)).where(LLMCall.spec_id == spec_id))
-    return _d(tasks) + _d(calls)
-
-
-def _month_spent(s, where) -> Decimal:
-    since = month_start()
-    tasks = s.scalar(select(func.coalesce(func.sum(SpecTask.cost_usd), 0)).join(Spec, Spec.id == SpecTask.spec_id)
-                     .where(where, SpecTask.started_at >= since))
-    calls = s.scalar(select(func.coalesce(func.sum(LLMCall.cost_usd), 0)).join(Spec, Spec.id == LLMCall.spec_id)
-                     .where(where, LLMCall.created_at >= since))
     return _d(tasks) + _d(calls)
 
 
@@ -88,12 +97,16 @@ class Status:
 def status(s, settings: Settings, spec: Spec, budgets) -> Status:
     """`budgets` is the repo's `.github/omoi.yml` budgets (app/repo_config.Budgets)."""
     ceiling = _d(settings.installation_monthly_usd_ceiling) if settings.installation_monthly_usd_ceiling else None
+    s.flush()  # the sums are read on the session's connection: they must see what it changed
+    spent = [_d(v) for v in s.connection().execute(_SPENT, {
+        "spec": spec.id, "repo": spec.repo_full_name, "installation": spec.installation_id,
+        "since": month_start()}).one()]
     return Status(
-        spec_spent=spec_spent(s, spec.id),
+        spec_spent=spent[0] + spent[1],
         spec_limit=_d(spec.budget_usd) if spec.budget_usd is not None else _d(budgets.spec_usd),
-        month_spent=_month_spent(s, Spec.repo_full_name == spec.repo_full_name),
+        month_spent=spent[2] + spent[3],
         month_limit=_d(budgets.monthly_usd) + _d(spec.budget_overage_usd),
-        installation_spent=_month_spent(s, Spec.installation_id == spec.installation_id),
+        installation_spent=spent[4] + spent[5],
         installation_limit=ceiling,
         # `/omoi budget +N` also lets each task's session spend N more (a run paused at the task limit resumes)
         task_usd=_d(budgets.task_usd) + _d(spec.budget_overage_usd), task_minutes=budgets.task_minutes,

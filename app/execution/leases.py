@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy import update as sql_update
 
 from app.agent.hooks import Checkpoint, FromPerson
@@ -89,12 +89,18 @@ def heartbeat(settings: Settings, lease: Lease, checkpoint: threading.Event | No
         return _renew(s, settings, lease, checkpoint)
 
 
+# Built once: every running task renews its lease every few seconds.
+_RENEW = sql_update(SpecTask).where(
+    SpecTask.id == bindparam("row"), SpecTask.lease_owner == bindparam("owner"), SpecTask.status == "running",
+).values(heartbeat_at=bindparam("now"), lease_expires_at=bindparam("until"))
+_RUN_STATE = select(Spec.run_state).where(Spec.id == bindparam("spec"))
+
+
 def _renew(s, settings: Settings, lease: Lease, checkpoint: threading.Event | None) -> bool:
-    now = utc_now()
-    kept = s.execute(update(SpecTask).where(
-        SpecTask.id == lease.row_id, SpecTask.lease_owner == lease.owner, SpecTask.status == "running",
-    ).values(heartbeat_at=now, lease_expires_at=now + timedelta(seconds=settings.task_lease_seconds))).rowcount
-    state = s.scalar(select(Spec.run_state).where(Spec.id == lease.spec_id))
+    now, conn = utc_now(), s.connection()
+    kept = conn.execute(_RENEW, {"row": lease.row_id, "owner": lease.owner, "now": now,
+                                 "until": now + timedelta(seconds=settings.task_lease_seconds)}).rowcount
+    state = conn.execute(_RUN_STATE, {"spec": lease.spec_id}).scalar()
     if checkpoint is not None and state in ("paused", "paused_budget"):
         checkpoint.set()
     # A failed run lets running tasks finish; a paused one checkpoints them (app/execution/checkpoint.py).

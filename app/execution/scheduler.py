@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import Protocol
 
 from sqlalchemy import func, or_, select
+from sqlalchemy.orm import load_only
 
 from app.config import Settings
 from app.db.locks import clear, owner_id, release, try_acquire
@@ -85,10 +86,10 @@ def schedule(settings: Settings, spec_id: int, per_spec: int, budgets=None) -> S
     repository's effective `concurrency.per_spec`); finish the run when every task is done. With the
     repo's `budgets`, a reached spend limit pauses the run (`paused_budget`) instead of claiming more."""
     with session_scope(settings.database_url) as s:
-        spec = s.get(Spec, spec_id)
-        if spec is None:
-            return Scheduled()
-        installation = spec.installation_id
+        found = s.execute(select(Spec.installation_id).where(Spec.id == spec_id)).first()
+    if found is None:
+        return Scheduled()
+    installation = found[0]
     key, mark, owner = f"schedule:installation:{installation}", _mark(installation, spec_id), owner_id()
     out, claimed = Scheduled(state="deferred"), []
     for _ in range(5):
@@ -136,6 +137,11 @@ def _marked_again(installation: int | None, spec_id: int) -> bool:
     return again
 
 
+# What scheduling reads of each task (not its evidence, transcript or prompt: JSON it would only decode).
+_SCHEDULING = load_only(SpecTask.id, SpecTask.task_id, SpecTask.status, SpecTask.depends_on, SpecTask.files,
+                        SpecTask.commit_sha, SpecTask.not_before, SpecTask.lease_expires_at)
+
+
 def _schedule_locked(settings: Settings, spec_id: int, installation: int | None, per_spec: int,
                      budgets=None) -> Scheduled:
     now = utc_now()
@@ -145,7 +151,7 @@ def _schedule_locked(settings: Settings, spec_id: int, installation: int | None,
         out.state = spec.run_state
         if spec.run_state != "running":
             return out
-        tasks = s.scalars(select(SpecTask).where(SpecTask.spec_id == spec_id)).all()
+        tasks = s.scalars(select(SpecTask).where(SpecTask.spec_id == spec_id).options(_SCHEDULING)).all()
         if tasks and all(t.status == "done" for t in tasks):
             spec.run_state, spec.run_finished_at = "succeeded", now
             out.state = "succeeded"
