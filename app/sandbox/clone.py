@@ -291,8 +291,15 @@ class Mirror:
             os.utime(self._lock)  # in use: the sweep keeps it
 
     def head(self, branch: str) -> str | None:
-        """The commit `branch` points at in the mirror."""
+        """The commit `branch` points at in the mirror: its loose ref file, which fetch and `record`
+        write (no git process for every task that starts), else git's answer (a packed ref)."""
         with self.reading():
+            try:
+                loose = (self.path / "refs" / "heads" / branch).read_text().strip()
+            except (OSError, UnicodeDecodeError):
+                loose = ""
+            if self._full_sha(loose):
+                return loose
             proc = subprocess.run(["git", *HARDENING_ARGS, "rev-parse", "--verify", "-q",
                                    f"refs/heads/{branch}^{{commit}}"], cwd=str(self.path), env=self._env(),
                                   capture_output=True)
