@@ -91,7 +91,7 @@ def main() -> int:
         "OMOI_GITHUB_APP_ID": "4242", "OMOI_GITHUB_PRIVATE_KEY": private, "OMOI_GITHUB_API_URL": url,
         "OMOI_DATABASE_URL": fresh_postgres(args.postgres) if args.postgres else f"sqlite:///{tmp}/omoi.db", "OMOI_DATA_DIR": str(tmp / "data"),
         "OMOI_LOG_LEVEL": os.environ.get("DAG_LOG", "WARNING"), "OMOI_MAX_PARALLEL_TASKS_PER_SPEC": str(args.width),
-        "OMOI_MAX_PARALLEL_TASKS_PER_INSTALLATION": str(args.width), "OMOI_TASK_HEARTBEAT_SECONDS": "2",
+        "OMOI_MAX_PARALLEL_TASKS_PER_INSTALLATION": str(args.width),  # the heartbeat: the deployment's default
         "OMOI_ANTHROPIC_API_KEY": "unused", "OMOI_TASK_VALIDATE": "false",
         "OMOI_MIRROR_DIR": str(tmp / "mirrors"),  # this run's own, removed with it
     })
