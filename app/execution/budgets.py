@@ -43,9 +43,12 @@ def _month(model, when, *where):
             .where(*where, when >= bindparam("since")).scalar_subquery())
 
 
+# A spec's spend: its tasks' sessions and its model calls.
+_SPEC_SUMS = (_sum(SpecTask, SpecTask.spec_id == bindparam("spec")), _sum(LLMCall, LLMCall.spec_id == bindparam("spec")))
+_SPEC_SPENT = select(*_SPEC_SUMS)
 # Every sum `status` needs in one statement, built once: it runs before every task attempt and claim.
 _SPENT = select(
-    _sum(SpecTask, SpecTask.spec_id == bindparam("spec")), _sum(LLMCall, LLMCall.spec_id == bindparam("spec")),
+    *_SPEC_SUMS,
     _month(SpecTask, SpecTask.started_at, Spec.repo_full_name == bindparam("repo")),
     _month(LLMCall, LLMCall.created_at, Spec.repo_full_name == bindparam("repo")),
     _month(SpecTask, SpecTask.started_at, Spec.installation_id == bindparam("installation")),
@@ -53,8 +56,8 @@ _SPENT = select(
 
 
 def spec_spent(s, spec_id: int) -> Decimal:
-    tasks = s.scalar(select(func.coalesce(func.sum(SpecTask.cost_usd), 0)).where(SpecTask.spec_id == spec_id))
-    calls = s.scalar(select(func.coalesce(func.sum(LLMCall.cost_usd), 0)).where(LLMCall.spec_id == spec_id))
+    s.flush()  # read on the session's connection: it must see what the session changed
+    tasks, calls = s.connection().execute(_SPEC_SPENT, {"spec": spec_id}).one()
     return _d(tasks) + _d(calls)
 
 
